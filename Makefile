@@ -1,0 +1,92 @@
+# Joch developer entry points. `make help` lists them.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -euo pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+MAKEFLAGS += --no-builtin-rules
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+BIN := $(CURDIR)/bin
+DEV := $(CURDIR)/.dev
+export PATH := $(BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
+export JOCH_BIN_DIR := $(BIN)
+
+##@ Main jobs
+
+.PHONY: run
+run: venv tools manifests ## Start the local control plane, install CRDs, apply examples/ and show them (Ctrl-C stops)
+	$(PY) -m joch.cli.main dev run --state-dir $(DEV) --examples examples
+
+.PHONY: test
+test: venv tools manifests ## Run every test tier that runs here (unit + integration against a real API server)
+	$(PY) -m pytest tests
+
+##@ Development
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create .venv with pinned dependencies (constraints.txt)
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	touch $@
+
+.PHONY: tools
+tools: ## Build (once, cached in ~/.cache/joch) and link etcd, kube-apiserver, kubectl, helm into bin/
+	bash hack/tools.sh
+
+.PHONY: manifests
+manifests: venv ## Generate CRDs (crds/) and webhook configurations (webhooks/) from the models
+	$(PY) -m joch.cli.main manifests --out $(CURDIR)
+
+.PHONY: verify
+verify: manifests ## Fail if generated files differ from what is committed
+	git diff --exit-code -- crds/ webhooks/ charts/ docs/resources.md
+	@test -z "$$(git status --porcelain -- crds/ webhooks/ charts/ docs/resources.md)" || { git status --porcelain -- crds/ webhooks/ charts/; echo "untracked generated files"; exit 1; }
+
+.PHONY: lint
+lint: venv ## ruff, mypy --strict and import-linter (layers)
+	$(VENV)/bin/ruff check operator tests benchmarks
+	$(VENV)/bin/ruff format --check operator tests benchmarks
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
+
+.PHONY: fmt
+fmt: venv ## Format and auto-fix
+	$(VENV)/bin/ruff format operator tests benchmarks
+	$(VENV)/bin/ruff check --fix operator tests benchmarks
+
+.PHONY: unit
+unit: venv ## Unit tests only (no control plane)
+	$(PY) -m pytest tests/unit
+
+.PHONY: bench
+bench: venv tools ## Benchmarks: each figure next to a baseline measured in the same run
+	$(PY) benchmarks/policy_bench.py
+
+##@ Local control plane
+
+.PHONY: dev-up
+dev-up: venv tools ## Start etcd + kube-apiserver in the background; kubeconfig at .dev/kubeconfig
+	$(PY) -m joch.devcluster up --state-dir $(DEV)
+
+.PHONY: dev-down
+dev-down: venv ## Stop the local control plane
+	$(PY) -m joch.devcluster down --state-dir $(DEV)
+
+.PHONY: install-crds
+install-crds: manifests ## Install the CRDs into the cluster of $$KUBECONFIG (default .dev/kubeconfig)
+	$(BIN)/kubectl --kubeconfig $${KUBECONFIG:-$(DEV)/kubeconfig} apply --server-side -f crds/
+
+.PHONY: clean
+clean: ## Remove the venv, bin/ links and .dev state (the binary cache in ~/.cache/joch stays)
+	-$(PY) -m joch.devcluster down --state-dir $(DEV) 2>/dev/null
+	rm -rf $(VENV) $(BIN) $(DEV)
+
+##@ Help
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*##"; printf "Usage: make <target>\n"} /^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) }' $(MAKEFILE_LIST)
