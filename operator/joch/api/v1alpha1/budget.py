@@ -1,0 +1,165 @@
+"""Budget (ops.joch.dev/v1alpha1): spending limits for teams, enforced by the model router and tool gateway.
+
+Catalog section 2.21 and section 5 (softLimitPct default 0.8); decision D13 (inline Agent caps are separate;
+Budget objects are aggregated by the budget service).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+import pydantic
+from pydantic import Field
+
+from joch.api.v1alpha1 import meta
+
+Fraction = Annotated[float, Field(ge=0, le=1)]
+"""A share between 0 and 1."""
+
+
+class BudgetScope(meta.Schema):
+    """Who the budget covers."""
+
+    teams: list[meta.Name] | None = Field(
+        default=None,
+        max_length=64,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="Names of the Teams (cluster-scoped) whose spending counts against this budget.",
+    )
+
+
+class BudgetLimits(meta.Schema):
+    """Spending caps in USD and tokens. Unset caps are not enforced."""
+
+    model_config = pydantic.ConfigDict(
+        json_schema_extra=meta.cel_rules(
+            (
+                "!has(self.dailyUsd) || !has(self.monthlyUsd) || self.dailyUsd <= self.monthlyUsd",
+                "dailyUsd must not exceed monthlyUsd",
+                ".dailyUsd",
+            ),
+            (
+                "!has(self.perRunUsd) || !has(self.dailyUsd) || self.perRunUsd <= self.dailyUsd",
+                "perRunUsd must not exceed dailyUsd",
+                ".perRunUsd",
+            ),
+        )
+    )
+
+    monthly_usd: float | None = Field(
+        default=None, ge=0, description="Most USD to spend in a calendar month."
+    )
+    daily_usd: float | None = Field(default=None, ge=0, description="Most USD to spend in a day (UTC).")
+    per_run_usd: float | None = Field(
+        default=None,
+        ge=0,
+        description="Most USD one execution may spend; the router checks it before each call.",
+    )
+    token_limit_daily: int | None = Field(
+        default=None, ge=1, description="Most tokens to use in a day (UTC)."
+    )
+
+
+class BudgetEnforcement(meta.Schema):
+    """What happens when spending crosses the soft or hard limit."""
+
+    on_soft_limit: Literal["alert", "deny"] = Field(
+        default="alert",
+        description="At softLimitPct of a limit: alert (default) emits a BudgetWarning event; deny stops new "
+        "calls.",
+    )
+    on_hard_limit: Literal["alert", "deny"] = Field(
+        default="deny",
+        description="At 100% of a limit: deny (default) stops new calls, and may stop a run partway; alert "
+        "only emits a BudgetExceeded event.",
+    )
+    soft_limit_pct: float = Field(
+        default=0.8,
+        gt=0,
+        le=1,
+        description="Share of each limit, above 0 and at most 1, at which the soft limit applies (default "
+        "0.8).",
+    )
+
+
+class BudgetAllocation(meta.Schema):
+    """How the budget is split between agents."""
+
+    by_agent: dict[str, Fraction] | None = Field(
+        default=None,
+        max_length=256,
+        description="Agent name -> share of every limit (0 to 1) that agent may use.",
+    )
+
+
+class BudgetAttribution(meta.Schema):
+    """Which costs are counted against the budget."""
+
+    model: bool | None = Field(default=None, description="Count model (LLM) call costs.")
+    tool: bool | None = Field(default=None, description="Count tool call costs.")
+    approvals: bool | None = Field(default=None, description="Count the costs of approval steps.")
+
+
+class BudgetSpec(meta.Schema):
+    """Desired state of a Budget."""
+
+    description: str | None = Field(default=None, max_length=4096, description="What the budget is for.")
+    scope: BudgetScope | None = Field(default=None, description="Teams the budget covers.")
+    limits: BudgetLimits = Field(description="Spending caps in USD and tokens.")
+    enforcement: BudgetEnforcement = Field(
+        default_factory=BudgetEnforcement,
+        description="Soft and hard limit actions (alert at 80%, deny at 100% by default).",
+    )
+    allocation: BudgetAllocation | None = Field(default=None, description="Per-agent shares of the limits.")
+    attribution: BudgetAttribution | None = Field(default=None, description="Which costs count.")
+
+
+class BudgetRecentRuns(meta.Schema):
+    """Recent executions that went over a limit."""
+
+    over_soft_limit: int | None = Field(default=None, ge=0, description="Runs that crossed the soft limit.")
+    over_hard_limit: int | None = Field(
+        default=None, ge=0, description="Runs stopped or flagged at the hard limit."
+    )
+
+
+class BudgetStatus(meta.Status):
+    """Observed state of a Budget."""
+
+    phase: Literal["Pending", "WithinBudget", "OverSoftLimit", "OverHardLimit"] | None = Field(
+        default=None,
+        description="Pending: no spending recorded yet. WithinBudget: below the soft limit. OverSoftLimit: "
+        "above the soft limit. OverHardLimit: a limit is reached.",
+    )
+    month_spent_usd: float | None = Field(default=None, ge=0, description="USD spent this calendar month.")
+    day_spent_usd: float | None = Field(default=None, ge=0, description="USD spent today (UTC).")
+    recent_runs: BudgetRecentRuns | None = Field(default=None, description="Recent runs over a limit.")
+
+
+class Budget(meta.Resource):
+    """Spending limits for teams, with soft and hard enforcement."""
+
+    crd: ClassVar[meta.CRDInfo] = meta.CRDInfo(
+        group="ops.joch.dev",
+        kind="Budget",
+        plural="budgets",
+        scope="Namespaced",
+        short_names=("bud",),
+        columns=(
+            *meta.ready_columns(),
+            meta.PrinterColumn(
+                "Monthly", ".spec.limits.monthlyUsd", "number", description="Monthly limit, USD."
+            ),
+            meta.PrinterColumn(
+                "Spent", ".status.monthSpentUsd", "number", description="Spent this month, USD."
+            ),
+            meta.PrinterColumn("Phase", ".status.phase"),
+            meta.PrinterColumn("Daily", ".spec.limits.dailyUsd", "number", priority=1),
+            meta.PrinterColumn("Today", ".status.daySpentUsd", "number", priority=1),
+        ),
+        description="Spending limits (USD and tokens) for teams and agents, enforced by the model router and "
+        "the tool gateway with a soft (alert) and a hard (deny) limit.",
+    )
+
+    spec: BudgetSpec = Field(description="Desired state of the Budget.")
+    status: BudgetStatus | None = Field(default=None, description="Observed state, written by the operator.")

@@ -1,0 +1,283 @@
+"""Certificates and keys for the dev/test control plane.
+
+Everything is generated locally with ``cryptography``: a throw-away CA, a serving certificate for
+kube-apiserver, an admin client certificate (group ``system:masters``) and the service-account RSA key
+pair. The files are written as PEM into a state directory; private keys are created mode 0600.
+"""
+
+from __future__ import annotations
+
+import datetime
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeAlias
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+__all__ = [
+    "ADMIN_COMMON_NAME",
+    "ADMIN_GROUP",
+    "SERVING_DNS_NAMES",
+    "SERVING_IP_ADDRESSES",
+    "CertificateAuthority",
+    "ControlPlaneCerts",
+    "ensure_certs",
+    "generate_certs",
+    "issue_certificate",
+    "new_ca",
+]
+
+ADMIN_COMMON_NAME = "joch-admin"
+ADMIN_GROUP = "system:masters"
+SERVING_DNS_NAMES: tuple[str, ...] = (
+    "localhost",
+    "kubernetes",
+    "kubernetes.default",
+    "kubernetes.default.svc",
+)
+SERVING_IP_ADDRESSES: tuple[str, ...] = ("127.0.0.1",)
+
+_VALIDITY = datetime.timedelta(days=365)
+_CLOCK_SKEW = datetime.timedelta(minutes=5)
+
+PrivateKey: TypeAlias = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+@dataclass(frozen=True)
+class CertificateAuthority:
+    """A CA certificate with its private key, able to sign leaf certificates."""
+
+    certificate: x509.Certificate
+    key: ec.EllipticCurvePrivateKey
+
+    @property
+    def cert_pem(self) -> bytes:
+        return self.certificate.public_bytes(serialization.Encoding.PEM)
+
+
+@dataclass(frozen=True)
+class ControlPlaneCerts:
+    """Paths of the PEM files in a control plane's state directory."""
+
+    directory: Path
+
+    @property
+    def ca_cert(self) -> Path:
+        return self.directory / "ca.crt"
+
+    @property
+    def ca_key(self) -> Path:
+        return self.directory / "ca.key"
+
+    @property
+    def serving_cert(self) -> Path:
+        return self.directory / "apiserver.crt"
+
+    @property
+    def serving_key(self) -> Path:
+        return self.directory / "apiserver.key"
+
+    @property
+    def admin_cert(self) -> Path:
+        return self.directory / "admin.crt"
+
+    @property
+    def admin_key(self) -> Path:
+        return self.directory / "admin.key"
+
+    @property
+    def service_account_key(self) -> Path:
+        return self.directory / "sa.key"
+
+    @property
+    def service_account_pub(self) -> Path:
+        return self.directory / "sa.pub"
+
+    def all_paths(self) -> tuple[Path, ...]:
+        return (
+            self.ca_cert,
+            self.ca_key,
+            self.serving_cert,
+            self.serving_key,
+            self.admin_cert,
+            self.admin_key,
+            self.service_account_key,
+            self.service_account_pub,
+        )
+
+    def exist(self) -> bool:
+        return all(path.is_file() for path in self.all_paths())
+
+
+def _now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _new_ec_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _key_pem(key: PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def new_ca(common_name: str = "joch-dev-ca", *, now: datetime.datetime | None = None) -> CertificateAuthority:
+    """Create a self-signed CA (ECDSA P-256) valid for one year."""
+    now = now or _now()
+    key = _new_ec_key()
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _CLOCK_SKEW)
+        .not_valid_after(now + _VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(ski, critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return CertificateAuthority(certificate=certificate, key=key)
+
+
+def issue_certificate(
+    ca: CertificateAuthority,
+    common_name: str,
+    *,
+    organizations: tuple[str, ...] = (),
+    dns_names: tuple[str, ...] = (),
+    ip_addresses: tuple[str, ...] = (),
+    server: bool = False,
+    client: bool = False,
+    now: datetime.datetime | None = None,
+) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
+    """Issue a leaf certificate (ECDSA P-256) signed by ``ca``.
+
+    ``server`` adds the serverAuth extended key usage, ``client`` adds clientAuth. The subject
+    alternative names are ``dns_names`` and ``ip_addresses``.
+    """
+    if not (server or client):
+        raise ValueError("a leaf certificate needs server=True, client=True or both")
+    now = now or _now()
+    key = _new_ec_key()
+    attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org) for org in organizations]
+    attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
+    usages = []
+    if server:
+        usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
+    if client:
+        usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
+    ca_ski = ca.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name(attributes))
+        .issuer_name(ca.certificate.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - _CLOCK_SKEW)
+        .not_valid_after(now + _VALIDITY)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
+    )
+    sans: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
+    sans.extend(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses)
+    if sans:
+        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
+    return builder.sign(ca.key, hashes.SHA256()), key
+
+
+def _write(path: Path, data: bytes, *, private: bool = False) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    tmp.replace(path)
+
+
+def generate_certs(directory: Path) -> ControlPlaneCerts:
+    """Generate a fresh set of control plane certificates and keys into ``directory``."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = ControlPlaneCerts(directory)
+    ca = new_ca()
+    serving_cert, serving_key = issue_certificate(
+        ca,
+        "kube-apiserver",
+        dns_names=SERVING_DNS_NAMES,
+        ip_addresses=SERVING_IP_ADDRESSES,
+        server=True,
+    )
+    admin_cert, admin_key = issue_certificate(
+        ca, ADMIN_COMMON_NAME, organizations=(ADMIN_GROUP,), client=True
+    )
+    sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    sa_pub = sa_key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+    _write(paths.ca_key, _key_pem(ca.key), private=True)
+    _write(paths.ca_cert, ca.cert_pem)
+    _write(paths.serving_key, _key_pem(serving_key), private=True)
+    _write(paths.serving_cert, serving_cert.public_bytes(serialization.Encoding.PEM))
+    _write(paths.admin_key, _key_pem(admin_key), private=True)
+    _write(paths.admin_cert, admin_cert.public_bytes(serialization.Encoding.PEM))
+    _write(paths.service_account_key, _key_pem(sa_key), private=True)
+    _write(paths.service_account_pub, sa_pub)
+    return paths
+
+
+def ensure_certs(
+    directory: Path, *, min_remaining: datetime.timedelta = datetime.timedelta(days=1)
+) -> ControlPlaneCerts:
+    """Reuse the certificates in ``directory`` if complete and not about to expire, else regenerate."""
+    paths = ControlPlaneCerts(directory)
+    if paths.exist():
+        try:
+            certs = [
+                x509.load_pem_x509_certificate(path.read_bytes())
+                for path in (paths.ca_cert, paths.serving_cert, paths.admin_cert)
+            ]
+        except ValueError:
+            return generate_certs(directory)
+        if all(cert.not_valid_after_utc - _now() > min_remaining for cert in certs):
+            return paths
+    return generate_certs(directory)

@@ -1,0 +1,559 @@
+"""A real etcd + kube-apiserver on loopback ports, started the way controller-runtime's envtest does.
+
+No controller-manager or scheduler runs: there is no garbage collection, namespaces never finish
+terminating and no default ServiceAccount exists. See docs in architecture.md, "The test control plane".
+
+    with ControlPlane(tmp_path) as cp:
+        client = kubernetes.config.new_client_from_config(str(cp.kubeconfig))
+
+Both processes run in their own process group (session). ``stop()`` runs on ``__exit__`` (so on
+exceptions and KeyboardInterrupt too), when ``start()`` fails half-way, and at interpreter exit
+(``atexit``). On Linux the children also get SIGTERM if the starting thread dies without cleaning up
+(``die_with_parent``), e.g. when the test runner is killed with SIGKILL.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import contextlib
+import ctypes
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import ssl
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO, Any, Self
+
+import yaml
+
+from joch.devcluster.certs import ADMIN_COMMON_NAME, ControlPlaneCerts, ensure_certs
+
+__all__ = [
+    "CLUSTER_NAME",
+    "STATE_FILE",
+    "BinaryNotFoundError",
+    "ControlPlane",
+    "ControlPlaneError",
+    "ControlPlaneState",
+    "find_binary",
+    "pinned_versions",
+    "probe_readyz",
+    "read_state",
+    "repo_root",
+    "tail",
+]
+
+CLUSTER_NAME = "joch-dev"
+STATE_FILE = "control-plane.json"
+LOOPBACK = "127.0.0.1"
+SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
+SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc"
+_VERSIONS_ENV = Path("hack") / "tools" / "versions.env"
+_PR_SET_PDEATHSIG = 1
+
+
+class ControlPlaneError(RuntimeError):
+    """The control plane could not be started (or a process of it died)."""
+
+
+class BinaryNotFoundError(ControlPlaneError):
+    """etcd / kube-apiserver / kubectl is not built yet."""
+
+
+# --------------------------------------------------------------------------------------------- lookup
+
+
+def repo_root() -> Path | None:
+    """The checkout this package lives in (or the current directory is in), if any.
+
+    A directory counts as the repository root when it holds ``hack/tools/versions.env``.
+    """
+    candidates = [*Path(__file__).resolve().parents, Path.cwd(), *Path.cwd().parents]
+    for candidate in candidates:
+        if (candidate / _VERSIONS_ENV).is_file():
+            return candidate
+    return None
+
+
+def pinned_versions(root: Path | None = None) -> dict[str, str]:
+    """The pinned tool versions from ``hack/tools/versions.env`` (e.g. ``KUBE_VERSION``)."""
+    root = root or repo_root()
+    if root is None:
+        raise ControlPlaneError(f"cannot find {_VERSIONS_ENV}: not inside a joch checkout")
+    versions: dict[str, str] = {}
+    for raw in (root / _VERSIONS_ENV).read_text().splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        key, _, value = line.partition("=")
+        versions[key.strip()] = value.strip().strip("'\"")
+    return versions
+
+
+def find_binary(name: str, bin_dir: Path | str | None = None) -> Path:
+    """Locate ``name``: ``bin_dir`` / $JOCH_BIN_DIR, then ``<repo>/bin``, then $PATH."""
+    searched: list[str] = []
+    directories: list[Path] = []
+    explicit = bin_dir if bin_dir is not None else os.environ.get("JOCH_BIN_DIR")
+    if explicit:
+        directories.append(Path(explicit))
+    root = repo_root()
+    if root is not None:
+        directories.append(root / "bin")
+    for directory in directories:
+        candidate = directory / name
+        searched.append(str(directory))
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return candidate.resolve()
+    found = shutil.which(name)
+    searched.append("$PATH")
+    if found:
+        return Path(found).resolve()
+    raise BinaryNotFoundError(
+        f"{name} not found (looked in {', '.join(searched)}). Build the pinned test control plane "
+        f"binaries with `make tools` (runs hack/tools.sh; the first kube-apiserver build takes ~10 "
+        f"minutes), or set JOCH_BIN_DIR to a directory that contains {name}."
+    )
+
+
+def tail(path: Path, lines: int = 40) -> str:
+    """The last ``lines`` lines of a (log) file, or a note that it is missing."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(0, os.SEEK_END)
+            size = handle.tell()
+            handle.seek(max(0, size - 64 * 1024))
+            data = handle.read()
+    except OSError as exc:
+        return f"<cannot read {path}: {exc}>"
+    text = data.decode("utf-8", errors="replace")
+    return "\n".join(text.splitlines()[-lines:])
+
+
+def _free_ports(count: int) -> list[int]:
+    """``count`` distinct free TCP ports on the loopback interface (all held open until chosen)."""
+    sockets: list[socket.socket] = []
+    try:
+        for _ in range(count):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sockets.append(sock)
+            sock.bind((LOOPBACK, 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def _parent_death_signal(sig: signal.Signals) -> Callable[[], None] | None:
+    """A ``preexec_fn`` that makes the child get ``sig`` when the parent thread dies (Linux only)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, int(sig))
+
+    return preexec
+
+
+# --------------------------------------------------------------------------------------------- probes
+
+
+def probe_readyz(port: int, context: ssl.SSLContext, *, timeout: float = 2.0) -> tuple[bool, str]:
+    """GET https://127.0.0.1:<port>/readyz; returns (ready, answer or error)."""
+    conn = http.client.HTTPSConnection(LOOPBACK, port, context=context, timeout=timeout)
+    try:
+        conn.request("GET", "/readyz")
+        response = conn.getresponse()
+        body = response.read().decode("utf-8", errors="replace").strip()
+    except (OSError, http.client.HTTPException) as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+    finally:
+        conn.close()
+    return response.status == 200, f"HTTP {response.status}: {body}"
+
+
+def _probe_etcd(port: int, *, timeout: float = 2.0) -> tuple[bool, str]:
+    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
+    try:
+        conn.request("GET", "/health")
+        response = conn.getresponse()
+        body = response.read().decode("utf-8", errors="replace").strip()
+    except (OSError, http.client.HTTPException) as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+    finally:
+        conn.close()
+    try:
+        healthy = response.status == 200 and json.loads(body).get("health") == "true"
+    except ValueError:
+        healthy = False
+    return healthy, f"HTTP {response.status}: {body}"
+
+
+def admin_ssl_context(certs: ControlPlaneCerts) -> ssl.SSLContext:
+    """A TLS client context that trusts the control plane CA and presents the admin certificate."""
+    context = ssl.create_default_context(cafile=str(certs.ca_cert))
+    context.load_cert_chain(str(certs.admin_cert), str(certs.admin_key))
+    return context
+
+
+# ---------------------------------------------------------------------------------------------- state
+
+
+@dataclass(frozen=True)
+class ControlPlaneState:
+    """What a running control plane records in ``<state dir>/control-plane.json``."""
+
+    supervisor_pid: int
+    etcd_pid: int
+    apiserver_pid: int
+    etcd_url: str
+    apiserver_port: int
+    server: str
+    kubeconfig: str
+    startup_seconds: float
+    started_at: float
+
+    def write(self, state_dir: Path) -> None:
+        path = state_dir / STATE_FILE
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
+        tmp.replace(path)
+
+
+def read_state(state_dir: Path) -> ControlPlaneState | None:
+    """The recorded state of the control plane in ``state_dir``, or None if there is none."""
+    try:
+        data = json.loads((state_dir / STATE_FILE).read_text())
+        return ControlPlaneState(**data)
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+# ------------------------------------------------------------------------------------------- process
+
+
+@dataclass
+class _Process:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    log_file: IO[bytes]
+
+    def died(self) -> str | None:
+        code = self.popen.poll()
+        if code is None:
+            return None
+        return f"{self.name} exited with code {code}; last lines of {self.log_path}:\n{tail(self.log_path)}"
+
+    def stop(self, grace: float) -> None:
+        """SIGTERM the process group, SIGKILL it after ``grace`` seconds, reap the process."""
+        try:
+            if self.popen.poll() is None:
+                _signal_group(self.popen.pid, signal.SIGTERM)
+                try:
+                    self.popen.wait(grace)
+                except subprocess.TimeoutExpired:
+                    _signal_group(self.popen.pid, signal.SIGKILL)
+                    self.popen.wait()
+        finally:
+            self.log_file.close()
+
+
+def _signal_group(pgid: int, sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+# ------------------------------------------------------------------------------------- control plane
+
+
+class ControlPlane:
+    """etcd + kube-apiserver on free loopback ports, with a kubeconfig for an admin (system:masters).
+
+    ``state_dir`` holds the certificates (pki/), the etcd data (etcd/), the logs (etcd.log,
+    kube-apiserver.log), the kubeconfig (unless ``kubeconfig`` says otherwise) and control-plane.json.
+    """
+
+    def __init__(
+        self,
+        state_dir: Path | str,
+        *,
+        kubeconfig: Path | str | None = None,
+        ready_timeout: float = 90.0,
+        stop_grace: float = 10.0,
+        bin_dir: Path | str | None = None,
+        die_with_parent: bool = True,
+        extra_apiserver_args: Sequence[str] = (),
+        extra_etcd_args: Sequence[str] = (),
+    ) -> None:
+        self.state_dir = Path(state_dir).absolute()
+        self.kubeconfig = Path(kubeconfig).absolute() if kubeconfig else self.state_dir / "kubeconfig"
+        self.ready_timeout = ready_timeout
+        self.stop_grace = stop_grace
+        self.bin_dir = bin_dir
+        self.die_with_parent = die_with_parent
+        self.extra_apiserver_args = tuple(extra_apiserver_args)
+        self.extra_etcd_args = tuple(extra_etcd_args)
+        self.certs = ControlPlaneCerts(self.state_dir / "pki")
+        self.startup_seconds: float | None = None
+        self._processes: list[_Process] = []
+        self._etcd_port: int | None = None
+        self._apiserver_port: int | None = None
+        self._state: ControlPlaneState | None = None
+
+    # -- context manager
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # -- properties
+
+    @property
+    def running(self) -> bool:
+        return bool(self._processes) and all(proc.popen.poll() is None for proc in self._processes)
+
+    @property
+    def apiserver_port(self) -> int:
+        if self._apiserver_port is None:
+            raise ControlPlaneError("the control plane is not started")
+        return self._apiserver_port
+
+    @property
+    def server(self) -> str:
+        """The API server URL, https://127.0.0.1:<port>."""
+        return f"https://{LOOPBACK}:{self.apiserver_port}"
+
+    @property
+    def etcd_url(self) -> str:
+        if self._etcd_port is None:
+            raise ControlPlaneError("the control plane is not started")
+        return f"http://{LOOPBACK}:{self._etcd_port}"
+
+    @property
+    def pids(self) -> dict[str, int]:
+        """Process ids by component name (etcd, kube-apiserver) of the processes started."""
+        return {proc.name: proc.popen.pid for proc in self._processes}
+
+    @property
+    def log_files(self) -> dict[str, Path]:
+        return {name: self.state_dir / f"{name}.log" for name in ("etcd", "kube-apiserver")}
+
+    # -- lifecycle
+
+    def start(self) -> None:
+        """Start etcd and kube-apiserver, wait for /readyz, write the kubeconfig.
+
+        Raises BinaryNotFoundError when a binary is missing and ControlPlaneError when a process dies
+        during start-up or /readyz is not ok within ``ready_timeout``. Anything started is stopped
+        again before the error propagates.
+        """
+        if self._processes:
+            raise ControlPlaneError("the control plane is already started")
+        etcd = find_binary("etcd", self.bin_dir)
+        apiserver = find_binary("kube-apiserver", self.bin_dir)
+        started = time.monotonic()
+        atexit.register(self.stop)
+        try:
+            self._start(etcd, apiserver, deadline=started + self.ready_timeout)
+        except BaseException:
+            self.stop()
+            raise
+        self.startup_seconds = time.monotonic() - started
+        self._state = ControlPlaneState(
+            supervisor_pid=os.getpid(),
+            etcd_pid=self.pids["etcd"],
+            apiserver_pid=self.pids["kube-apiserver"],
+            etcd_url=self.etcd_url,
+            apiserver_port=self.apiserver_port,
+            server=self.server,
+            kubeconfig=str(self.kubeconfig),
+            startup_seconds=round(self.startup_seconds, 3),
+            started_at=time.time(),
+        )
+        self._state.write(self.state_dir)
+
+    def stop(self) -> None:
+        """Stop kube-apiserver, then etcd (SIGTERM, SIGKILL after ``stop_grace``). Idempotent."""
+        while self._processes:
+            proc = self._processes[-1]
+            proc.stop(self.stop_grace)
+            self._processes.pop()
+        atexit.unregister(self.stop)
+        if self._state is not None:
+            recorded = read_state(self.state_dir)
+            if recorded is not None and recorded == self._state:
+                with contextlib.suppress(FileNotFoundError):
+                    (self.state_dir / STATE_FILE).unlink()
+            self._state = None
+
+    def check_alive(self) -> None:
+        """Raise ControlPlaneError (with the log tail) if etcd or kube-apiserver has exited."""
+        for proc in self._processes:
+            problem = proc.died()
+            if problem:
+                raise ControlPlaneError(problem)
+
+    def ssl_context(self) -> ssl.SSLContext:
+        return admin_ssl_context(self.certs)
+
+    # -- internals
+
+    def _start(self, etcd: Path, apiserver: Path, *, deadline: float) -> None:
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        ensure_certs(self.certs.directory)
+        etcd_port, peer_port, apiserver_port = _free_ports(3)
+        self._etcd_port, self._apiserver_port = etcd_port, apiserver_port
+
+        # If this process dies without stop(): etcd shuts down cleanly, kube-apiserver is killed (its
+        # graceful shutdown hangs for minutes once etcd is gone, and it keeps no state of its own).
+        self._spawn(
+            "etcd", [str(etcd), *self._etcd_args(etcd_port, peer_port)], parent_death_signal=signal.SIGTERM
+        )
+        self._wait("etcd", lambda: _probe_etcd(etcd_port), deadline)
+
+        self._spawn(
+            "kube-apiserver",
+            [str(apiserver), *self._apiserver_args(apiserver_port)],
+            parent_death_signal=signal.SIGKILL,
+        )
+        context = self.ssl_context()
+        self._wait("kube-apiserver /readyz", lambda: probe_readyz(apiserver_port, context), deadline)
+        self._write_kubeconfig()
+
+    def _etcd_args(self, client_port: int, peer_port: int) -> list[str]:
+        client = f"http://{LOOPBACK}:{client_port}"
+        peer = f"http://{LOOPBACK}:{peer_port}"
+        return [
+            f"--name={CLUSTER_NAME}",
+            f"--data-dir={self.state_dir / 'etcd'}",
+            f"--listen-client-urls={client}",
+            f"--advertise-client-urls={client}",
+            f"--listen-peer-urls={peer}",
+            f"--initial-advertise-peer-urls={peer}",
+            f"--initial-cluster={CLUSTER_NAME}={peer}",
+            "--unsafe-no-fsync",
+            "--log-level=warn",
+            *self.extra_etcd_args,
+        ]
+
+    def _apiserver_args(self, port: int) -> list[str]:
+        certs = self.certs
+        return [
+            f"--bind-address={LOOPBACK}",
+            f"--secure-port={port}",
+            f"--advertise-address={LOOPBACK}",
+            f"--cert-dir={self.state_dir / 'apiserver-certs'}",
+            "--endpoint-reconciler-type=none",
+            "--authorization-mode=RBAC",
+            f"--client-ca-file={certs.ca_cert}",
+            f"--tls-cert-file={certs.serving_cert}",
+            f"--tls-private-key-file={certs.serving_key}",
+            f"--service-account-key-file={certs.service_account_pub}",
+            f"--service-account-signing-key-file={certs.service_account_key}",
+            f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
+            f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
+            "--disable-admission-plugins=ServiceAccount",
+            f"--etcd-servers={self.etcd_url}",
+            "--allow-privileged=true",
+            *self.extra_apiserver_args,
+        ]
+
+    def _spawn(self, name: str, argv: list[str], *, parent_death_signal: signal.Signals) -> None:
+        log_path = self.state_dir / f"{name}.log"
+        log_file = log_path.open("wb")
+        try:
+            popen = subprocess.Popen(  # noqa: S603 - argv is built here from resolved binary paths
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                cwd=self.state_dir,
+                start_new_session=True,
+                preexec_fn=_parent_death_signal(parent_death_signal) if self.die_with_parent else None,  # noqa: PLW1509
+            )
+        except BaseException:
+            log_file.close()
+            raise
+        self._processes.append(_Process(name=name, popen=popen, log_path=log_path, log_file=log_file))
+
+    def _wait(self, what: str, probe: Callable[[], tuple[bool, str]], deadline: float) -> None:
+        last = "no answer yet"
+        while True:
+            for proc in self._processes:
+                problem = proc.died()
+                if problem:
+                    raise ControlPlaneError(f"control plane start-up failed: {problem}")
+            ok, last = probe()
+            if ok:
+                return
+            if time.monotonic() >= deadline:
+                logs = "\n".join(
+                    f"--- last lines of {proc.log_path}:\n{tail(proc.log_path)}" for proc in self._processes
+                )
+                raise ControlPlaneError(
+                    f"{what} not ready within {self.ready_timeout:g}s (last answer: {last})\n{logs}"
+                )
+            time.sleep(0.1)
+
+    def kubeconfig_dict(self) -> dict[str, Any]:
+        """The admin kubeconfig (cluster and context ``joch-dev``, certificates embedded)."""
+
+        def b64(path: Path) -> str:
+            return base64.b64encode(path.read_bytes()).decode("ascii")
+
+        certs = self.certs
+        return {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": [
+                {
+                    "name": CLUSTER_NAME,
+                    "cluster": {"server": self.server, "certificate-authority-data": b64(certs.ca_cert)},
+                }
+            ],
+            "users": [
+                {
+                    "name": ADMIN_COMMON_NAME,
+                    "user": {
+                        "client-certificate-data": b64(certs.admin_cert),
+                        "client-key-data": b64(certs.admin_key),
+                    },
+                }
+            ],
+            "contexts": [
+                {"name": CLUSTER_NAME, "context": {"cluster": CLUSTER_NAME, "user": ADMIN_COMMON_NAME}}
+            ],
+            "current-context": CLUSTER_NAME,
+            "preferences": {},
+        }
+
+    def _write_kubeconfig(self) -> None:
+        self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.kubeconfig.with_name(self.kubeconfig.name + ".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            yaml.safe_dump(self.kubeconfig_dict(), handle, sort_keys=False)
+        tmp.replace(self.kubeconfig)
