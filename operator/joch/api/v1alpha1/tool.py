@@ -192,7 +192,7 @@ class Tool(meta.Resource):
         columns=(
             *meta.ready_columns(),
             meta.PrinterColumn("Type", ".spec.type", description="function, rest, mcp or os."),
-            meta.PrinterColumn("ToolName", ".status.toolName", description="Name the model calls."),
+            meta.PrinterColumn("ToolName", ".spec.toolName", description="Name the model calls."),
             meta.PrinterColumn("SideEffect", ".spec.sideEffects.level", description="Side-effect level."),
             meta.PrinterColumn(
                 "Approval",
