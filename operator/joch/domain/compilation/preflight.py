@@ -1,0 +1,155 @@
+"""Policy preflight at compile time (decision D9), on top of the policy engine (joch.domain.policy).
+
+The effective policies of the Agent (``Gathered.policies``, in their documented order) are compiled
+through a :class:`PolicyPrograms` cache and evaluated with ``preflight=True`` (rules reading runtime-only
+facts such as cost.runUsd or data.contains are skipped) once per item:
+
+- every model of the route (primary and each fallback): ``model: {provider, name}``;
+- every Tool: ``tool: {name (the callable spec.toolName), type, sideEffect, requiresApproval}``;
+- every MCP server: ``mcpServer: {name, trustScore, schemaDrift}`` (the last two from its status).
+
+Each context also carries ``hook: preflight``, ``agent: {name, namespace, labels, version}``,
+``framework`` (the adapter name) and ``environment: {name, allowedProviders?}``.
+
+Outcome: a deny becomes a ``PolicyDenied`` problem naming the policy, the rule index, the item and the
+reason; a tool decision with ``requires.approval`` forces that tool's ``requiresApproval`` to true in the
+manifest. A policy that does not parse or compile becomes an ``InvalidPolicy`` problem and is left out
+of the evaluation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from joch.domain import policy as engine
+from joch.domain.compilation import resolve
+from joch.domain.compilation.problems import Problem
+
+__all__ = ["DEFAULT_PROGRAMS", "PolicyPrograms", "PreflightOutcome", "ToolFacts", "run_preflight"]
+
+
+class PolicyPrograms(Protocol):
+    """A cache of compiled policies; ``joch.domain.policy.PolicyCompiler`` is one."""
+
+    def compile(self, *, name: str, namespace: str, generation: int, spec: Any) -> engine.CompiledPolicy:
+        """The compiled policy; raises ``PolicySpecError`` when the spec is invalid."""
+        ...
+
+
+DEFAULT_PROGRAMS: PolicyPrograms = engine.PolicyCompiler()
+"""The process-wide cache used when the caller passes none (the CLI, tests, the benchmark)."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ToolFacts:
+    """What preflight and the manifest know about one resolved Tool."""
+
+    path: str
+    name: str
+    tool_name: str
+    type: str
+    side_effect: str
+    requires_approval: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PreflightOutcome:
+    problems: tuple[Problem, ...]
+    approval_required: frozenset[str]
+    """metadata.name of every Tool whose preflight decision requires approval."""
+
+
+def run_preflight(
+    gathered: resolve.Gathered, tools: Sequence[ToolFacts], programs: PolicyPrograms
+) -> PreflightOutcome:
+    """Evaluate the effective policies against every model, tool and MCP server of the Agent."""
+    problems: list[Problem] = []
+    compiled: list[engine.CompiledPolicy] = []
+    for entry in gathered.policies:
+        policy = entry.policy
+        try:
+            compiled.append(
+                programs.compile(
+                    name=entry.name,
+                    namespace=entry.namespace,
+                    generation=resolve.generation_of(policy),
+                    spec=policy.spec.wire(),
+                )
+            )
+        except engine.PolicySpecError as exc:
+            shown = "; ".join(str(error) for error in exc.errors[:3])
+            more = f" (and {len(exc.errors) - 3} more)" if len(exc.errors) > 3 else ""
+            problems.append(
+                Problem(
+                    "InvalidPolicy",
+                    entry.path,
+                    f"Policy {entry.namespace}/{entry.name} is invalid: {shown}{more}",
+                )
+            )
+    if not compiled:
+        return PreflightOutcome(tuple(problems), frozenset())
+
+    base = _base_context(gathered)
+    for item in gathered.models:
+        if item.model is not None:
+            model = {"provider": item.model.spec.provider, "name": item.model.metadata.name}
+            _check(compiled, {**base, "model": model}, f"model {item.address}", item.path, problems)
+
+    approval: set[str] = set()
+    for tool in tools:
+        facts: dict[str, Any] = {
+            "name": tool.tool_name,
+            "type": tool.type,
+            "sideEffect": tool.side_effect,
+            "requiresApproval": tool.requires_approval,
+        }
+        decision = _check(compiled, {**base, "tool": facts}, f"tool {tool.tool_name}", tool.path, problems)
+        if decision is not None and decision.requires_approval:
+            approval.add(tool.name)
+
+    for server in gathered.mcp_servers:
+        if server.server is not None:
+            status = server.server.status
+            mcp: dict[str, Any] = {"name": server.name}
+            if status is not None and status.trust_score is not None:
+                mcp["trustScore"] = status.trust_score
+            if status is not None and status.schema_drift is not None:
+                mcp["schemaDrift"] = status.schema_drift
+            _check(compiled, {**base, "mcpServer": mcp}, f"MCP server {server.name}", server.path, problems)
+    return PreflightOutcome(tuple(problems), frozenset(approval))
+
+
+def _base_context(gathered: resolve.Gathered) -> dict[str, Any]:
+    agent = gathered.agent
+    environment: dict[str, Any] = {"name": gathered.environment_name}
+    if gathered.environment is not None and gathered.environment.spec.allowed_providers is not None:
+        environment["allowedProviders"] = list(gathered.environment.spec.allowed_providers)
+    return {
+        "hook": "preflight",
+        "agent": {
+            "name": gathered.name,
+            "namespace": gathered.namespace,
+            "labels": dict(agent.metadata.labels or {}),
+            "version": str(gathered.generation),
+        },
+        "framework": agent.spec.framework.adapter_ref.name,
+        "environment": environment,
+    }
+
+
+def _check(
+    compiled: Sequence[engine.CompiledPolicy],
+    context: Mapping[str, Any],
+    item: str,
+    path: str,
+    problems: list[Problem],
+) -> engine.Decision | None:
+    decision = engine.evaluate(compiled, context, preflight=True)
+    if decision.denied:
+        policy = f"{decision.policy_namespace}/{decision.policy_id}"
+        who = f"Policy {policy} ({decision.policy_version}) rule {decision.rule}"
+        problems.append(Problem("PolicyDenied", path, f"{who} denies {item}: {decision.reason}"))
+        return None
+    return decision
