@@ -65,6 +65,7 @@ unit: venv ## Unit tests only (no control plane)
 .PHONY: bench
 bench: venv tools ## Benchmarks: each figure next to a baseline measured in the same run
 	$(PY) benchmarks/policy_bench.py
+	$(PY) benchmarks/compile_bench.py
 
 ##@ Local control plane
 

@@ -1,0 +1,1 @@
+"""joch.decisions: the policy decision service."""
