@@ -191,7 +191,7 @@ def up_background(state_dir: Path, kubeconfig: Path, timeout: float) -> int:
             if code is not None:
                 print(
                     f"error: the control plane exited during start-up (code {code}); "
-                    f"last lines of {log_path}:\n{tail(log_path)}",
+                    f"last lines of {log_path}:\n{tail(log_path, lines=200)}",
                     file=sys.stderr,
                 )
                 _remove_pid_file(state_dir, supervisor.pid)
@@ -204,7 +204,7 @@ def up_background(state_dir: Path, kubeconfig: Path, timeout: float) -> int:
             if time.monotonic() >= deadline:
                 print(f"error: no ready control plane after {timeout:g}s; stopping it", file=sys.stderr)
                 _stop_supervisor(supervisor, grace=15)
-                print(tail(log_path), file=sys.stderr)
+                print(tail(log_path, lines=200), file=sys.stderr)
                 return EXIT_FAILED
             time.sleep(0.2)
     except KeyboardInterrupt:

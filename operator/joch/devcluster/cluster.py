@@ -1,15 +1,17 @@
 """A real etcd + kube-apiserver on loopback ports, started the way controller-runtime's envtest does.
 
 No controller-manager or scheduler runs: there is no garbage collection, namespaces never finish
-terminating and no default ServiceAccount exists. See docs in architecture.md, "The test control plane".
+terminating and no default ServiceAccount exists. See architecture.md, "The test control plane".
 
     with ControlPlane(tmp_path) as cp:
         client = kubernetes.config.new_client_from_config(str(cp.kubeconfig))
 
 Both processes run in their own process group (session). ``stop()`` runs on ``__exit__`` (so on
 exceptions and KeyboardInterrupt too), when ``start()`` fails half-way, and at interpreter exit
-(``atexit``). On Linux the children also get SIGTERM if the starting thread dies without cleaning up
-(``die_with_parent``), e.g. when the test runner is killed with SIGKILL.
+(``atexit``). On Linux the children are also signalled when the starting thread dies without cleaning
+up (``die_with_parent``: etcd gets SIGTERM, kube-apiserver SIGKILL), e.g. when the test runner is killed
+with SIGKILL. Start it from a thread that outlives it (normally the main thread), or pass
+``die_with_parent=False``.
 """
 
 from __future__ import annotations
@@ -511,7 +513,7 @@ class ControlPlane:
                 return
             if time.monotonic() >= deadline:
                 logs = "\n".join(
-                    f"--- last lines of {proc.log_path}:\n{tail(proc.log_path)}" for proc in self._processes
+                    f"--- last lines of {p.log_path}:\n{tail(p.log_path, 20)}" for p in self._processes
                 )
                 raise ControlPlaneError(
                     f"{what} not ready within {self.ready_timeout:g}s (last answer: {last})\n{logs}"
