@@ -59,7 +59,7 @@ fmt: venv ## Format and auto-fix
 	$(VENV)/bin/ruff check --fix operator tests benchmarks
 
 .PHONY: unit
-unit: venv ## Unit tests only (no control plane)
+unit: venv tools ## Unit tests only (no control plane)
 	$(PY) -m pytest tests/unit
 
 .PHONY: bench
@@ -85,6 +85,8 @@ install-crds: manifests ## Install the CRDs into the cluster of $$KUBECONFIG (de
 clean: ## Remove the venv, bin/ links and .dev state (the binary cache in ~/.cache/joch stays)
 	-$(PY) -m joch.devcluster down --state-dir $(DEV) 2>/dev/null
 	rm -rf $(VENV) $(BIN) $(DEV)
+
+include hack/kind.mk
 
 ##@ Help
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the pinned test-control-plane binaries once, cache them outside the checkout, link them into bin/.
 #
-#   hack/tools.sh [kube-apiserver|kubectl|etcd|helm ...]   (default: all)
+#   hack/tools.sh [kube-apiserver|kubectl|etcd|helm|helm4 ...]   (default: all)
 #
 # Cache layout: ${JOCH_CACHE:-$HOME/.cache/joch}/<component>-<version>/<binary>. A fresh clone on the same
 # machine reuses it; a cold build of kube-apiserver takes about ten minutes on two cores.
@@ -40,24 +40,27 @@ build() {
 	ln -sfn "$dest/$name" "$bindir/$name"
 }
 
+# build_helm LINK MAJOR VERSION: go install helm.sh/helm/<MAJOR>/cmd/helm@VERSION, linked as bin/LINK.
 build_helm() {
-	local dest="$cache/helm-$HELM_VERSION"
+	local link=$1 major=$2 version=$3
+	local dest="$cache/$link-$version"
 	if [[ ! -x "$dest/helm" ]]; then
-		echo ">> building helm $HELM_VERSION into $dest" >&2
+		echo ">> building helm $version into $dest" >&2
 		mkdir -p "$dest"
-		GOBIN="$dest" go install "helm.sh/helm/v3/cmd/helm@$HELM_VERSION"
+		GOBIN="$dest" go install "helm.sh/helm/$major/cmd/helm@$version"
 	fi
-	ln -sfn "$dest/helm" "$bindir/helm"
+	ln -sfn "$dest/helm" "$bindir/$link"
 }
 
 components=("$@")
-[[ ${#components[@]} -gt 0 ]] || components=(etcd kube-apiserver kubectl helm)
+[[ ${#components[@]} -gt 0 ]] || components=(etcd kube-apiserver kubectl helm helm4)
 for c in "${components[@]}"; do
 	case "$c" in
 	kube-apiserver) build kube-apiserver "$KUBE_VERSION" "$here/tools/kube" k8s.io/kubernetes/cmd/kube-apiserver "$(kube_ldflags)" ;;
 	kubectl) build kubectl "$KUBE_VERSION" "$here/tools/kube" k8s.io/kubernetes/cmd/kubectl "$(kube_ldflags)" ;;
 	etcd) build etcd "$ETCD_VERSION" "$here/tools/etcd" go.etcd.io/etcd/server/v3 ;;
-	helm) build_helm ;;
+	helm) build_helm helm v3 "$HELM_VERSION" ;;
+	helm4) build_helm helm4 v4 "$HELM4_VERSION" ;;
 	*) echo "unknown component: $c" >&2; exit 2 ;;
 	esac
 done

@@ -1,4 +1,13 @@
-"""`joch manifests`: write every generated file (CRDs now; webhook configurations and chart files later)."""
+"""`joch manifests`: write every generated file.
+
+- ``crds/<group>_<plural>.yaml``: the CRDs, from the models;
+- ``webhooks/{validating,mutating}.yaml``: the webhook configurations (service mode, no caBundle);
+- ``charts/joch/``: the chart's CRD copies, values, values.schema.json, README, RBAC rules and the
+  GitOps health checks;
+- ``docs/resources.md``: the field reference.
+
+Files this command generated earlier but no longer produces are removed from the generated folders.
+"""
 
 from __future__ import annotations
 
@@ -7,31 +16,58 @@ import pathlib
 from typing import Any
 
 from joch.api import v1alpha1
-from joch.manifests import crds, files, reference
+from joch.domain.compilation import catalog
+from joch.manifests import chart, crds, files, reference, webhooks
 
 
 def register(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "manifests",
-        help="generate CRDs and the resource reference from the models (what `make manifests` runs)",
-        description="Render crds/<group>_<plural>.yaml from the pydantic models. Files this command "
-        "generated earlier but no longer produces are removed.",
+        help="generate CRDs, webhook configurations, chart files and the reference (`make manifests`)",
+        description="Render crds/, webhooks/, the generated files of charts/joch/ and docs/resources.md "
+        "from the pydantic models. `make verify` fails when the committed files differ.",
     )
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path(), help="repository root")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    root: pathlib.Path = args.out
     rendered = {name: files.dump_yaml(crd) for name, crd in crds.render_all(v1alpha1.KINDS).items()}
-    changed = write_dir(args.out / "crds", rendered)
-    print(f"crds/: {len(rendered)} CRDs, {changed} changed")
-    doc = args.out / "docs" / "resources.md"
-    text = reference.render(v1alpha1.KINDS)
-    if not doc.exists() or doc.read_text() != text:
-        doc.parent.mkdir(parents=True, exist_ok=True)
-        doc.write_text(text)
-        print("docs/resources.md: changed")
+    report = {"crds/": write_dir(root / "crds", rendered)}
+
+    configurations = webhooks.render_files(v1alpha1.KINDS)
+    report["webhooks/"] = write_dir(
+        root / "webhooks", {name: files.dump_yaml(doc) for name, doc in configurations.items()}
+    )
+
+    generated = chart.render(
+        crds=rendered,
+        kinds=v1alpha1.KINDS,
+        reconciled=catalog.COMPILE_KINDS,
+        health_lua=(root / "charts/joch/argocd/health.lua").read_text(),
+        webhook_configurations=list(configurations.values()),
+    )
+    report["charts/joch/crds/"] = write_dir(
+        root / "charts/joch/crds",
+        {path.removeprefix("crds/"): text for path, text in generated.items() if path.startswith("crds/")},
+    )
+    other = {path: text for path, text in generated.items() if not path.startswith("crds/")}
+    chart_root = root / "charts/joch"
+    report["charts/joch/"] = sum(write_file(chart_root / path, text) for path, text in other.items())
+    report["docs/resources.md"] = write_file(root / "docs/resources.md", reference.render(v1alpha1.KINDS))
+    for where, changed in report.items():
+        print(f"{where}: {changed} changed")
     return 0
+
+
+def write_file(path: pathlib.Path, text: str) -> int:
+    """Write ``text`` to ``path`` unless it already holds exactly that; 1 if written."""
+    if path.exists() and path.read_text() == text:
+        return 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return 1
 
 
 def write_dir(directory: pathlib.Path, rendered: dict[str, str]) -> int:
@@ -42,9 +78,4 @@ def write_dir(directory: pathlib.Path, rendered: dict[str, str]) -> int:
         if path.name not in rendered and files.is_generated(path.read_text()):
             path.unlink()
             changed += 1
-    for name, text in rendered.items():
-        path = directory / name
-        if not path.exists() or path.read_text() != text:
-            path.write_text(text)
-            changed += 1
-    return changed
+    return changed + sum(write_file(directory / name, text) for name, text in rendered.items())
