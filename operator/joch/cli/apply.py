@@ -1,0 +1,384 @@
+"""`joch apply -f FILE|DIR`: all or nothing. Check everything, dry-run everything, then write everything.
+
+    joch apply -f examples/ [-f more.yaml] [-R] [-n NS] [--allow-pending] [--dry-run]
+               [--kubeconfig PATH] [--context NAME] [--field-manager NAME] [--force-conflicts]
+
+1. Read every document (see ``joch validate``); a file that does not parse rejects the batch.
+2. List the cluster's joch objects and Namespaces once and judge each document against them with the
+   whole batch laid over (references inside the batch resolve, whatever the order; D10). A reference
+   that neither the batch nor the cluster satisfies is an error unless ``--allow-pending``.
+3. Server-side dry-run of every document (server-side apply with ``dryRun=All``): the API server runs
+   its schema validation and the admission webhooks (which have no side effects on dry runs). A
+   document in a namespace that only this batch creates cannot be dry-run; it is checked offline only,
+   and the report says so.
+4. Only when every document passed both, apply them for real (server-side apply), Namespaces first,
+   then the joch kinds in dependency order (FrameworkAdapter, Model, ModelRoute, ... Agent, Deployment),
+   then anything else. Nothing is written when any document fails; exit status 1.
+
+Exit status: 0 applied (or, with ``--dry-run``, would apply), 1 rejected, 2 usage or connection errors.
+Per-document diagnostics go to stdout; nothing is a traceback.
+
+The API calls live here (not in joch.kube) because they need what joch.kube's client does not expose
+yet: response Warning headers and untruncated Status messages.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import re
+import sys
+from collections.abc import Mapping, Sequence
+from typing import Any, Final, TextIO
+from urllib.parse import quote
+
+import urllib3
+from kubernetes import client as k8s
+from kubernetes.client.rest import ApiException
+from kubernetes.config.config_exception import ConfigException
+
+from joch.api import v1alpha1
+from joch.api.v1alpha1 import meta
+from joch.cli import validate
+from joch.domain.admission import ALL_KINDS, Admission, DocumentResult, check_batch
+from joch.domain.compilation import Catalog
+from joch.domain.settings import SettingsError
+from joch.kube import client as kube_client
+
+__all__ = ["ClusterError", "register", "run"]
+
+APPLY_PATCH: Final = "application/apply-patch+yaml"
+PAGE: Final = 500
+_WARNING = re.compile(r'^\s*\d{3}\s+\S+\s+"(?P<text>(?:[^"\\]|\\.)*)"')
+_KIND_ORDER: Final = {kind.crd.kind: index for index, kind in enumerate(v1alpha1.KINDS)}
+
+
+class ClusterError(Exception):
+    """The cluster cannot be reached or answers in a way that stops the whole apply."""
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RestMapping:
+    """Where a kind is served: its collection path and whether it is namespaced."""
+
+    base: str
+    plural: str
+    namespaced: bool
+
+    def object_path(self, namespace: str | None, name: str) -> str:
+        where = f"/namespaces/{quote(namespace, safe='')}" if self.namespaced and namespace else ""
+        return f"{self.base}{where}/{self.plural}/{quote(name, safe='')}"
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Answer:
+    """One API answer: the decoded body (or None), the Warning headers, and an error message if any."""
+
+    status: int
+    body: Any
+    warnings: tuple[str, ...]
+    error: str | None = None
+
+
+def _warnings(headers: Any) -> tuple[str, ...]:
+    if headers is None:
+        return ()
+    values: list[str] = []
+    getlist = getattr(headers, "getlist", None)
+    raw = (
+        getlist("Warning")
+        if callable(getlist)
+        else [headers.get("Warning")]
+        if headers.get("Warning")
+        else []
+    )
+    for value in raw:
+        match = _WARNING.match(value)
+        text = match.group("text") if match else value
+        values.append(text.replace('\\"', '"').replace("\\\\", "\\"))
+    return tuple(values)
+
+
+def _status_message(status: int, body: Any) -> str:
+    if isinstance(body, bytes):
+        body = body.decode("utf-8", "replace")
+    try:
+        parsed = json.loads(body) if isinstance(body, str) and body else None
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, Mapping) and parsed.get("message"):
+        return str(parsed["message"])
+    text = body if isinstance(body, str) else ""
+    return text[:1000] or f"HTTP {status}"
+
+
+class Cluster:
+    """The few API calls ``joch apply`` makes, synchronously, through the official client."""
+
+    def __init__(self, api: k8s.ApiClient) -> None:
+        self.api = api
+        self._discovered: dict[str, dict[str, RestMapping]] = {}
+
+    @classmethod
+    def connect(cls, kubeconfig: str | None, context: str | None) -> Cluster:
+        try:
+            configuration = kube_client.load_configuration(kubeconfig, context=context)
+        except (ConfigException, OSError, TypeError, ValueError) as exc:
+            raise ClusterError(f"cannot load the kubeconfig: {exc}") from None
+        return cls(kube_client.new_api_client(configuration, pool_size=4))
+
+    @property
+    def server(self) -> str:
+        return str(self.api.configuration.host)
+
+    def call(
+        self, method: str, path: str, *, query: Mapping[str, str] | None = None, body: Any = None
+    ) -> Answer:
+        headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = APPLY_PATCH if method == "PATCH" else "application/json"
+        try:
+            response = self.api.call_api(
+                path,
+                method,
+                query_params=list((query or {}).items()),
+                header_params=headers,
+                body=body,
+                auth_settings=["BearerToken"],
+                _preload_content=False,
+                _request_timeout=60,
+            )
+        except ApiException as exc:
+            if not exc.status:
+                raise ClusterError(f"{self.server}: {exc.reason}") from None
+            return Answer(exc.status, None, _warnings(exc.headers), _status_message(exc.status, exc.body))
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise ClusterError(f"cannot reach {self.server}: {exc}") from None
+        data = response.data
+        return Answer(response.status, json.loads(data) if data else None, _warnings(response.headers))
+
+    def list_all(self, path: str) -> list[dict[str, Any]]:
+        """Every item of a collection (following ``continue``); [] when the type is not served."""
+        items: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            query = {"limit": str(PAGE), **({"continue": token} if token else {})}
+            answer = self.call("GET", path, query=query)
+            if answer.status == 404:
+                return []
+            if answer.error is not None:
+                raise ClusterError(f"GET {path}: {answer.error}")
+            items.extend(answer.body.get("items") or ())
+            token = (answer.body.get("metadata") or {}).get("continue") or ""
+            if not token:
+                return items
+
+    def mapping(self, api_version: str, kind: str) -> RestMapping | None:
+        """The REST mapping of a kind (joch kinds from their CRD info, others from discovery)."""
+        model = v1alpha1.kind_for(api_version, kind)
+        if model is not None:
+            crd = model.crd
+            return RestMapping(f"/apis/{crd.group}/{meta.VERSION}", crd.plural, crd.scope == "Namespaced")
+        if api_version not in self._discovered:
+            base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
+            answer = self.call("GET", base)
+            found: dict[str, RestMapping] = {}
+            if answer.error is None and isinstance(answer.body, Mapping):
+                for resource in answer.body.get("resources") or ():
+                    name = str(resource.get("name") or "")
+                    if "/" not in name and resource.get("kind"):
+                        found[str(resource["kind"])] = RestMapping(
+                            base, name, bool(resource.get("namespaced"))
+                        )
+            self._discovered[api_version] = found
+        return self._discovered[api_version].get(kind)
+
+
+def cluster_catalog(cluster: Cluster, settings_shared: Sequence[str]) -> tuple[Catalog, set[str]]:
+    """Every joch object of the cluster as a Catalog (with Namespace labels); also the namespace names."""
+    namespaces = cluster.list_all("/api/v1/namespaces")
+    labels = {
+        str(ns["metadata"]["name"]): dict((ns.get("metadata") or {}).get("labels") or {}) for ns in namespaces
+    }
+    catalog = Catalog(namespace_labels=labels, shared_namespaces=settings_shared)
+    for model in v1alpha1.KINDS:
+        crd = model.crd
+        for item in cluster.list_all(f"/apis/{crd.group}/{meta.VERSION}/{crd.plural}"):
+            item.setdefault("apiVersion", crd.api_version)
+            item.setdefault("kind", crd.kind)
+            spec_only = {k: v for k, v in item.items() if k != "status"}
+            try:
+                catalog.add(model.model_validate(spec_only))
+            except ValueError:  # an object the model rejects, or a duplicate: treated as absent
+                continue
+    return catalog, set(labels)
+
+
+def _order(result: DocumentResult) -> tuple[int, int]:
+    if result.kind == "Namespace" and result.api_version == "v1":
+        return (0, 0)
+    if result.joch:
+        return (1, _KIND_ORDER.get(result.kind, 99))
+    return (2, 0)
+
+
+def register(commands: Any) -> None:
+    parser: argparse.ArgumentParser = commands.add_parser(
+        "apply",
+        help="apply files all-or-nothing: check, server-side dry-run every document, then apply",
+        description="Parse every document, judge it with the batch laid over the cluster (references "
+        "within the batch resolve), run a server-side dry-run of each, and apply them only when every "
+        "document passes. Exit 0 applied, 1 rejected (nothing written), 2 usage or connection errors.",
+    )
+    validate.add_input_arguments(parser)
+    validate.add_settings_arguments(parser)
+    parser.add_argument("--kubeconfig", metavar="PATH", help="kubeconfig file (default: $KUBECONFIG)")
+    parser.add_argument("--context", metavar="NAME", help="kubeconfig context (default: the current one)")
+    parser.add_argument("--field-manager", default="joch", help="server-side apply field manager (joch)")
+    parser.add_argument(
+        "--force-conflicts", action="store_true", help="take over fields another manager owns"
+    )
+    parser.add_argument("--dry-run", action="store_true", help="check and dry-run only; never write")
+    parser.set_defaults(handler=run)
+
+
+def _apply_query(args: argparse.Namespace, *, dry_run: bool) -> dict[str, str]:
+    query = {"fieldManager": args.field_manager}
+    if args.force_conflicts:
+        query["force"] = "true"
+    if dry_run:
+        query["dryRun"] = "All"
+    return query
+
+
+def run(args: argparse.Namespace, *, out: TextIO | None = None, cluster: Cluster | None = None) -> int:
+    out = out or sys.stdout
+    try:
+        settings = validate.settings_from(args)
+        documents, failures = validate.load_documents(args.filenames, recursive=args.recursive)
+        cluster = cluster or Cluster.connect(args.kubeconfig, args.context)
+        catalog, existing_namespaces = cluster_catalog(cluster, settings.shared_namespaces)
+    except (validate.InputError, SettingsError, ClusterError) as exc:
+        sys.stderr.write(f"joch apply: error: {exc}\n")
+        return 2
+    default_namespace = args.namespace or "default"
+    results = check_batch(
+        documents,
+        admission=Admission(settings),
+        base=catalog,
+        known_kinds=ALL_KINDS,
+        default_namespace=default_namespace,
+        strict_missing=not args.allow_pending,
+    )
+    created = {r.name for r in results if r.kind == "Namespace" and r.api_version == "v1"}
+    errors: dict[int, list[str]] = {}
+    warnings: dict[int, list[str]] = {}
+    notes: dict[int, list[str]] = {}
+    try:
+        for index, result in enumerate(results):
+            if result.body is None:
+                continue
+            errors[index], warnings[index], notes[index] = _dry_run(
+                cluster,
+                args,
+                result,
+                existing=existing_namespaces,
+                created=created,
+            )
+    except ClusterError as exc:
+        sys.stderr.write(f"joch apply: error: {exc}\n")
+        return 2
+    out.write(f"joch apply: {len(results) + len(failures)} documents, cluster {cluster.server}\n")
+    rejected = validate.print_results(
+        results, failures, out, extra_errors=errors, extra_warnings=warnings, notes=notes
+    )
+    total = len(results) + len(failures)
+    if rejected:
+        out.write(f"joch apply: {rejected} of {total} documents rejected; nothing was applied\n")
+        return 1
+    if args.dry_run:
+        out.write(f"joch apply: {total} documents would be applied (dry run)\n")
+        return 0
+    try:
+        return _apply_all(cluster, args, results, out)
+    except ClusterError as exc:
+        sys.stderr.write(f"joch apply: error: {exc}\n")
+        return 2
+
+
+def _dry_run(
+    cluster: Cluster,
+    args: argparse.Namespace,
+    result: DocumentResult,
+    *,
+    existing: set[str],
+    created: set[str],
+) -> tuple[list[str], list[str], list[str]]:
+    """Server-side dry-run of one document: (errors, warnings, notes)."""
+    assert result.body is not None
+    mapping = cluster.mapping(result.api_version, result.kind)
+    if mapping is None:
+        return (
+            [f"the cluster does not serve {result.api_version} {result.kind} (is its CRD installed?)"],
+            [],
+            [],
+        )
+    namespace = result.namespace if mapping.namespaced else None
+    if mapping.namespaced and not namespace:
+        namespace = args.namespace or "default"
+    if namespace and namespace not in existing and namespace in created:
+        return [], [], [f"namespace {namespace} is created by this batch: checked offline only (no dry run)"]
+    body = dict(result.body)
+    if namespace:
+        body["metadata"] = {**body.get("metadata", {}), "namespace": namespace}
+    answer = cluster.call(
+        "PATCH",
+        mapping.object_path(namespace, result.name),
+        query=_apply_query(args, dry_run=True),
+        body=body,
+    )
+    warnings = [w for w in answer.warnings if not _missing_reference(w)]
+    if answer.error is not None:
+        return [f"server dry-run: {answer.error}"], warnings, []
+    return [], warnings, []
+
+
+def _missing_reference(warning: str) -> bool:
+    """A webhook's missing-reference warning: the local check (batch + cluster) already judged those."""
+    return "admitted, the operator reports it until it appears" in warning
+
+
+def _apply_all(
+    cluster: Cluster, args: argparse.Namespace, results: Sequence[DocumentResult], out: TextIO
+) -> int:
+    applied = 0
+    for result in sorted(results, key=_order):
+        assert result.body is not None
+        mapping = cluster.mapping(result.api_version, result.kind)
+        assert mapping is not None
+        namespace = result.namespace if mapping.namespaced else None
+        if mapping.namespaced and not namespace:
+            namespace = args.namespace or "default"
+        body = dict(result.body)
+        if namespace:
+            body["metadata"] = {**body.get("metadata", {}), "namespace": namespace}
+        answer = cluster.call(
+            "PATCH",
+            mapping.object_path(namespace, result.name),
+            query=_apply_query(args, dry_run=False),
+            body=body,
+        )
+        if answer.error is not None:
+            out.write(f"  FAIL  {result.label}: {answer.error}\n")
+            out.write(
+                f"joch apply: stopped after {applied} of {len(results)} documents: the cluster changed "
+                "between the dry run and the apply; fix and re-run (apply is idempotent)\n"
+            )
+            return 1
+        applied += 1
+        out.write(f"  applied  {result.label}\n")
+        for warning in answer.warnings:
+            out.write(f"        warning: {warning}\n")
+    out.write(f"joch apply: {applied} documents applied\n")
+    return 0

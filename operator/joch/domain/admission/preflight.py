@@ -1,0 +1,144 @@
+"""Policy preflight (D9) for admission: the compiler's preflight, with compiled policies cached by object.
+
+Semantics are exactly those of :func:`joch.domain.compilation.preflight.run_preflight` (the same contexts,
+the same ``PolicyDenied`` and ``InvalidPolicy`` problems, word for word; a unit test holds the two
+together). What differs is the cache: the compiler's ``PolicyCompiler`` is keyed by (namespace, name)
+and re-serialises each Policy spec (``spec.wire()``) to compare it on every call, which costs more than
+the evaluation itself on an admission hot path with dozens of effective policies. Here compiled
+policies are keyed by the identity of the Policy object (the operator's store replaces the object when
+the Policy changes), holding a strong reference so an identity is never reused while cached.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Mapping, Sequence
+from typing import Any, Final
+
+from joch.api.v1alpha1.policy import Policy
+from joch.domain import policy as engine
+from joch.domain.compilation import preflight, resolve
+from joch.domain.compilation.problems import Problem
+
+__all__ = ["CompiledPolicies", "run_preflight"]
+
+CAPACITY: Final = 4096
+
+
+class CompiledPolicies:
+    """Compiled Policies by Policy object (LRU, :data:`CAPACITY` entries). Not thread-safe."""
+
+    def __init__(self, options: engine.CompileOptions | None = None, *, capacity: int = CAPACITY) -> None:
+        self.options = options or engine.CompileOptions()
+        self.capacity = capacity
+        self._programs: dict[str, engine.Program] = {}
+        self._cache: collections.OrderedDict[
+            int, tuple[Policy, engine.CompiledPolicy | engine.PolicySpecError]
+        ] = collections.OrderedDict()
+
+    def get(self, policy: Policy) -> engine.CompiledPolicy:
+        """The compiled policy; raises ``PolicySpecError`` (also cached) when it does not compile."""
+        key = id(policy)
+        found = self._cache.get(key)
+        if found is None or found[0] is not policy:
+            try:
+                outcome: engine.CompiledPolicy | engine.PolicySpecError = engine.compile_policy(
+                    name=policy.metadata.name or "",
+                    namespace=policy.metadata.namespace or "",
+                    generation=resolve.generation_of(policy),
+                    spec=policy.spec.wire(),
+                    options=self.options,
+                    programs=self._programs,
+                )
+            except engine.PolicySpecError as exc:
+                outcome = exc
+            found = (policy, outcome)
+            self._cache[key] = found
+            if len(self._cache) > self.capacity:
+                self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        if isinstance(found[1], engine.PolicySpecError):
+            raise found[1]
+        return found[1]
+
+    def __len__(self) -> int:
+        return len(self._cache)
+
+
+def _base_context(gathered: resolve.Gathered) -> dict[str, Any]:
+    agent = gathered.agent
+    environment: dict[str, Any] = {"name": gathered.environment_name}
+    if gathered.environment is not None and gathered.environment.spec.allowed_providers is not None:
+        environment["allowedProviders"] = list(gathered.environment.spec.allowed_providers)
+    return {
+        "hook": "preflight",
+        "agent": {
+            "name": gathered.name,
+            "namespace": gathered.namespace,
+            "labels": dict(agent.metadata.labels or {}),
+            "version": str(gathered.generation),
+        },
+        "framework": agent.spec.framework.adapter_ref.name,
+        "environment": environment,
+    }
+
+
+def _check(
+    compiled: Sequence[engine.CompiledPolicy],
+    context: Mapping[str, Any],
+    item: str,
+    path: str,
+    problems: list[Problem],
+) -> None:
+    decision = engine.evaluate(compiled, context, preflight=True)
+    if decision.denied:
+        policy = f"{decision.policy_namespace}/{decision.policy_id}"
+        who = f"Policy {policy} ({decision.policy_version}) rule {decision.rule}"
+        problems.append(Problem("PolicyDenied", path, f"{who} denies {item}: {decision.reason}"))
+
+
+def run_preflight(
+    gathered: resolve.Gathered, tools: Sequence[preflight.ToolFacts], policies: CompiledPolicies
+) -> list[Problem]:
+    """Evaluate the effective policies against every model, tool and MCP server (as the compiler does)."""
+    problems: list[Problem] = []
+    compiled: list[engine.CompiledPolicy] = []
+    for entry in gathered.policies:
+        try:
+            compiled.append(policies.get(entry.policy))
+        except engine.PolicySpecError as exc:
+            shown = "; ".join(str(error) for error in exc.errors[:3])
+            more = f" (and {len(exc.errors) - 3} more)" if len(exc.errors) > 3 else ""
+            problems.append(
+                Problem(
+                    "InvalidPolicy",
+                    entry.path,
+                    f"Policy {entry.namespace}/{entry.name} is invalid: {shown}{more}",
+                )
+            )
+    if not compiled:
+        return problems
+    base = _base_context(gathered)
+    for item in gathered.models:
+        if item.model is not None:
+            model = {"provider": item.model.spec.provider, "name": item.model.metadata.name}
+            _check(compiled, {**base, "model": model}, f"model {item.address}", item.path, problems)
+    for tool in tools:
+        facts: dict[str, Any] = {
+            "name": tool.tool_name,
+            "type": tool.type,
+            "sideEffect": tool.side_effect,
+            "requiresApproval": tool.requires_approval,
+        }
+        _check(compiled, {**base, "tool": facts}, f"tool {tool.tool_name}", tool.path, problems)
+    for server in gathered.mcp_servers:
+        if server.server is not None:
+            status = server.server.status
+            mcp: dict[str, Any] = {"name": server.name}
+            if status is not None and status.trust_score is not None:
+                mcp["trustScore"] = status.trust_score
+            if status is not None and status.schema_drift is not None:
+                mcp["schemaDrift"] = status.schema_drift
+            _check(compiled, {**base, "mcpServer": mcp}, f"MCP server {server.name}", server.path, problems)
+    return problems

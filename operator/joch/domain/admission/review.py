@@ -1,0 +1,188 @@
+"""The admission pipeline for one request: :class:`Admission` ``.mutate()`` and ``.validate()``.
+
+Validation, in order (every stage runs, so one answer names every problem):
+
+1. DELETE and CONNECT pass. An UPDATE that changes neither the spec nor the labels passes at once:
+   that is kopf's own annotation and finalizer patches, a controller's metadata change, or a no-op
+   re-apply; nothing admission judges has changed, so the answer cannot change (idempotency).
+2. Parse into the kind's model (semantic.py can only judge a well-formed object): schema and
+   validator errors, each with its field path.
+3. Semantic checks of the kind (semantic.py).
+4. References (refs.py): D2 errors, D10 warnings for missing targets.
+5. Policy preflight (D9) and compile-time checks (agents.py): Agent (its own environment), Deployment
+   (the Agent in the Deployment's environmentRef), ModelRoute (an unlabelled Agent of its namespace).
+6. Impact (impact.py), only when there is no error so far: a Policy, Environment, ModelRoute or Team
+   change that would newly put existing Agents in violation is admitted with a warning listing them.
+
+Everything is pure: the World is given, nothing is written, so ``dryRun`` requests are handled exactly
+like real ones (the webhooks declare sideEffects None).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, Final
+
+from joch.api.v1alpha1 import meta
+from joch.api.v1alpha1.agent import Agent
+from joch.api.v1alpha1.deployment import Deployment
+from joch.api.v1alpha1.modelroute import ModelRoute
+from joch.domain.admission import agents, defaulting, impact, parsing, refs, semantic
+from joch.domain.admission.preflight import CompiledPolicies
+from joch.domain.admission.verdict import Findings, Verdict
+from joch.domain.admission.world import SelectorIndex, World
+from joch.domain.settings import OperatorSettings
+
+__all__ = ["JUDGED_OPERATIONS", "Admission", "Request"]
+
+JUDGED_OPERATIONS: Final = frozenset({"CREATE", "UPDATE"})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Request:
+    """One admission request, as the domain sees it (the webhooks build it from an AdmissionReview)."""
+
+    operation: str
+    kind: str
+    name: str | None = None
+    namespace: str | None = None
+    object: Any = None
+    old_object: Any = None
+    dry_run: bool = False
+
+
+def _labels(obj: Any) -> Any:
+    metadata = obj.get("metadata") if isinstance(obj, Mapping) else None
+    return metadata.get("labels") if isinstance(metadata, Mapping) else None
+
+
+def unchanged(request: Request) -> bool:
+    """An UPDATE that leaves the spec and the labels as they were."""
+    new, old = request.object, request.old_object
+    if request.operation != "UPDATE" or not isinstance(new, Mapping) or not isinstance(old, Mapping):
+        return False
+    return bool(new.get("spec") == old.get("spec") and (_labels(new) or {}) == (_labels(old) or {}))
+
+
+def _name_of(request: Request) -> str:
+    obj = request.object
+    metadata = obj.get("metadata") if isinstance(obj, Mapping) else None
+    name = metadata.get("name") if isinstance(metadata, Mapping) else None
+    if isinstance(name, str) and name:
+        return name[:253]
+    return (request.name or "")[:253]
+
+
+class Admission:
+    """The admission checks with their long-lived state: settings and a compiled-policy cache.
+
+    One instance serves every request of a process (not thread-safe: the operator calls it from its
+    event loop, the CLI from one thread).
+    """
+
+    def __init__(
+        self,
+        settings: OperatorSettings,
+        *,
+        policies: CompiledPolicies | None = None,
+        analyse_impact: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.policies = policies if policies is not None else CompiledPolicies()
+        self.analyse_impact = analyse_impact
+        self.index = SelectorIndex(settings.shared_namespaces)
+
+    # --- mutating ------------------------------------------------------------------------------------
+
+    def mutate(self, request: Request, world: World) -> defaulting.Mutation:
+        """The dynamic defaults to add (defaulting.py); empty for kinds without any."""
+        return defaulting.defaults_for(
+            request.kind,
+            request.object,
+            namespace=request.namespace,
+            world=world,
+            settings=self.settings,
+            old=request.old_object,
+            operation=request.operation,
+        )
+
+    # --- validating ----------------------------------------------------------------------------------
+
+    def validate(self, request: Request, world: World) -> Verdict:
+        """The verdict on one request (see the module docstring)."""
+        name = _name_of(request)
+        if request.operation not in JUDGED_OPERATIONS or unchanged(request):
+            return Verdict(request.kind, name)
+        parsed = parsing.parse_object(request.object)
+        kind = parsed.kind.crd.kind if parsed.kind is not None else request.kind
+        if parsed.obj is None:
+            return parsed.findings.verdict(kind, name)
+        obj = parsed.obj
+        findings = Findings()
+        if type(obj).crd.scope == "Namespaced" and not obj.metadata.namespace:
+            if not request.namespace:
+                findings.error("metadata.namespace", f"a {kind} is namespaced: a namespace is required")
+                return findings.verdict(kind, name)
+            obj = obj.model_copy(
+                update={"metadata": obj.metadata.model_copy(update={"namespace": request.namespace})}
+            )
+        return self.judge(obj, world).verdict(kind, name)
+
+    def judge(self, obj: meta.Resource, world: World, *, strict_missing: bool = False) -> Findings:
+        """Stages 3-6 for a parsed object (``joch validate`` / ``joch apply`` call this directly)."""
+        findings = semantic.check_object(obj, self.settings)
+        is_agent = isinstance(obj, Agent)
+        findings.extend(refs.check_references(obj, world, self.settings, missing=not is_agent))
+        if isinstance(obj, Agent):
+            report = agents.evaluate_agent(obj, world, self.settings, self.policies, index=self.index)
+            findings.extend(agents.report_findings(report))
+            findings.extend(agents.duplicate_tool_names(report))
+        elif isinstance(obj, ModelRoute):
+            findings.extend(agents.route_report(obj, world, self.settings, self.policies, index=self.index))
+        elif isinstance(obj, Deployment):
+            findings.extend(self._deployment(obj, world))
+        if strict_missing:
+            findings = _strict(findings)
+        if self.analyse_impact and not findings.errors and isinstance(obj, impact.IMPACT_KINDS):
+            findings.extend(
+                impact.impact_findings(obj, world, self.settings, self.policies, index=self.index)
+            )
+        return findings
+
+    def _deployment(self, deployment: Deployment, world: World) -> Findings:
+        findings = Findings()
+        namespace = deployment.metadata.namespace or ""
+        ref = deployment.spec.agent_ref
+        target = ref.namespace or namespace
+        if target != namespace and not self.settings.is_shared(target):
+            return findings  # refs.py reports the forbidden reference
+        agent = world.get(Agent, target, ref.name)
+        if agent is None:
+            return findings  # refs.py warns that it is missing
+        override = deployment.spec.environment_ref
+        probe = agents.agent_in_environment(agent, override.name) if override is not None else agent
+        report = agents.evaluate_agent(
+            probe, world, self.settings, self.policies, with_checks=False, index=self.index
+        )
+        field = "spec.environmentRef" if override is not None else "spec.agentRef"
+        for denial in report.denials:
+            path, message = agents.locate(denial, report.gathered)
+            findings.error(
+                field,
+                f"Agent {target}/{ref.name} in environment {report.gathered.environment_name}: "
+                f"{path}: {message}",
+                "PolicyDenied",
+            )
+        return findings
+
+
+def _strict(findings: Findings) -> Findings:
+    """Missing references become errors (``joch apply`` without ``--allow-pending``)."""
+    strict = Findings(errors=list(findings.errors))
+    for warning in findings.warnings:
+        if warning.reason == "MissingReference":
+            strict.error(warning.path, warning.message.split("; admitted")[0], "MissingReference")
+        else:
+            strict.warnings.append(warning)
+    return strict
