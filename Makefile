@@ -66,6 +66,8 @@ unit: venv tools ## Unit tests only (no control plane)
 bench: venv tools ## Benchmarks: each figure next to a baseline measured in the same run
 	$(PY) benchmarks/policy_bench.py
 	$(PY) benchmarks/compile_bench.py
+	$(PY) benchmarks/decision_bench.py
+	$(PY) benchmarks/webhook_bench.py
 
 ##@ Local control plane
 

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 from joch import __version__
 from joch.cli import compile as compile_cmd
-from joch.cli import apply, dev, manifests, validate
+from joch.cli import apply, dev, manifests, policy, validate
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"joch {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (manifests, compile_cmd, validate, apply, dev):
+    for module in (manifests, compile_cmd, validate, apply, policy, dev):
         module.register(commands)
     return parser
 

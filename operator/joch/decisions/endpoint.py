@@ -1,0 +1,215 @@
+"""The HTTP face of the decision service (aiohttp): ``build_app(service) -> web.Application``.
+
+| method, path | answer |
+|---|---|
+| ``POST /v1/policy/evaluate`` | 200 and the Decision (docs/policy-language.md); a deny is a 200 too |
+| ``GET /v1/policies`` | 200 ``{"policies": [{namespace, name, version, valid, problems?}]}`` |
+| ``GET /healthz`` | 200 ``{"status": "ok"}`` while the process serves |
+| ``GET /readyz`` | 200 once the initial listing is loaded, else 503 |
+
+Every error has the catalog's shape (catalog.md section 6)::
+
+    {"error": {"code": "InvalidRequest", "message": "...", "details": {...}}}
+
+| status | code | when |
+|---|---|---|
+| 400 | InvalidJSON | the body is not JSON (or not UTF-8, or uses NaN/Infinity) |
+| 400 | InvalidRequest | wrong shape: ``details.errors`` lists every ``{field, message}`` |
+| 404 | NotFound | no such path |
+| 405 | MethodNotAllowed | e.g. GET on the evaluate path |
+| 413 | RequestTooLarge | the body is over ``max_body`` bytes (``details.limitBytes``) |
+| 415 | UnsupportedMediaType | a Content-Type other than JSON |
+| 503 | NotReady | the policies are not loaded yet (with Retry-After) |
+| 500 | InternalError | a bug; never for anything a client sends |
+
+Decisions are computed on the event loop, inline: they take microseconds, far less than a thread hop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Final
+
+from aiohttp import web
+
+from joch.decisions import requests
+from joch.decisions.service import DecisionService
+
+__all__ = ["DEFAULT_MAX_BODY", "EVALUATE_PATH", "SERVICE_KEY", "build_app", "error_body"]
+
+logger = logging.getLogger("joch.decisions")
+
+EVALUATE_PATH: Final = "/v1/policy/evaluate"
+DEFAULT_MAX_BODY: Final = 1024 * 1024
+"""Largest request body accepted, in bytes (1 MiB)."""
+
+Clock = Callable[[], datetime.datetime]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Config:
+    max_body: int
+    clock: Clock
+
+
+SERVICE_KEY: Final = web.AppKey("joch.decisions.service", DecisionService)
+_CONFIG_KEY: Final = web.AppKey("joch.decisions.config", _Config)
+
+
+class _Rejected(Exception):
+    """Raised inside a handler with the error response to send."""
+
+    def __init__(self, response: web.Response) -> None:
+        super().__init__(response.reason)
+        self.response = response
+
+
+_CODES: Final = {
+    400: "InvalidRequest",
+    404: "NotFound",
+    405: "MethodNotAllowed",
+    413: "RequestTooLarge",
+    415: "UnsupportedMediaType",
+    503: "NotReady",
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The catalog's error shape."""
+    return {"error": {"code": code, "message": message, "details": details or {}}}
+
+
+def _error(
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> web.Response:
+    return web.json_response(error_body(code, message, details), status=status, headers=headers)
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def build_app(
+    service: DecisionService,
+    *,
+    max_body: int = DEFAULT_MAX_BODY,
+    clock: Clock = _utcnow,
+) -> web.Application:
+    """The aiohttp application serving ``service``; ``clock`` gives ``now`` for each decision."""
+    if max_body < 1:
+        raise ValueError(f"max_body must be at least 1 byte, not {max_body}")
+    app = web.Application(middlewares=[_errors], client_max_size=max_body)
+    app[SERVICE_KEY] = service
+    app[_CONFIG_KEY] = _Config(max_body=max_body, clock=clock)
+    app.router.add_post(EVALUATE_PATH, _evaluate)
+    app.router.add_get("/v1/policies", _policies)
+    app.router.add_get("/healthz", _healthz)
+    app.router.add_get("/readyz", _readyz)
+    return app
+
+
+@web.middleware
+async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """aiohttp's own errors (404, 405, 413...) and any bug, in the catalog's error shape."""
+    try:
+        return await handler(request)
+    except _Rejected as exc:
+        return exc.response
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        code = _CODES.get(exc.status, "InvalidRequest" if exc.status < 500 else "InternalError")
+        return _error(exc.status, code, exc.reason)
+    except Exception:
+        logger.exception("%s %s failed", request.method, request.path)
+        return _error(500, "InternalError", "the decision service failed; see its log")
+
+
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+async def _evaluate(request: web.Request) -> web.Response:
+    service = request.app[SERVICE_KEY]
+    config = request.app[_CONFIG_KEY]
+    body = await _json_body(request, config.max_body)
+    try:
+        parsed = requests.parse_request(body)
+    except requests.RequestError as exc:
+        problems = [problem.to_dict() for problem in exc.problems]
+        return _error(400, "InvalidRequest", f"invalid decision request: {exc}", {"errors": problems})
+    if not service.ready:
+        return _not_ready()
+    decision = service.decide(parsed, now=config.clock())
+    return web.json_response(decision.to_dict())
+
+
+async def _json_body(request: web.Request, limit: int) -> Any:
+    """The decoded JSON body; raises _Rejected (415, 413, 400) when there is none to use."""
+    if request.headers.get("Content-Type") is not None and not _is_json(request.content_type):
+        raise _Rejected(
+            _error(
+                415,
+                "UnsupportedMediaType",
+                f"send the request as application/json, not {request.content_type}",
+            )
+        )
+    if request.content_length is not None and request.content_length > limit:
+        raise _Rejected(_too_large(limit))
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        raise _Rejected(_too_large(limit)) from None
+    try:
+        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+    except UnicodeDecodeError as exc:
+        message = f"the body is not UTF-8: {exc.reason} at byte {exc.start}"
+    except RecursionError:
+        message = f"the body is nested more than {requests.MAX_DEPTH} levels deep"
+    except ValueError as exc:
+        message = f"the body is not valid JSON: {exc}"
+    raise _Rejected(_error(400, "InvalidJSON", message))
+
+
+def _is_json(content_type: str) -> bool:
+    return content_type == "application/json" or content_type.endswith("+json")
+
+
+def _too_large(limit: int) -> web.Response:
+    return _error(
+        413,
+        "RequestTooLarge",
+        f"the request body is larger than {limit} bytes",
+        {"limitBytes": limit},
+        headers={"Connection": "close"},
+    )
+
+
+def _not_ready() -> web.Response:
+    return _error(
+        503, "NotReady", "the policies are not loaded yet; retry shortly", headers={"Retry-After": "1"}
+    )
+
+
+async def _policies(request: web.Request) -> web.Response:
+    return web.json_response({"policies": request.app[SERVICE_KEY].describe()})
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def _readyz(request: web.Request) -> web.Response:
+    if not request.app[SERVICE_KEY].ready:
+        return _not_ready()
+    return web.json_response({"status": "ready"})
