@@ -7,8 +7,8 @@ import sys
 from collections.abc import Sequence
 
 from joch import __version__
-from joch.cli import compile as compile_cmd
 from joch.cli import apply, dev, manifests, policy, validate
+from joch.cli import compile as compile_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
