@@ -1,0 +1,515 @@
+"""The controller: watch events -> store -> work queue -> workers (gather, compile, act).
+
+::
+
+    kopf watch events ──observe()──> Store (parsed objects, Lookup for the compiler)
+                           │
+                           └─ fan-out (fanout.py) ──> WorkQueue (deduplicated keys)
+                                                         │
+                      workers (N asyncio tasks) <────────┘
+                        Agent key:      gather -> compile_agent -> apply ConfigMap <agent>-g<gen>
+                                        -> delete stale ConfigMaps -> patch status -> Events
+                        other kinds:    referenced_status -> patch status
+
+Start-up (:meth:`Controller.start`, from kopf's startup handler, before kopf starts watching): one
+LIST of every watched kind, the Namespaces and the CAM ConfigMaps primes the store and the ConfigMap
+cache; then every Agent (and every Agent some ConfigMap still names, so orphans left by an Agent
+deleted while the operator was down are cleaned up) is queued. Because the store holds the current
+status and the cache the current ConfigMaps, a restart over a converged fleet writes nothing. Once that
+first pass drains, the referenced objects' statuses are computed (their Agent counts are complete by
+then), and "initial sync complete" is logged.
+
+Concurrency: the workers and the watch handlers share one event loop; ``gather`` and ``compile_agent``
+run on it without awaiting (one consistent snapshot per compile), API calls run in the kube client's
+thread pool (joch.kube.client: bounded concurrency, write token bucket, 429 Retry-After). The queue
+guarantees one worker per key. A failed key is retried with exponential backoff (0.5 s doubling to
+60 s), except after 403 (RBAC) or 422 (a rejected write), which retrying cannot fix: those wait for the
+key's next change. There is no periodic resync.
+
+Agent deletion: no finalizer. The watch's DELETED event queues the Agent, whose reconcile finds it gone
+and deletes its ConfigMaps itself (nothing relies on the garbage collector, decision D7); the start-up
+pass catches deletions that happened while the operator was down. A finalizer would block deleting
+Agents (and their namespaces) whenever the operator is not running, for no gain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import dataclasses
+import datetime
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final
+
+import pydantic
+
+from joch.api.v1alpha1.agent import Agent
+from joch.api.v1alpha1.policy import Policy
+from joch.controllers import fanout, status
+from joch.controllers.access import Access
+from joch.controllers.manifests import ManifestCache
+from joch.controllers.queue import QueueShutDown, WorkQueue
+from joch.controllers.recorder import EventRecorder
+from joch.controllers.store import WATCHED_KINDS, Entry, Store, parse_entry, validation_message
+from joch.domain import compilation
+from joch.domain.compilation.configmap import desired_configmap, stale_manifests
+from joch.domain.compilation.keys import ObjectKey
+from joch.domain.policy import compiling as policy_compiling
+from joch.domain.policy import errors as policy_errors
+from joch.domain.settings import OperatorSettings
+from joch.kube import client, configmaps, errors, events, listing, paths
+from joch.kube import status as kube_status
+
+__all__ = ["Controller", "ControllerConfig"]
+
+logger = logging.getLogger("joch.controller")
+
+AGENT: Final = paths.ResourceType.of(Agent)
+RESOURCE_TYPES: Final[Mapping[str, paths.ResourceType]] = {
+    kind: paths.ResourceType.of(model) for kind, model in WATCHED_KINDS.items()
+}
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class ControllerConfig:
+    settings: OperatorSettings = dataclasses.field(default_factory=OperatorSettings)
+    namespaces: tuple[str, ...] = ()
+    """Namespaces whose Agents (and namespaced objects' statuses) this operator manages; () = all."""
+    workers: int = 16
+    """Keys processed at once."""
+    status_delay: float = 0.5
+    """Seconds a referenced object's status update waits, so a burst of changes makes one write."""
+    event_rate: float = 20.0
+    event_burst: int = 50
+    event_capacity: int = 1000
+
+    def watch_namespaces(self) -> tuple[str, ...]:
+        """Namespaces to watch (the managed ones plus the shared ones); () means all."""
+        if not self.namespaces:
+            return ()
+        return tuple(dict.fromkeys((*self.namespaces, *self.settings.shared_namespaces)))
+
+
+def _utcnow() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def _stamp(moment: datetime.datetime) -> str:
+    return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _name(body: Mapping[str, Any]) -> tuple[str | None, str, str]:
+    metadata = body.get("metadata") or {}
+    return metadata.get("namespace"), metadata.get("name") or "", metadata.get("uid") or ""
+
+
+class Controller:
+    """Everything the operator keeps in memory, and the workers acting on it."""
+
+    def __init__(
+        self,
+        kube: client.Kube,
+        config: ControllerConfig | None = None,
+        *,
+        access: Access | None = None,
+        clock: Callable[[], datetime.datetime] = _utcnow,
+    ) -> None:
+        self.kube = kube
+        self.config = config or ControllerConfig()
+        self.settings = self.config.settings
+        self.access = access or Access.everything(self.config.watch_namespaces())
+        """What the operator may read (access.probe); it watches and lists only that."""
+        self.store = Store()
+        self.index = fanout.ReverseIndex()
+        self.manifests = ManifestCache()
+        self.queue: WorkQueue[ObjectKey] = WorkQueue()
+        self.recorder = EventRecorder(
+            kube,
+            rate=self.config.event_rate,
+            burst=self.config.event_burst,
+            capacity=self.config.event_capacity,
+            clock=clock,
+        )
+        self.programs = policy_compiling.PolicyCompiler()
+        self.counts: collections.Counter[str] = collections.Counter()
+        self.synced = False
+        self._clock = clock
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- scope ------------------------------------------------------------------------------------
+
+    def manages(self, namespace: str | None) -> bool:
+        """Whether this operator acts on objects in ``namespace`` (None: cluster-scoped, always)."""
+        return namespace is None or not self.config.namespaces or namespace in self.config.namespaces
+
+    def watch_namespaces(self) -> tuple[str, ...]:
+        """Namespaces to watch (the managed and shared ones the operator may read); () means all."""
+        return self.access.namespaces
+
+    # --- life cycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Prime the store with one LIST per kind, then start the workers (see the module docstring)."""
+        await self.prime()
+        for namespace in self.store.namespaces_with_agents():
+            if self.manages(namespace):
+                for name in self.store.agent_names(namespace):
+                    self.queue.add(fanout.agent_key(namespace, name))
+        for namespace, agent in self.manifests.agents():
+            if self.manages(namespace):
+                self.queue.add(fanout.agent_key(namespace, agent))
+        self._spawn(self.recorder.run(), "joch event recorder")
+        for number in range(self.config.workers):
+            self._spawn(self._worker(), f"joch worker {number}")
+        self._spawn(self._initial_sync(), "joch initial sync")
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        self._tasks.append(asyncio.get_running_loop().create_task(coro, name=name))
+
+    async def stop(self) -> None:
+        """Stop the workers (work in flight is abandoned; it is redone at the next start)."""
+        self.queue.shutdown()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    async def _initial_sync(self) -> None:
+        await self.queue.wait_idle()
+        self.synced = True
+        referenced = 0
+        for kind in status.REFERENCED_KINDS:
+            for entry in self.store.entries(kind):
+                if self.manages(entry.namespace):
+                    self.queue.add(entry.key)
+                    referenced += 1
+        await self.queue.wait_idle()
+        logger.info(
+            "initial sync complete: %d agents, %d referenced objects, %s",
+            self.store.count("Agent"),
+            referenced,
+            self.describe_counts(),
+        )
+
+    def describe_counts(self) -> str:
+        keys = ("reconciles", "compiles", "configmaps_written", "configmaps_deleted", "status_patches")
+        return ", ".join(f"{key}={self.counts[key]}" for key in keys)
+
+    async def prime(self) -> None:
+        """LIST every watched kind, the Namespaces and the CAM ConfigMaps into memory (no fan-out)."""
+        scoped = self.watch_namespaces() or (None,)
+
+        async def load(kind: str, namespace: str | None) -> list[dict[str, Any]]:
+            try:
+                return await listing.list_objects(self.kube, RESOURCE_TYPES[kind], namespace=namespace)
+            except errors.NotFound:
+                logger.warning("%s is not served (is its CRD installed?); treating it as empty", kind)
+                return []
+
+        jobs: list[tuple[str, Any]] = []
+        for kind, resource in RESOURCE_TYPES.items():
+            if kind in self.access.kinds:
+                for namespace in scoped if resource.namespaced else (None,):
+                    jobs.append((kind, load(kind, namespace)))
+        if self.access.namespace_labels:
+            jobs.append(("Namespace", listing.list_objects(self.kube, paths.NAMESPACES)))
+        for namespace in scoped:
+            jobs.append(("ConfigMap", configmaps.list_manifest_configmaps(self.kube, namespace=namespace)))
+        results = await asyncio.gather(*(job for _, job in jobs))
+        namespaces = 0
+        for (kind, _), items in zip(jobs, results, strict=True):
+            for item in items:
+                if kind == "Namespace":
+                    namespaces += 1
+                    self.store.set_namespace(_name(item)[1], (item.get("metadata") or {}).get("labels") or {})
+                elif kind == "ConfigMap":
+                    self.manifests.put(item)
+                else:
+                    self.store.upsert(parse_entry(WATCHED_KINDS[kind], item))
+        logger.info(
+            "primed: %s; %d namespaces; %d manifest ConfigMaps",
+            ", ".join(f"{kind}={self.store.count(kind)}" for kind in WATCHED_KINDS),
+            namespaces,
+            len(self.manifests),
+        )
+
+    # --- watch events -----------------------------------------------------------------------------
+
+    def observe(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A watch event of a joch kind: update the store, queue whatever it affects."""
+        stored = self._store_event(kind, event_type, body)
+        if stored is None:
+            return
+        old, new = stored
+        current = new or old
+        if current is None:
+            return
+        changed = old is None or new is None or old.fingerprint() != new.fingerprint()
+        if kind == "Agent":
+            if changed and self.manages(current.namespace):
+                self.queue.add(current.key)
+            return
+        if changed:
+            for key in fanout.affected_agents(
+                old, new, store=self.store, index=self.index, settings=self.settings
+            ):
+                if self.manages(key.namespace):
+                    self.queue.add(key)
+            if kind == "Model":
+                self._queue_routes_of(current.namespace or "")
+        if new is not None and (changed or old is None or old.raw_status != new.raw_status):
+            self._queue_status(new.key)
+
+    def _store_event(
+        self, kind: str, event_type: str | None, body: Mapping[str, Any]
+    ) -> tuple[Entry | None, Entry | None] | None:
+        """Apply one event to the store: (old, new) entries, or None when the event changes nothing
+        (a deletion of an object already gone or re-created, or a stale event)."""
+        namespace, name, uid = _name(body)
+        if WATCHED_KINDS[kind].crd.scope == "Cluster":
+            namespace = None
+        if event_type == "DELETED":
+            stored = self.store.entry(kind, namespace, name)
+            if stored is None or (uid and stored.uid != uid):
+                return None
+            if kind == "Policy":
+                self.programs.forget(namespace=namespace or "", name=name)
+            if uid:
+                self.recorder.forget(uid)
+            return self.store.remove(kind, namespace, name), None
+        new = parse_entry(WATCHED_KINDS[kind], body)
+        old = self.store.upsert(new)
+        if self.store.entry(kind, namespace, name) is not new:
+            return None
+        return old, new
+
+    def observe_namespace(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A watch event of a core Namespace: its labels may decide Agents' environments (D5)."""
+        _, name, _ = _name(body)
+        labels = None if event_type == "DELETED" else dict((body.get("metadata") or {}).get("labels") or {})
+        old = self.store.set_namespace(name, labels)
+        if (old or {}) != (labels or {}):
+            for key in fanout.namespace_affected(name, self.index):
+                if self.manages(key.namespace):
+                    self.queue.add(key)
+
+    def observe_configmap(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A watch event of a CAM ConfigMap: reconcile its Agent if it is not what the operator wrote."""
+        item = configmaps.ManifestConfigMap.from_body(body)
+        if not item.agent or not self.manages(item.namespace):
+            return
+        if self.manifests.observe(event_type == "DELETED", item):
+            self.queue.add(fanout.agent_key(item.namespace, item.agent))
+
+    def _queue_status(self, key: ObjectKey) -> None:
+        if self.synced and key.kind in status.REFERENCED_KINDS and self.manages(key.namespace):
+            self.queue.add_after(key, self.config.status_delay)
+
+    def _queue_routes_of(self, model_namespace: str) -> None:
+        shared = self.settings.is_shared(model_namespace)
+        for entry in self.store.entries("ModelRoute"):
+            if shared or entry.namespace == model_namespace:
+                self._queue_status(entry.key)
+
+    # --- workers ----------------------------------------------------------------------------------
+
+    async def _worker(self) -> None:
+        while True:
+            try:
+                key = await self.queue.get()
+            except QueueShutDown:
+                return
+            try:
+                await self.reconcile(key)
+            except (errors.Forbidden, errors.Invalid) as exc:
+                # Retrying cannot help (RBAC or a rejected write); the key's next change tries again.
+                self.queue.forget(key)
+                logger.warning("%s: %s; not retried", key, exc)
+            except errors.KubeError as exc:
+                delay = self.queue.retry(key)
+                logger.warning("%s: %s; retrying in %.1fs", key, exc, delay)
+            except Exception:
+                delay = self.queue.retry(key)
+                logger.exception("%s: reconcile failed; retrying in %.1fs", key, delay)
+            else:
+                self.queue.forget(key)
+            finally:
+                self.queue.done(key)
+
+    async def reconcile(self, key: ObjectKey) -> None:
+        self.counts["reconciles"] += 1
+        if key.kind == "Agent":
+            await self.reconcile_agent(key.namespace or "", key.name)
+        else:
+            await self.reconcile_referenced(key)
+
+    async def reconcile_agent(self, namespace: str, name: str) -> None:
+        """Compile one Agent and make its ConfigMaps, status and Events match (module docstring)."""
+        key = fanout.agent_key(namespace, name)
+        entry = self.store.entry("Agent", namespace, name)
+        if entry is None:
+            await self._forget_agent(key)
+            return
+        try:
+            agent = entry.load()
+        except pydantic.ValidationError as exc:
+            desired = status.invalid_agent_status(
+                validation_message(exc), generation=entry.generation, current=entry.status, now=self._now()
+            )
+            await self._write_status(entry, desired, owned=())
+            return
+        assert isinstance(agent, Agent)
+
+        gathered = compilation.gather(agent, self.store, self.settings)
+        compiled = compilation.compile_agent(gathered, self.settings, programs=self.programs)
+        self.counts["compiles"] += 1
+        added, removed = self.index.update(key, gathered.dependencies)
+        for dependency in added | removed:
+            if dependency.kind in status.COUNTED_KINDS:
+                self._queue_status(dependency)
+
+        outcome: configmaps.Outcome | None = None
+        if compiled.ok:
+            outcome = await self._apply_manifest(desired_configmap(compiled, entry.uid))
+        await self._collect_garbage(namespace, name, entry.uid)
+
+        latest = self.store.entry("Agent", namespace, name)
+        if latest is None or latest.uid != entry.uid:
+            return  # deleted or re-created meanwhile: its own event queued it again
+        before = latest.status
+        desired = status.agent_status(compiled, current=before, now=self._now())
+        patched = await self._write_status(latest, desired, owned=status.AGENT_FIELDS)
+        self._agent_events(latest, compiled, outcome, before, desired)
+        logger.debug(
+            "reconciled Agent/%s/%s generation=%s phase=%s manifest=%s status=%s",
+            namespace,
+            name,
+            compiled.generation,
+            desired["phase"],
+            outcome or "not written",
+            "patched" if patched else "unchanged",
+        )
+
+    async def _apply_manifest(self, desired: Mapping[str, Any]) -> configmaps.Outcome:
+        metadata = desired["metadata"]
+        namespace, name = metadata["namespace"], metadata["name"]
+        sha = metadata["annotations"][compilation.configmap.SHA_ANNOTATION]
+        self.manifests.pending(namespace, name, sha)
+        try:
+            outcome, result = await configmaps.apply_configmap(
+                self.kube, desired, current=self.manifests.get(namespace, name)
+            )
+        finally:
+            self.manifests.settled(namespace, name)
+        self.manifests.put(result)
+        if outcome != "unchanged":
+            self.counts["configmaps_written"] += 1
+        return outcome
+
+    async def _collect_garbage(self, namespace: str, agent: str, uid: str | None) -> None:
+        """Delete ConfigMaps of an earlier Agent with this name, and all but the newest generations."""
+        known = self.manifests.of(namespace, agent)
+        if uid is None:
+            doomed = [item.name for item in known]
+        else:
+            doomed = [item.name for item in known if item.owner_uid is not None and item.owner_uid != uid]
+            mine = [(i.name, i.generation) for i in known if i.owner_uid == uid and i.generation is not None]
+            doomed += stale_manifests(mine, keep=self.settings.keep_manifests)
+        if not doomed:
+            return
+        for doomed_name in doomed:
+            self.manifests.pending(namespace, doomed_name, None)
+            self.manifests.drop(namespace, doomed_name)
+        try:
+            deleted = await configmaps.delete_configmaps(self.kube, namespace, doomed)
+        finally:
+            for doomed_name in doomed:
+                self.manifests.settled(namespace, doomed_name)
+        self.counts["configmaps_deleted"] += len(deleted)
+
+    async def _forget_agent(self, key: ObjectKey) -> None:
+        for dependency in self.index.remove(key):
+            if dependency.kind in status.COUNTED_KINDS:
+                self._queue_status(dependency)
+        await self._collect_garbage(key.namespace or "", key.name, None)
+
+    async def _write_status(self, entry: Entry, desired: Mapping[str, Any], *, owned: Iterable[str]) -> bool:
+        patch = status.status_patch(desired, entry.status, owned=tuple(owned))
+        if patch is None:
+            return False
+        resource = RESOURCE_TYPES[entry.kind]
+        try:
+            body = await kube_status.patch_status(self.kube, resource, entry.namespace, entry.name, patch)
+        except errors.NotFound:
+            return False
+        self.store.set_status(entry.kind, entry.namespace, entry.name, body)
+        self.counts["status_patches"] += 1
+        return True
+
+    def _agent_events(
+        self,
+        entry: Entry,
+        compiled: compilation.Compiled,
+        outcome: configmaps.Outcome | None,
+        before: Mapping[str, Any],
+        after: Mapping[str, Any],
+    ) -> None:
+        involved = events.InvolvedObject(AGENT.api_version, "Agent", entry.namespace, entry.name, entry.uid)
+        if outcome in ("created", "replaced"):
+            self.recorder.record(
+                involved,
+                "Normal",
+                "Compiled",
+                f"compiled manifest {compiled.name} (sha256 {compiled.sha256[:12]}) into its ConfigMap",
+            )
+        old = {c.get("type"): c for c in before.get("conditions") or ()}
+        new = {c.get("type"): c for c in after.get("conditions") or ()}
+        for kind in ("ResolvedRefs", "Compiled"):
+            condition = new.get(kind)
+            if (
+                condition is None
+                or condition["status"] != "False"
+                or condition["reason"] == "ReferencesUnresolved"
+            ):
+                continue
+            previous = old.get(kind) or {}
+            if (previous.get("status"), previous.get("message")) != ("False", condition["message"]):
+                self.recorder.record(involved, "Warning", condition["reason"], condition["message"])
+
+    async def reconcile_referenced(self, key: ObjectKey) -> None:
+        """Write the status of a referenced object (Ready, observedGeneration, phase, counters)."""
+        entry = self.store.entry(key.kind, key.namespace, key.name)
+        if entry is None or entry.obj is None:
+            return
+        policy_error = None
+        if isinstance(entry.obj, Policy):
+            try:
+                self.programs.compile(
+                    name=entry.name,
+                    namespace=entry.namespace or "",
+                    generation=entry.generation or 1,
+                    spec=entry.obj.spec.wire(),
+                )
+            except policy_errors.PolicyError as exc:
+                policy_error = str(exc)
+        desired = status.referenced_status(
+            entry.obj,
+            current=entry.status,
+            lookup=self.store,
+            settings=self.settings,
+            agents=self._count_agents(key),
+            policy_error=policy_error,
+            now=self._now(),
+        )
+        await self._write_status(entry, desired, owned=())
+
+    def _count_agents(self, key: ObjectKey) -> int:
+        return sum(
+            1
+            for agent in self.index.dependants(key)
+            if self.store.entry("Agent", agent.namespace, agent.name)
+        )
+
+    def _now(self) -> str:
+        return _stamp(self._clock())

@@ -1,0 +1,54 @@
+"""LIST with pagination: every object of one resource type (in one namespace or all of them)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from joch.kube import client, errors, paths
+
+__all__ = ["PAGE_SIZE", "can_list", "list_objects"]
+
+PAGE_SIZE = 500
+
+
+async def list_objects(
+    kube: client.Kube,
+    resource: paths.ResourceType,
+    *,
+    namespace: str | None = None,
+    label_selector: str | None = None,
+    page_size: int = PAGE_SIZE,
+) -> list[dict[str, Any]]:
+    """Every object of ``resource`` (``namespace`` None: all namespaces), following ``continue`` tokens.
+
+    Items of a typed list carry no apiVersion/kind; they are filled in so each item is a full object.
+    """
+    items: list[dict[str, Any]] = []
+    token: str | None = None
+    while True:
+        query: dict[str, str | int] = {"limit": page_size}
+        if label_selector:
+            query["labelSelector"] = label_selector
+        if token:
+            query["continue"] = token
+        page = await kube.request("GET", resource.collection_path(namespace), query=query)
+        for item in page.get("items") or ():
+            item.setdefault("apiVersion", resource.api_version)
+            item.setdefault("kind", resource.kind)
+            items.append(item)
+        token = (page.get("metadata") or {}).get("continue")
+        if not token:
+            return items
+
+
+def can_list(kube: client.Kube, resource: paths.ResourceType, *, namespace: str | None = None) -> bool:
+    """Whether the operator may LIST ``resource`` (in ``namespace``, or across all): one GET with
+    ``limit=1``, synchronously (before the event loop runs). A type that is not served counts as listable
+    (it is missing, not forbidden); other failures propagate."""
+    try:
+        kube.send("GET", resource.collection_path(namespace), query={"limit": 1})
+    except errors.Forbidden:
+        return False
+    except errors.NotFound:
+        return True
+    return True

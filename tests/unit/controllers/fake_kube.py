@@ -1,0 +1,169 @@
+"""An in-memory stand-in for ``joch.kube.client.Kube``: enough of the API server for the controller.
+
+Objects live in a dict keyed by (group, plural, namespace, name); every write bumps a global
+resourceVersion. Supported: LIST (with equality label selectors and no paging), GET, POST (409
+AlreadyExists), PUT (409 on a stale resourceVersion), DELETE, and merge PATCH of the status
+subresource. ``requests`` records (method, path) of every call; ``fail`` queues errors to raise;
+``forbidden`` holds path patterns answered with 403 (an operator with little RBAC).
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from joch.kube import errors
+
+
+def _route(path: str) -> tuple[str, str, str | None, str | None, str | None]:
+    """(group, plural, namespace, name, subresource) of a REST path."""
+    parts = path.strip("/").split("/")
+    if parts[0] == "api":
+        group, rest = "", parts[2:]
+    else:
+        group, rest = parts[1], parts[3:]
+    namespace = None
+    if rest[0] == "namespaces" and len(rest) >= 3:
+        namespace, rest = rest[1], rest[2:]
+    plural = rest[0]
+    name = rest[1] if len(rest) > 1 else None
+    sub = rest[2] if len(rest) > 2 else None
+    return group, plural, namespace, name, sub
+
+
+def _matches(labels: Mapping[str, str], selector: str | None) -> bool:
+    if not selector:
+        return True
+    for term in selector.split(","):
+        key, _, value = term.partition("=")
+        if labels.get(key) != value:
+            return False
+    return True
+
+
+class FakeKube:
+    def __init__(self) -> None:
+        self.objects: dict[tuple[str, str, str | None, str], dict[str, Any]] = {}
+        self.requests: list[tuple[str, str]] = []
+        self.fail: list[errors.KubeError] = []
+        self.forbidden: set[str] = set()
+        """Regular expressions of paths (without the query) answered with 403."""
+        self._rv = 100
+
+    # --- test helpers -----------------------------------------------------------------------------
+
+    def put(self, group: str, plural: str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """Store an object as a client would create it (uid, generation 1, resourceVersion)."""
+        obj = copy.deepcopy(dict(body))
+        metadata = obj.setdefault("metadata", {})
+        metadata.setdefault("uid", str(uuid.uuid4()))
+        metadata.setdefault("generation", 1)
+        metadata["resourceVersion"] = self._next()
+        self.objects[(group, plural, metadata.get("namespace"), metadata["name"])] = obj
+        return obj
+
+    def writes(self) -> list[tuple[str, str]]:
+        return [r for r in self.requests if r[0] != "GET"]
+
+    def of(self, plural: str) -> list[dict[str, Any]]:
+        return [obj for (_, p, _, _), obj in sorted(self.objects.items()) if p == plural]
+
+    def _next(self) -> str:
+        self._rv += 1
+        return str(self._rv)
+
+    # --- the Kube interface -----------------------------------------------------------------------
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: Mapping[str, Any] | None = None,
+        content_type: str | None = None,
+    ) -> Any:
+        return self.send(method, path, body=body, query=query, content_type=content_type)
+
+    def send(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: Mapping[str, Any] | None = None,
+        content_type: str | None = None,
+    ) -> Any:
+        self.requests.append((method, path))
+        if self.fail:
+            raise self.fail.pop(0)
+        if any(re.fullmatch(pattern, path) for pattern in self.forbidden):
+            raise errors.Forbidden(f"{path} is forbidden", status=403)
+        group, plural, namespace, name, sub = _route(path)
+        if method == "GET" and name is None:
+            return self._list(group, plural, namespace, (query or {}).get("labelSelector"))
+        if method == "POST":
+            return self._create(group, plural, namespace, body)
+        key = (group, plural, namespace, name or "")
+        if key not in self.objects:
+            raise errors.NotFound(f"{path} not found", status=404)
+        if method == "GET":
+            return copy.deepcopy(self.objects[key])
+        if method == "DELETE":
+            del self.objects[key]
+            return {"kind": "Status", "status": "Success"}
+        if method == "PUT":
+            return self._replace(key, body)
+        assert (method, sub, content_type) == ("PATCH", "status", "application/merge-patch+json"), path
+        return self._patch_status(key, body["status"])
+
+    def _list(self, group: str, plural: str, namespace: str | None, selector: str | None) -> dict[str, Any]:
+        items = [
+            copy.deepcopy(obj)
+            for (g, p, ns, _), obj in sorted(self.objects.items(), key=lambda kv: str(kv[0]))
+            if g == group
+            and p == plural
+            and (namespace is None or ns == namespace)
+            and _matches(obj["metadata"].get("labels") or {}, selector)
+        ]
+        return {"items": items, "metadata": {"resourceVersion": str(self._rv)}}
+
+    def _create(self, group: str, plural: str, namespace: str | None, body: dict[str, Any]) -> dict[str, Any]:
+        metadata = body["metadata"]
+        if "generateName" in metadata and "name" not in metadata:
+            metadata = {**metadata, "name": metadata["generateName"] + uuid.uuid4().hex[:5]}
+        key = (group, plural, namespace, metadata["name"])
+        if key in self.objects:
+            raise errors.AlreadyExists(f"{metadata['name']} exists", status=409, reason="AlreadyExists")
+        obj = copy.deepcopy(body)
+        obj["metadata"] = {**metadata, "uid": str(uuid.uuid4()), "resourceVersion": self._next()}
+        self.objects[key] = obj
+        return copy.deepcopy(obj)
+
+    def _replace(self, key: tuple[str, str, str | None, str], body: dict[str, Any]) -> dict[str, Any]:
+        current = self.objects[key]
+        if body["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
+            raise errors.Conflict(f"{key}: stale resourceVersion", status=409, reason="Conflict")
+        obj = copy.deepcopy(body)
+        obj["metadata"] = {
+            **body["metadata"],
+            "uid": current["metadata"]["uid"],
+            "resourceVersion": self._next(),
+        }
+        self.objects[key] = obj
+        return copy.deepcopy(obj)
+
+    def _patch_status(self, key: tuple[str, str, str | None, str], patch: dict[str, Any]) -> dict[str, Any]:
+        current = self.objects[key]
+        status = dict(current.get("status") or {})
+        for field, value in patch.items():
+            if value is None:
+                status.pop(field, None)
+            else:
+                status[field] = copy.deepcopy(value)
+        current["status"] = status
+        current["metadata"]["resourceVersion"] = self._next()
+        return copy.deepcopy(current)
