@@ -1,17 +1,21 @@
 """`joch dev run`: the main job on the embedded local control plane (what `make run` runs).
 
-It starts a real etcd + kube-apiserver, installs the CRDs, applies examples/, shows what is stored, and
-keeps the control plane up until interrupted.
+It starts a real etcd + kube-apiserver, installs the CRDs, starts the operator (controllers, admission
+webhooks, decision service), applies examples/, waits until every Agent is Ready, shows the statuses and
+compiled manifests, and keeps everything up until interrupted.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import pathlib
 import signal
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
@@ -26,9 +30,9 @@ def register(commands: Any) -> None:
     run_parser: argparse.ArgumentParser = sub.add_parser(
         "run",
         help="start a local control plane, install CRDs, apply examples and show them",
-        description="Start etcd and kube-apiserver on loopback, install the CRDs from --crds, apply every "
-        "file in --examples with kubectl and print `kubectl get joch -A`. Runs until Ctrl-C, then stops "
-        "everything it started.",
+        description="Start etcd and kube-apiserver on loopback, install the CRDs from --crds, start the "
+        "operator, apply every file in --examples with kubectl, wait until every Agent is Ready and print "
+        "their statuses and compiled manifests. Runs until Ctrl-C, then stops everything it started.",
     )
     run_parser.add_argument(
         "--state-dir", type=pathlib.Path, default=pathlib.Path(".dev"), help="state folder"
@@ -39,6 +43,9 @@ def register(commands: Any) -> None:
     )
     run_parser.add_argument(
         "--exit", action="store_true", help="stop after showing the examples instead of waiting for Ctrl-C"
+    )
+    run_parser.add_argument(
+        "--ready-timeout", type=int, default=180, help="seconds to wait for every Agent to be Ready"
     )
     run_parser.set_defaults(handler=run)
 
@@ -57,6 +64,52 @@ class _Kubectl:
             sys.stderr.write(done.stderr)
             raise SystemExit(f"joch: kubectl {' '.join(args)} failed (exit {done.returncode})")
         return done
+
+
+@contextlib.contextmanager
+def _operator(kubeconfig: pathlib.Path, log: pathlib.Path) -> Iterator[subprocess.Popen[bytes]]:
+    """`joch operator` against the local control plane, logging to ``log``; stopped on exit."""
+    argv = [
+        sys.executable,
+        "-m",
+        "joch.cli.main",
+        "operator",
+        "--kubeconfig",
+        str(kubeconfig),
+        *OPERATOR_FLAGS,
+    ]
+    with log.open("ab") as out:
+        process = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+    try:
+        yield process
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+OPERATOR_FLAGS: tuple[str, ...] = ()
+"""Extra `joch operator` flags for the local run."""
+
+
+def _show_agents(kubectl: _Kubectl) -> None:
+    agents = json.loads(kubectl("get", "agents", "-A", "-o", "json", show=False).stdout)["items"]
+    for agent in agents:
+        meta, status = agent["metadata"], agent.get("status", {})
+        print(f"\n==> Agent {meta['namespace']}/{meta['name']}: phase {status.get('phase')}", flush=True)
+        for condition in status.get("conditions", []):
+            reason, message = condition.get("reason", ""), condition.get("message", "")
+            print(f"    {condition['type']:<16} {condition['status']:<6} {reason}: {message}")
+        manifest = status.get("compiledManifest")
+        if manifest:
+            print(f"==> CompiledAgentManifest {manifest['name']} (sha256 {manifest['sha256'][:12]}...)")
+            data = kubectl(
+                "get", "configmap", manifest["name"], "-n", meta["namespace"], "-o", "json", show=False
+            )
+            sys.stdout.write(json.loads(data.stdout)["data"]["manifest.yaml"])
 
 
 def run(args: argparse.Namespace) -> int:
@@ -83,23 +136,42 @@ def run(args: argparse.Namespace) -> int:
                 "app.kubernetes.io/part-of=joch",
                 show=False,
             )
-            print(f"==> applying {args.examples}/", flush=True)
-            kubectl("apply", "-f", str(args.examples))
-            print("==> kubectl get joch -A", flush=True)
-            kubectl("get", "joch", "-A")
-            if args.exit:
-                return 0
-            print(
-                f"\nThe control plane stays up until Ctrl-C. In another shell:\n"
-                f"  export KUBECONFIG={plane.kubeconfig} PATH={cluster.find_binary('kubectl').parent}:$PATH\n"
-                f"  kubectl get joch -A\n",
-                flush=True,
-            )
-            signal.signal(signal.SIGTERM, _interrupt)
-            signal.signal(signal.SIGINT, _interrupt)
-            while not stop.wait(1.0):
-                plane.check_alive()
-            print("==> stopping", flush=True)
+            log = state_dir / "operator.log"
+            print(f"==> starting the operator (log: {log})", flush=True)
+            with _operator(plane.kubeconfig, log) as operator:
+                print(f"==> applying {args.examples}/", flush=True)
+                kubectl("apply", "-f", str(args.examples))
+                print("==> waiting until every Agent is Ready", flush=True)
+                kubectl(
+                    "wait",
+                    "--for=condition=Ready",
+                    f"--timeout={args.ready_timeout}s",
+                    "agents",
+                    "--all",
+                    "-A",
+                )
+                print("==> kubectl get joch -A", flush=True)
+                kubectl("get", "joch", "-A")
+                _show_agents(kubectl)
+                if args.exit:
+                    return 0
+                bin_dir = cluster.find_binary("kubectl").parent
+                print(
+                    f"\nThe control plane and the operator stay up until Ctrl-C. In another shell:\n"
+                    f"  export KUBECONFIG={plane.kubeconfig} PATH={bin_dir}:$PATH\n"
+                    f"  kubectl get joch -A\n",
+                    flush=True,
+                )
+                signal.signal(signal.SIGTERM, _interrupt)
+                signal.signal(signal.SIGINT, _interrupt)
+                while not stop.wait(1.0):
+                    plane.check_alive()
+                    if operator.poll() is not None:
+                        print(
+                            f"joch: the operator exited ({operator.returncode}); see {log}", file=sys.stderr
+                        )
+                        return 1
+                print("==> stopping", flush=True)
     except cluster.ControlPlaneError as exc:
         print(f"joch: {exc}", file=sys.stderr)
         return 1
