@@ -182,7 +182,8 @@ def record_policy_decision(outcome: str, *, source: str) -> None:
 
 
 def set_queue_depth(depth: int) -> None:
-    """The reconcile queue now holds ``depth`` keys."""
+    """The reconcile queue now holds ``depth`` keys (replacing a :func:`track_queue_depth` callable)."""
+    QUEUE_DEPTH.__dict__.pop("_child_samples", None)  # undo set_function: the last call wins
     QUEUE_DEPTH.set(depth)
 
 

@@ -156,6 +156,20 @@ def agent_doc(example: Example, name: str, **spec_overrides: Any) -> dict[str, A
 # --- the operator as a subprocess -----------------------------------------------------------------------
 
 
+# ``joch operator`` also serves webhooks (9443, applying cluster-wide configurations in local mode), the
+# decision service (8082), /metrics (8080) and probes (8081). Tests about the controllers turn those off so
+# that several operators (failover, restarts) can run at once and a SIGKILLed one leaves no webhook
+# configuration behind; a test's own ``args`` come later and win (tests/integration/test_operator_wiring.py
+# runs everything).
+ISOLATED = ("--no-webhooks", "--decision-port=0", "--metrics-port=0", "--health-port=0")
+
+
+def isolated_args(args: tuple[str, ...]) -> list[str]:
+    """:data:`ISOLATED` minus what ``args`` sets, then ``args``."""
+    given = {arg.split("=", 1)[0] for arg in args}
+    return [flag for flag in ISOLATED if flag.split("=", 1)[0] not in given] + list(args)
+
+
 class OperatorProcess:
     """``python -m joch.cli.operator`` against the test cluster, logging to ``log_path``."""
 
@@ -170,7 +184,7 @@ class OperatorProcess:
         argv = [sys.executable, "-m", "joch.cli.operator", "--kubeconfig", self.kubeconfig, "-v"]
         for namespace in self.namespaces:
             argv += ["--namespace", namespace]
-        argv += list(self.args)
+        argv += isolated_args(self.args)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with self.log_path.open("ab") as log:
             log.write(f"\n===== start {' '.join(argv[1:])}\n".encode())

@@ -12,13 +12,11 @@ Cases:
 - operator failover (--leader-election): two operators, one reconciles; kill it, the other takes over;
 - metrics after real traffic: /metrics counts move (reconciles, compile duration).
 
-The operator is ``python -m joch.cli.main operator`` (what the image runs). Tests that need a flag the
-command does not have yet skip, naming it.
+The operator is ``python -m joch.cli.main operator`` (what the image runs).
 """
 
 from __future__ import annotations
 
-import functools
 import os
 import signal
 import subprocess
@@ -40,6 +38,7 @@ from tests.integration.operator_fixtures import (  # noqa: F401
     apply,
     cluster_fixture,
     eventually,
+    isolated_args,
     ready,
     support_triage,
 )
@@ -51,29 +50,6 @@ pytestmark = pytest.mark.integration
 Kubectl = Callable[..., Any]
 
 
-@functools.cache
-def operator_help() -> str:
-    done = subprocess.run(
-        [sys.executable, "-m", "joch.cli.main", "operator", "--help"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
-    )
-    return done.stdout + done.stderr if done.returncode == 0 else ""
-
-
-def require_flags(*flags: str) -> None:
-    text = operator_help()
-    if not text:
-        pytest.skip("`joch operator` does not exist yet (joch.cli.operator)")
-    missing = [flag for flag in flags if flag not in text]
-    if missing:
-        pytest.skip(
-            f"`joch operator` has no {', '.join(missing)} yet (wiring of joch.kube.leader / joch.metrics)"
-        )
-
-
 class MainOperator(OperatorProcess):
     """``python -m joch.cli.main operator`` (the image's entrypoint) instead of joch.cli.operator."""
 
@@ -81,7 +57,7 @@ class MainOperator(OperatorProcess):
         argv = [sys.executable, "-m", "joch.cli.main", "operator", "--kubeconfig", self.kubeconfig, "-v"]
         for namespace in self.namespaces:
             argv += ["--namespace", namespace]
-        argv += list(self.args)
+        argv += isolated_args(self.args)
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         with self.log_path.open("ab") as log:
             log.write(f"\n===== start {' '.join(argv[1:])}\n".encode())
@@ -137,7 +113,6 @@ def test_operator_with_chart_credentials_compiles_the_examples(
     operators: Callable[..., MainOperator],
     tmp_path: Path,
 ) -> None:
-    require_flags("--namespace")
     release.install(release_values(namespace, operator={"namespaces": [namespace]}))
     sa = sa_kubeconfig(kubectl, kubeconfig, namespace, tmp_path)
     example = support_triage(namespace)
@@ -177,7 +152,6 @@ def test_namespace_scope_with_roles_only(
 ) -> None:
     """Roles only: the operator manages its namespace; the cluster-scoped FrameworkAdapter is out of its
     sight, so the Agent waits for it (MissingReference) instead of the operator failing."""
-    require_flags("--namespace")
     release.install(release_values(namespace, rbac={"scope": "namespace", "namespaces": [namespace]}))
     sa = sa_kubeconfig(kubectl, kubeconfig, namespace, tmp_path)
     example = support_triage(namespace)
@@ -204,7 +178,6 @@ def test_namespace_scope_with_cluster_reader_compiles_the_examples(
     operators: Callable[..., MainOperator],
     tmp_path: Path,
 ) -> None:
-    require_flags("--namespace")
     release.install(
         release_values(
             namespace, rbac={"scope": "namespace", "namespaces": [namespace], "clusterReader": True}
@@ -321,7 +294,6 @@ def test_operator_failover_only_the_leader_reconciles(
     operators: Callable[..., MainOperator],
     tmp_path: Path,
 ) -> None:
-    require_flags("--leader-election", "--leader-election-namespace", "--leader-election-id")
     release.install(release_values(namespace, operator={"namespaces": [namespace]}))
     sa = sa_kubeconfig(kubectl, kubeconfig, namespace, tmp_path)
     example = support_triage(namespace)
@@ -396,7 +368,6 @@ def test_metrics_count_real_traffic(
     operators: Callable[..., MainOperator],
     tmp_path: Path,
 ) -> None:
-    require_flags("--metrics-port", "--health-port")
     release.install(release_values(namespace, operator={"namespaces": [namespace]}))
     sa = sa_kubeconfig(kubectl, kubeconfig, namespace, tmp_path)
     metrics_port, health_port = _free_port(), _free_port()

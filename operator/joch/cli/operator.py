@@ -3,6 +3,16 @@
     joch operator [--kubeconfig PATH] [--context NAME] [-n NS ...|-A] [--workers N]
                   [--shared-namespaces NS,NS] [--default-environment ENV]
                   [--concurrency N] [--write-rate N] [--write-burst N] [--event-rate N] [-v|--debug|-q]
+                  [--webhook-port N] [--no-webhooks] [--webhook-cert-dir DIR]
+                  [--webhook-tls-secret NS/NAME --webhook-service SVC.NS.svc --webhook-configuration NAME
+                   --webhook-cert-validity-days N | --webhook-tls-dir DIR]
+                  [--decision-port N] [--decision-host HOST] [--metrics-port N] [--health-port N]
+                  [--leader-election [--leader-election-id NAME] [--leader-election-namespace NS]
+                   [--lease-duration S] [--renew-deadline S] [--retry-period S]]
+
+One process: the controllers, the admission webhooks (joch.webhooks), the decision service
+(joch.decisions, POST /v1/policy/evaluate), /metrics + /healthz + /readyz (joch.metrics) and, with
+``--leader-election``, a Lease (joch.kube.leader) gating the controllers' workers only.
 
 Without ``--kubeconfig`` it runs in-cluster when in a pod, else with $KUBECONFIG / ~/.kube/config.
 Without ``--namespace`` it manages every namespace (cluster-wide). Operator settings not given as flags
@@ -13,21 +23,27 @@ Also runnable as ``python -m joch.cli.operator``. docs/operator.md explains what
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
+import datetime
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import kopf
 
+from joch import decisions, metrics, webhooks
 from joch.controllers import operator as controller_operator
-from joch.controllers.reconciler import ControllerConfig
+from joch.controllers.reconciler import Controller, ControllerConfig
 from joch.domain.settings import OperatorSettings, SettingsError
-from joch.kube import client, errors
+from joch.kube import client, errors, leader, webhook_tls
 
-__all__ = ["build_parser", "main", "options_from", "register", "run"]
+__all__ = ["Serving", "build_parser", "extension", "main", "options_from", "register", "run", "serving_from"]
+
+logger = logging.getLogger("joch.operator")
 
 
 def _positive_int(text: str) -> int:
@@ -88,10 +104,300 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--event-rate", type=_positive_float, default=20.0, help="Kubernetes Events per second (default 20)"
     )
+    _add_serving_arguments(parser)
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="log every reconcile")
     verbosity.add_argument("--debug", action="store_true", help="log everything, kopf included")
     verbosity.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port: {value}")
+    return value
+
+
+def _add_serving_arguments(parser: argparse.ArgumentParser) -> None:
+    hooks = parser.add_argument_group("admission webhooks")
+    hooks.add_argument(
+        "--webhook-port", type=_port, default=9443, help="port of the webhook HTTPS server (default 9443)"
+    )
+    hooks.add_argument("--no-webhooks", action="store_true", help="do not serve the admission webhooks")
+    hooks.add_argument(
+        "--webhook-cert-dir",
+        metavar="DIR",
+        default=".dev/webhook-certs",
+        help="local mode: where the generated CA and serving certificate live (default .dev/webhook-certs)",
+    )
+    tls = hooks.add_mutually_exclusive_group()
+    tls.add_argument(
+        "--webhook-tls-secret",
+        metavar="NS/NAME",
+        help="in-cluster: keep the serving certificate in this Secret (issued and rotated by the operator)",
+    )
+    tls.add_argument(
+        "--webhook-tls-dir",
+        metavar="DIR",
+        help="in-cluster: serve tls.crt/tls.key from this mounted directory (reloaded when they change)",
+    )
+    hooks.add_argument(
+        "--webhook-service",
+        metavar="SVC.NS.svc",
+        help="the webhook Service (names on the certificate; with --webhook-tls-secret or --webhook-tls-dir)",
+    )
+    hooks.add_argument(
+        "--webhook-configuration",
+        metavar="NAME",
+        help="the Validating/Mutating webhook configurations whose caBundle the operator keeps current",
+    )
+    hooks.add_argument(
+        "--webhook-cert-validity-days",
+        type=_positive_int,
+        default=365,
+        help="lifetime of an issued serving certificate (default 365)",
+    )
+    serving = parser.add_argument_group("decision service, metrics and health")
+    serving.add_argument(
+        "--decision-port",
+        type=_port,
+        default=8082,
+        help="port of POST /v1/policy/evaluate (default 8082; 0 disables)",
+    )
+    serving.add_argument(
+        "--decision-host",
+        default="0.0.0.0",  # noqa: S104 - the chart's Service reaches it from outside the Pod
+        help="address the decision service listens on (default 0.0.0.0)",
+    )
+    serving.add_argument(
+        "--metrics-port", type=_port, default=8080, help="port of /metrics (default 8080; 0 disables)"
+    )
+    serving.add_argument(
+        "--health-port",
+        type=_port,
+        default=8081,
+        help="port of /healthz and /readyz (default 8081; 0 disables)",
+    )
+    election = parser.add_argument_group("leader election")
+    election.add_argument(
+        "--leader-election",
+        action="store_true",
+        help="reconcile only while holding a Lease (webhooks, decisions and watches run on every replica)",
+    )
+    election.add_argument(
+        "--leader-election-id", metavar="NAME", default="joch-leader", help="the Lease (default joch-leader)"
+    )
+    election.add_argument(
+        "--leader-election-namespace",
+        metavar="NS",
+        help="namespace of the Lease (default: $POD_NAMESPACE)",
+    )
+    election.add_argument("--lease-duration", type=_positive_float, default=15.0, help="seconds (default 15)")
+    election.add_argument("--renew-deadline", type=_positive_float, default=10.0, help="seconds (default 10)")
+    election.add_argument("--retry-period", type=_positive_float, default=2.0, help="seconds (default 2)")
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Serving:
+    """What ``joch operator`` adds to the controllers (from the flags and the chart's environment)."""
+
+    kubeconfig: str | None = None
+    context: str | None = None
+    webhooks: bool = True
+    webhook_port: int = 9443
+    webhook_cert_dir: str = ".dev/webhook-certs"
+    webhook_tls_secret: str | None = None
+    webhook_tls_dir: str | None = None
+    webhook_service: str | None = None
+    webhook_configuration: str | None = None
+    webhook_cert_validity_days: int = 365
+    decision_host: str = "0.0.0.0"  # noqa: S104 - the chart's Service reaches it from outside the Pod
+    decision_port: int = 8082
+    metrics_port: int = 8080
+    health_port: int = 8081
+    lease: leader.LeaseConfig | None = None
+    pod_namespace: str | None = None
+
+
+def serving_from(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> Serving:
+    """The serving options from parsed arguments (raises SettingsError on unusable combinations)."""
+    pod_namespace = environ.get("POD_NAMESPACE") or None
+    if args.webhook_tls_secret:
+        namespace, _, name = args.webhook_tls_secret.partition("/")
+        if not namespace or not name or "/" in name:
+            raise SettingsError(f"--webhook-tls-secret must be NS/NAME, not {args.webhook_tls_secret!r}")
+    if args.webhook_tls_secret and not args.no_webhooks and not args.webhook_service:
+        raise SettingsError("--webhook-tls-secret needs --webhook-service SVC.NS.svc")
+    if args.webhook_service and len(args.webhook_service.split(".")) < 2:
+        raise SettingsError(f"--webhook-service must be SVC.NS.svc, not {args.webhook_service!r}")
+    lease = None
+    if args.leader_election:
+        namespace = args.leader_election_namespace or pod_namespace
+        if not namespace:
+            raise SettingsError("--leader-election needs --leader-election-namespace (or $POD_NAMESPACE)")
+        try:
+            lease = leader.LeaseConfig(
+                name=args.leader_election_id,
+                namespace=namespace,
+                identity=leader.default_identity(),
+                lease_duration=args.lease_duration,
+                renew_deadline=args.renew_deadline,
+                retry_period=args.retry_period,
+            )
+        except ValueError as exc:
+            raise SettingsError(str(exc)) from exc
+    return Serving(
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        webhooks=not args.no_webhooks,
+        webhook_port=args.webhook_port,
+        webhook_cert_dir=args.webhook_cert_dir,
+        webhook_tls_secret=args.webhook_tls_secret,
+        webhook_tls_dir=args.webhook_tls_dir,
+        webhook_service=args.webhook_service,
+        webhook_configuration=args.webhook_configuration,
+        webhook_cert_validity_days=args.webhook_cert_validity_days,
+        decision_host=args.decision_host,
+        decision_port=args.decision_port,
+        metrics_port=args.metrics_port,
+        health_port=args.health_port,
+        lease=lease,
+        pod_namespace=pod_namespace,
+    )
+
+
+TLS = webhook_tls.SecretTLS | webhook_tls.DirectoryTLS
+
+
+def _webhook_tls(serving: Serving, controller: Controller) -> TLS | None:
+    if serving.webhook_tls_dir:
+        return webhook_tls.DirectoryTLS(serving.webhook_tls_dir)
+    if serving.webhook_tls_secret:
+        assert serving.webhook_service is not None
+        namespace, _, name = serving.webhook_tls_secret.partition("/")
+        validity = datetime.timedelta(days=serving.webhook_cert_validity_days)
+        return webhook_tls.SecretTLS(
+            controller.kube,
+            secret_namespace=namespace,
+            secret_name=name,
+            config=webhook_tls.ServingConfig.for_service(serving.webhook_service, validity=validity),
+            configuration=serving.webhook_configuration,
+        )
+    return None
+
+
+def _configure_webhooks(
+    serving: Serving,
+    settings: kopf.OperatorSettings,
+    registry: kopf.OperatorRegistry,
+    controller: Controller,
+    tls: TLS | None,
+) -> None:
+    common: dict[str, Any] = {
+        "registry": registry,
+        "lookup": controller.store,
+        "joch_settings": controller.settings,
+        "kube": controller.kube,
+        "port": serving.webhook_port,
+        "cert_dir": serving.webhook_cert_dir,
+    }
+    if tls is None:
+        # Local control plane: own CA in cert_dir, configurations applied (url mode), removed on exit.
+        webhooks.configure(settings, listen_host="127.0.0.1", mode="url", remove_on_exit=True, **common)
+        return
+    service_name, service_namespace = "joch-webhook", serving.pod_namespace
+    if serving.webhook_service:
+        service_name, service_namespace = serving.webhook_service.split(".")[:2]
+    webhooks.configure(
+        settings,
+        listen_host="0.0.0.0",  # noqa: S104 - the API server reaches the Pod through the Service
+        mode="service",
+        manage_configurations=False,
+        ssl_context=tls.context,
+        operator_namespace=serving.pod_namespace or service_namespace or "joch-operator",
+        service_name=service_name,
+        **common,
+    )
+
+
+def _elector(serving: Serving) -> leader.LeaderElector | None:
+    """The Lease elector, with a kube client of its own: no retries, one retry period per request, so
+    renewals never queue behind the controllers' writes."""
+    if serving.lease is None:
+        return None
+    configuration = client.load_configuration(serving.kubeconfig, context=serving.context)
+    limits = client.Limits(concurrency=2, max_retries=0, request_timeout=serving.lease.retry_period)
+    kube = client.Kube(client.new_api_client(configuration, pool_size=2), limits)
+    return leader.LeaderElector(kube, serving.lease)
+
+
+def extension(serving: Serving) -> controller_operator.Extend:
+    """The ``extend`` hook of controllers.operator.run: webhooks, decisions, metrics/health, election."""
+
+    def extend(
+        settings: kopf.OperatorSettings, registry: kopf.OperatorRegistry, controller: Controller
+    ) -> None:
+        health = metrics.Health()
+        tls = _webhook_tls(serving, controller) if serving.webhooks else None
+        if serving.webhooks:
+            _configure_webhooks(serving, settings, registry, controller, tls)
+        if tls is not None:
+            context = tls
+            health.add_readiness("webhook-tls", lambda: context.ready)
+        if serving.decision_port:
+            decisions.register(
+                registry,
+                host=serving.decision_host,
+                port=serving.decision_port,
+                kube=controller.kube,
+                settings=controller.settings,
+                namespaces=controller.watch_namespaces(),
+            )
+        elector = _elector(serving)
+        tasks: list[asyncio.Task[None]] = []
+        servers: list[metrics.Servers] = []
+
+        async def lost() -> None:
+            logger.warning("lost the leadership: stopping; restart as a follower")
+            await controller.stop()
+            os.kill(os.getpid(), signal.SIGTERM)
+
+        @kopf.on.startup(registry=registry, id="joch-serving")
+        async def startup(**_: Any) -> None:
+            if serving.metrics_port or serving.health_port:
+                servers.append(
+                    await metrics.serve(
+                        metrics_port=serving.metrics_port or None,
+                        health_port=serving.health_port or None,
+                        health=health,
+                    )
+                )
+                logger.info("serving %s", ", ".join(f"{k} on :{v}" for k, v in servers[0].ports.items()))
+            if tls is not None:
+                await tls.sync()
+                tasks.append(asyncio.create_task(tls.run(), name="joch webhook tls"))
+            if elector is not None:
+                tasks.append(
+                    asyncio.create_task(
+                        elector.run(on_started=controller.start, on_stopped=lost), name="joch leader election"
+                    )
+                )
+
+        @kopf.on.cleanup(registry=registry, id="joch-serving-cleanup")
+        async def cleanup(**_: Any) -> None:
+            try:
+                if elector is not None:
+                    await elector.release()
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                for running in servers:
+                    await running.close()
+                if elector is not None:
+                    elector.kube.close(wait=False)
+
+    return extend
 
 
 def register(commands: Any) -> None:
@@ -132,6 +438,7 @@ def options_from(args: argparse.Namespace) -> controller_operator.OperatorOption
 def run(args: argparse.Namespace) -> int:
     try:
         options = options_from(args)
+        serving = serving_from(args)
     except SettingsError as exc:
         sys.stderr.write(f"joch operator: error: {exc}\n")
         return 2
@@ -141,7 +448,9 @@ def run(args: argparse.Namespace) -> int:
         logging.getLogger("kopf").setLevel(logging.WARNING)
         logging.getLogger("urllib3").setLevel(logging.WARNING)
     try:
-        controller_operator.run(options)
+        controller_operator.run(
+            dataclasses.replace(options, start_workers=serving.lease is None), extend=extension(serving)
+        )
     except errors.KubeError as exc:
         sys.stderr.write(f"joch operator: error: {exc}\n")
         return 1

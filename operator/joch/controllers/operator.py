@@ -7,6 +7,7 @@ watching, the cleanup handler stops the workers, then the client's threads are r
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import kopf
 
@@ -15,7 +16,10 @@ from joch.controllers.reconciler import Controller, ControllerConfig
 from joch.controllers.registry import build_registry, kopf_settings
 from joch.kube import client
 
-__all__ = ["OperatorOptions", "run"]
+__all__ = ["Extend", "OperatorOptions", "build", "run"]
+
+Extend = Callable[[kopf.OperatorSettings, kopf.OperatorRegistry, Controller], None]
+"""Adds to the operator before ``kopf.run`` (webhooks, decision service, metrics, leader election)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -25,6 +29,9 @@ class OperatorOptions:
     controller: ControllerConfig = dataclasses.field(default_factory=ControllerConfig)
     limits: client.Limits = dataclasses.field(default_factory=client.Limits)
     liveness_endpoint: str | None = None
+    start_workers: bool = True
+    """False: the start-up handler only primes the store; the workers start when something (a leader
+    elector, added by ``extend``) calls ``controller.start()``."""
 
 
 def build(options: OperatorOptions) -> tuple[Controller, kopf.OperatorRegistry]:
@@ -38,17 +45,21 @@ def build(options: OperatorOptions) -> tuple[Controller, kopf.OperatorRegistry]:
         kube.close()
         raise
     controller = Controller(kube, options.controller, access=granted)
-    return controller, build_registry(controller)
+    return controller, build_registry(controller, start_workers=options.start_workers)
 
 
-def run(options: OperatorOptions) -> None:
-    """Run until stopped by a signal."""
+def run(options: OperatorOptions, *, extend: Extend | None = None) -> None:
+    """Run until stopped by a signal; ``extend(settings, registry, controller)`` is called after
+    :func:`build` and before ``kopf.run`` (the CLI composes webhooks, decisions and metrics there)."""
     controller, registry = build(options)
     namespaces = controller.watch_namespaces()
     try:
+        settings = kopf_settings(controller.access)
+        if extend is not None:
+            extend(settings, registry, controller)
         kopf.run(
             registry=registry,
-            settings=kopf_settings(controller.access),
+            settings=settings,
             standalone=True,
             clusterwide=not namespaces,
             namespaces=namespaces,

@@ -39,11 +39,13 @@ import collections
 import dataclasses
 import datetime
 import logging
+import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 import pydantic
 
+from joch import metrics
 from joch.api.v1alpha1.agent import Agent
 from joch.api.v1alpha1.policy import Policy
 from joch.controllers import fanout, status
@@ -136,6 +138,7 @@ class Controller:
         self.synced = False
         self._clock = clock
         self._tasks: list[asyncio.Task[None]] = []
+        metrics.track_queue_depth(lambda: len(self.queue))
 
     # --- scope ------------------------------------------------------------------------------------
 
@@ -320,8 +323,11 @@ class Controller:
                 key = await self.queue.get()
             except QueueShutDown:
                 return
+            started = time.perf_counter()
+            result = "error"
             try:
                 await self.reconcile(key)
+                result = "success"
             except (errors.Forbidden, errors.Invalid) as exc:
                 # Retrying cannot help (RBAC or a rejected write); the key's next change tries again.
                 self.queue.forget(key)
@@ -335,6 +341,7 @@ class Controller:
             else:
                 self.queue.forget(key)
             finally:
+                metrics.record_reconcile(key.kind, result, seconds=time.perf_counter() - started)
                 self.queue.done(key)
 
     async def reconcile(self, key: ObjectKey) -> None:
@@ -362,7 +369,8 @@ class Controller:
         assert isinstance(agent, Agent)
 
         gathered = compilation.gather(agent, self.store, self.settings)
-        compiled = compilation.compile_agent(gathered, self.settings, programs=self.programs)
+        with metrics.compile_timer():
+            compiled = compilation.compile_agent(gathered, self.settings, programs=self.programs)
         self.counts["compiles"] += 1
         added, removed = self.index.update(key, gathered.dependencies)
         for dependency in added | removed:

@@ -93,8 +93,11 @@ def connection_info(controller: Controller) -> kopf.ConnectionInfo:
     )
 
 
-def build_registry(controller: Controller) -> kopf.OperatorRegistry:
-    """A fresh registry whose handlers feed ``controller``."""
+def build_registry(controller: Controller, *, start_workers: bool = True) -> kopf.OperatorRegistry:
+    """A fresh registry whose handlers feed ``controller``.
+
+    ``start_workers=False`` (leader election): the start-up handler only primes the store (it stays warm
+    for the webhooks and a quick take-over); whoever wins the Lease calls ``controller.start()``."""
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry, id="joch-login")
@@ -103,7 +106,10 @@ def build_registry(controller: Controller) -> kopf.OperatorRegistry:
 
     @kopf.on.startup(registry=registry, id="joch-startup")
     async def startup(**_: Any) -> None:
-        await controller.start()
+        if start_workers:
+            await controller.start()
+        else:
+            await controller.prime()
 
     @kopf.on.cleanup(registry=registry, id="joch-cleanup")
     async def cleanup(**_: Any) -> None:

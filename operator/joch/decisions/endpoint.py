@@ -31,11 +31,13 @@ import dataclasses
 import datetime
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from aiohttp import web
 
+from joch import metrics
 from joch.decisions import requests
 from joch.decisions.service import DecisionService
 
@@ -99,6 +101,30 @@ def _utcnow() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+_OPENERS = frozenset(b"[{")
+_CLOSERS = frozenset(b"]}")
+
+
+def _nested_deeper_than(raw: bytes, limit: int) -> bool:
+    """Whether the JSON text nests arrays/objects deeper than ``limit``.
+
+    Checked before parsing so the answer does not depend on the interpreter's recursion limit (which
+    other libraries raise). Bodies with few brackets, every ordinary request, skip the scan.
+    """
+    if raw.count(b"[") + raw.count(b"{") <= limit:
+        return False
+    depth = 0
+    for byte in _JSON_STRING.sub(b'""', raw):
+        if byte in _OPENERS:
+            depth += 1
+            if depth > limit:
+                return True
+        elif byte in _CLOSERS:
+            depth -= 1
+    return False
+
+
 def build_app(
     service: DecisionService,
     *,
@@ -151,6 +177,7 @@ async def _evaluate(request: web.Request) -> web.Response:
     if not service.ready:
         return _not_ready()
     decision = service.decide(parsed, now=config.clock())
+    metrics.record_policy_decision(decision.decision, source="endpoint")
     return web.json_response(decision.to_dict())
 
 
@@ -170,6 +197,10 @@ async def _json_body(request: web.Request, limit: int) -> Any:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         raise _Rejected(_too_large(limit)) from None
+    if _nested_deeper_than(raw, requests.MAX_DEPTH):
+        raise _Rejected(
+            _error(400, "InvalidJSON", f"the body is nested more than {requests.MAX_DEPTH} levels deep")
+        )
     try:
         return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
     except UnicodeDecodeError as exc:

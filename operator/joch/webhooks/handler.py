@@ -14,9 +14,11 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Literal
 
+from joch import metrics
 from joch.api import v1alpha1
 from joch.api.v1alpha1.agent import Agent
 from joch.domain.admission import COMPILE_KIND_NAMES, Admission, AgentIndex, World
@@ -98,8 +100,9 @@ class AdmissionEndpoint:
         except reviews.BadReview as exc:
             self._count("bad_request")
             return _error(400, f"not an AdmissionReview: {exc}")
+        start = time.perf_counter()
         try:
-            return 200, dict(self._answer(action, review))
+            return 200, dict(self._answer(action, review, start))
         except Exception as exc:  # fail closed, keep serving
             self._count("internal_error")
             request = review["request"]
@@ -114,9 +117,21 @@ class AdmissionEndpoint:
                 )
             )
 
-    def _answer(self, action: Action, review: reviews.ReviewRequest) -> reviews.Response:
+    def _answer(self, action: Action, review: reviews.ReviewRequest, start: float) -> reviews.Response:
         uid = review["uid"]
         request = review["request"]
+        webhook = "mutating" if action == "mutate" else "validating"
+
+        def record(allowed: bool, reason: str | None = None) -> None:
+            metrics.record_admission(
+                webhook=webhook,
+                kind=request.kind,
+                operation=request.operation,
+                seconds=time.perf_counter() - start,
+                allowed=allowed,
+                reason=reason,
+            )
+
         model = v1alpha1.kind_named(request.kind)
         if model is None or model.crd.group != review["group"]:
             self._count("unknown_kind")
@@ -137,13 +152,20 @@ class AdmissionEndpoint:
         if action == "mutate":
             mutation = self.admission.mutate(request, world)
             self._count("mutated" if mutation else "unmutated")
+            record(True)
             return reviews.allowed(uid, patch=list(mutation.patch))
         verdict = self.admission.validate(request, world)
         warnings = verdict.warning_messages()
+        reasons = {finding.reason for finding in verdict.errors}
+        if request.kind == "Agent":
+            outcome = "deny" if "PolicyDenied" in reasons else "allow"
+            metrics.record_policy_decision(outcome, source="preflight")
         if verdict.allowed:
             self._count("allowed")
+            record(True)
             return reviews.allowed(uid, warnings=warnings)
         self._count("denied")
+        record(False, verdict.errors[0].reason if verdict.errors else verdict.status_reason)
         message = verdict.message()
         logger.info(
             "denied %s%s: %s", "(dry run) " if request.dry_run else "", verdict.subject, message[:512]

@@ -232,3 +232,17 @@ def test_error_body_shape() -> None:
     assert endpoint.error_body("PolicyDenied", "no") == {
         "error": {"code": "PolicyDenied", "message": "no", "details": {}}
     }
+
+
+@pytest.mark.parametrize(
+    ("raw", "deeper"),
+    [
+        pytest.param(b"[" * 65 + b"]" * 65, True, id="65 arrays"),
+        pytest.param(b"[" * 64 + b"]" * 64, False, id="64 arrays"),
+        pytest.param(b'{"a": "' + b"[" * 200 + b'"}', False, id="brackets inside a string"),
+        pytest.param(b'["\\"' + b"[" * 200 + b'"]', False, id="escaped quote then brackets in a string"),
+        pytest.param(b'["\\\\"' + b"[" * 65 + b"]" * 65 + b"]", True, id="escaped backslash ends the string"),
+    ],
+)
+def test_nesting_is_measured_outside_strings(raw: bytes, deeper: bool) -> None:
+    assert endpoint._nested_deeper_than(raw, 64) is deeper

@@ -1,0 +1,219 @@
+"""``joch operator`` in local mode runs everything in one process: controllers, admission webhooks (url
+mode, its own CA, configurations applied and removed on exit), the decision service and /metrics.
+
+One operator (``python -m joch.cli.main operator``, the image's entrypoint) against the test control plane:
+an Agent compiles (Ready), a bad Tool is denied through kubectl with the field named, POST
+/v1/policy/evaluate answers, and /metrics shows the joch reconcile and admission counters above zero.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import urllib.error
+import urllib.request
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from joch.manifests import webhooks as rendering
+from tests.integration.operator_fixtures import (  # noqa: F401
+    Cluster,
+    apply,
+    cluster_fixture,
+    eventually,
+    ready,
+    support_triage,
+    to_yaml,
+)
+
+pytestmark = pytest.mark.integration
+
+Kubectl = Callable[..., Any]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        with exc:
+            return exc.code, exc.read().decode()
+    except OSError as exc:
+        raise AssertionError(f"{url}: {exc}") from exc
+
+
+def _samples(text: str) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    values: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            key = sample.name + "{" + ",".join(f"{k}={v}" for k, v in sorted(sample.labels.items())) + "}"
+            values[key] = sample.value
+    return values
+
+
+def _total(samples: dict[str, float], prefix: str) -> float:
+    return sum(value for key, value in samples.items() if key.startswith(prefix + "{"))
+
+
+@pytest.fixture
+def operator(
+    kubeconfig: str, crds_installed: list[str], namespace: str, kubectl: Kubectl, tmp_path: Path
+) -> Iterator[dict[str, Any]]:
+    ports = {name: _free_port() for name in ("webhook", "decision", "metrics", "health")}
+    log_path = tmp_path / "operator.log"
+    argv = [
+        sys.executable,
+        "-m",
+        "joch.cli.main",
+        "operator",
+        "--kubeconfig",
+        kubeconfig,
+        "-v",
+        "--namespace",
+        namespace,
+        f"--webhook-port={ports['webhook']}",
+        f"--webhook-cert-dir={tmp_path / 'webhook-certs'}",
+        f"--decision-port={ports['decision']}",
+        "--decision-host=127.0.0.1",
+        f"--metrics-port={ports['metrics']}",
+        f"--health-port={ports['health']}",
+    ]
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            argv,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            start_new_session=True,
+        )
+    try:
+        yield {"process": process, "ports": ports, "log": log_path}
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait(timeout=30)
+        # Whatever happened, leave no cluster-wide webhook configuration pointing at a dead server.
+        for kind, name in (
+            ("validatingwebhookconfiguration", rendering.VALIDATING_NAME),
+            ("mutatingwebhookconfiguration", rendering.MUTATING_NAME),
+        ):
+            kubectl("delete", kind, name, "--ignore-not-found")
+        print(f"----- {log_path} (tail)\n" + "\n".join(log_path.read_text().splitlines()[-80:]))
+
+
+def _webhooks_registered(kubectl: Kubectl, port: int) -> None:
+    got = kubectl("get", "validatingwebhookconfiguration", rendering.VALIDATING_NAME, "-o", "json")
+    assert got.returncode == 0, got.stderr
+    hooks = json.loads(got.stdout)["webhooks"]
+    assert hooks
+    assert all(f":{port}/" in h["clientConfig"]["url"] for h in hooks), hooks[0]["clientConfig"]
+    assert all(h["clientConfig"].get("caBundle") for h in hooks)
+
+
+def test_one_process_serves_controllers_webhooks_decisions_and_metrics(
+    operator: dict[str, Any], namespace: str, kubectl: Kubectl, cluster: Cluster
+) -> None:
+    ports, process = operator["ports"], operator["process"]
+
+    def alive_and(check: Callable[[], Any]) -> Callable[[], Any]:
+        def run() -> Any:
+            assert process.poll() is None, operator["log"].read_text()[-3000:]
+            return check()
+
+        return run
+
+    eventually(alive_and(lambda: _webhooks_registered(kubectl, ports["webhook"])), timeout=90)
+    eventually(alive_and(lambda: _assert_status(f"http://127.0.0.1:{ports['health']}/healthz")), timeout=30)
+    eventually(alive_and(lambda: _assert_status(f"http://127.0.0.1:{ports['health']}/readyz")), timeout=30)
+
+    # Controllers: the example compiles, through the webhooks (every write below is admitted by them).
+    example = support_triage(namespace)
+    apply(kubectl, example.docs)
+    eventually(alive_and(lambda: ready(cluster, namespace, "support-triage")), timeout=120)
+    assert "support-triage-g1" in cluster.manifests(namespace)
+
+    # Webhooks: a bad object is denied, naming the field.
+    broken = copy.deepcopy(next(d for d in example.docs if d["kind"] == "Tool"))
+    broken["metadata"] = {"name": "broken", "namespace": namespace}
+    broken["spec"]["inputSchema"] = {"type": "objekt"}
+    denied = kubectl("apply", "-f", "-", input=to_yaml([broken]))
+    assert denied.returncode != 0, denied.stdout
+    assert "denied the request" in denied.stderr, denied.stderr
+    assert "spec.inputSchema.type" in denied.stderr, denied.stderr
+    assert cluster.try_get("Tool", namespace, "broken") is None
+
+    # Decision service: POST /v1/policy/evaluate answers.
+    context = {
+        "hook": "toolCallRequest",
+        "agent": {"name": "support-triage", "namespace": namespace},
+        "tool": {"name": "slack.send"},
+    }
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{ports['decision']}/v1/policy/evaluate",
+        data=json.dumps({"context": context}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+
+    def decided() -> dict[str, Any]:
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                assert response.status == 200
+                body: dict[str, Any] = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            with exc:
+                raise AssertionError(f"{exc.code}: {exc.read()!r}") from exc
+        except OSError as exc:
+            raise AssertionError(str(exc)) from exc
+        return body
+
+    decision = eventually(alive_and(decided), timeout=30)
+    assert decision["decision"] in ("allow", "deny", "modify"), decision
+
+    # Metrics: reconciles, admissions (allowed and denied) and decisions were counted.
+    def counted() -> dict[str, float]:
+        status, text = _get(f"http://127.0.0.1:{ports['metrics']}/metrics")
+        assert status == 200, text
+        samples = _samples(text)
+        assert samples.get("joch_reconciles_total{kind=Agent,result=success}", 0) > 0
+        assert samples.get("joch_compile_duration_seconds_count{}", 0) > 0
+        assert _total(samples, "joch_admission_requests_total") > 0
+        assert samples.get("joch_admission_requests_total{allowed=false,kind=Tool,webhook=validating}", 0) > 0
+        assert _total(samples, "joch_admission_denials_total") > 0
+        assert _total(samples, "joch_policy_decisions_total") > 0
+        assert "joch_fanout_queue_depth{}" in samples
+        return samples
+
+    eventually(alive_and(counted), timeout=30)
+
+    # SIGTERM: a clean stop that takes the webhook configurations away with it.
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0, operator["log"].read_text()[-3000:]
+    gone = kubectl("get", "validatingwebhookconfiguration", rendering.VALIDATING_NAME)
+    assert gone.returncode != 0, gone.stdout
+    assert "NotFound" in gone.stderr, gone.stderr
+
+
+def _assert_status(url: str, expected: int = 200) -> None:
+    status, body = _get(url)
+    assert status == expected, (url, status, body)
