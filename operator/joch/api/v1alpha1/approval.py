@@ -14,7 +14,7 @@ import pydantic
 from pydantic import Field
 
 from joch.api.v1alpha1 import meta
-from joch.api.v1alpha1.toolcall import SideEffectLevel
+from joch.api.v1alpha1.tool import SideEffectLevel
 
 ApprovalOption = Literal["approve", "reject", "edit"]
 

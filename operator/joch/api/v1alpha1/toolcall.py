@@ -11,18 +11,7 @@ from typing import ClassVar, Literal
 from pydantic import Field
 
 from joch.api.v1alpha1 import meta
-
-SideEffectLevel = Literal[
-    "read_only",
-    "local_write",
-    "external_write",
-    "financial",
-    "communication",
-    "code_execution",
-    "privileged",
-    "unknown",
-]
-"""How much a tool call can change the world (catalog section 8 #31); unknown is treated as risky."""
+from joch.api.v1alpha1.tool import SideEffectLevel
 
 _UUID = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
