@@ -23,16 +23,16 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
-import pathlib
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any, TextIO
 
 import pydantic
-import yaml
 
 from joch.api.v1alpha1 import meta
 from joch.api.v1alpha1.agent import Agent
+from joch.cli import documents
+from joch.cli.documents import InputError
 from joch.domain import compilation
 from joch.domain.settings import OperatorSettings, SettingsError
 
@@ -43,10 +43,6 @@ EXIT_INPUT = 2
 _KINDS: dict[tuple[str, str], type[meta.Resource]] = {
     (kind.crd.api_version, kind.crd.kind): kind for kind in compilation.COMPILE_KINDS
 }
-
-
-class InputError(Exception):
-    """The input cannot be used; the message says where and why (no traceback is shown)."""
 
 
 def register(commands: Any) -> None:
@@ -166,7 +162,7 @@ def load_catalog(
 ) -> compilation.Catalog:
     """A Catalog of every compiler-relevant object in ``paths``; raises :class:`InputError`."""
     catalog = compilation.Catalog(shared_namespaces=settings.shared_namespaces)
-    for source, index, doc in _documents(paths, stdin):
+    for source, index, doc in documents.read_documents(paths, stdin):
         where = f"{source}: document {index + 1}"
         if not isinstance(doc, dict):
             raise InputError(f"{where}: expected a Kubernetes object (a map), got {type(doc).__name__}")
@@ -191,54 +187,6 @@ def load_catalog(
         except compilation.CatalogError as exc:
             raise InputError(f"{where}: {exc}") from exc
     return catalog
-
-
-def _documents(paths: Sequence[str], stdin: TextIO | None) -> Iterator[tuple[str, int, Any]]:
-    for raw in paths:
-        for source, text in _read(raw, stdin):
-            try:
-                docs = [doc for doc in yaml.safe_load_all(text) if doc is not None]
-            except yaml.YAMLError as exc:
-                raise InputError(f"{source}: not valid YAML: {_yaml_error(exc)}") from exc
-            index = 0
-            for doc in docs:
-                for item in _unpack(doc):
-                    yield source, index, item
-                    index += 1
-
-
-def _read(raw: str, stdin: TextIO | None) -> Iterator[tuple[str, str]]:
-    if raw == "-":
-        if stdin is None:
-            raise InputError("-: standard input is not available")
-        yield "<stdin>", stdin.read()
-        return
-    path = pathlib.Path(raw)
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
-        if not files:
-            raise InputError(f"{raw}: no *.yaml or *.yml files in this directory")
-    elif path.exists():
-        files = [path]
-    else:
-        raise InputError(f"{raw}: no such file or directory")
-    for file in files:
-        try:
-            yield str(file), file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"{file}: cannot read: {exc}") from exc
-
-
-def _unpack(doc: Any) -> Iterator[Any]:
-    """A ``kind: List`` (or ``*List``) document yields its items; any other document yields itself."""
-    if (
-        isinstance(doc, dict)
-        and str(doc.get("kind", "")).endswith("List")
-        and isinstance(doc.get("items"), list)
-    ):
-        yield from doc["items"]
-    else:
-        yield doc
 
 
 def _add_namespace(catalog: compilation.Catalog, doc: dict[str, Any], where: str) -> None:
@@ -266,11 +214,3 @@ def _validation_errors(exc: pydantic.ValidationError) -> str:
     if exc.error_count() > 20:
         lines.append(f"  ... and {exc.error_count() - 20} more")
     return "\n".join(lines)
-
-
-def _yaml_error(exc: yaml.YAMLError) -> str:
-    mark = getattr(exc, "problem_mark", None)
-    problem = getattr(exc, "problem", None) or str(exc)
-    if mark is not None:
-        return f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
-    return str(problem)  # pragma: no cover - PyYAML's parse errors carry a mark

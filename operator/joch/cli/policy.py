@@ -44,9 +44,10 @@ from typing import Any, TextIO
 
 import kopf
 import pydantic
-import yaml
 
 from joch.api.v1alpha1.policy import Policy
+from joch.cli import documents
+from joch.cli.documents import InputError
 from joch.decisions import cluster, endpoint, preview, requests, serving
 from joch.domain import policy as engine
 from joch.domain.policy import index as policy_index
@@ -62,10 +63,6 @@ EXIT_DENY = 3
 
 POLICY_TYPE = (Policy.crd.api_version, Policy.crd.kind)
 NO_DENIAL = "no agent would be newly denied"
-
-
-class InputError(Exception):
-    """The input cannot be used; the message says where and why (no traceback is shown)."""
 
 
 # --- the parser ---------------------------------------------------------------------------------------
@@ -320,7 +317,7 @@ def load_policies(
     loaded: list[LoadedPolicy] = []
     problems: list[str] = []
     seen: dict[tuple[str, str], str] = {}
-    for source, index, doc in _documents(paths, stdin):
+    for source, index, doc in documents.read_documents(paths, stdin):
         where = f"{source}: document {index + 1}"
         if not isinstance(doc, dict):
             problems.append(f"{where}: expected a Kubernetes object (a map), got {type(doc).__name__}")
@@ -534,52 +531,6 @@ def _settings(args: argparse.Namespace) -> OperatorSettings:
     except SettingsError as exc:
         raise InputError(str(exc)) from exc
     return settings
-
-
-def _documents(paths: Sequence[str], stdin: TextIO | None) -> Iterator[tuple[str, int, Any]]:
-    for raw in paths:
-        for source, text in _read(raw, stdin):
-            try:
-                docs = [doc for doc in yaml.safe_load_all(text) if doc is not None]
-            except yaml.YAMLError as exc:
-                mark = getattr(exc, "problem_mark", None)
-                problem = getattr(exc, "problem", None) or str(exc)
-                at = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-                raise InputError(f"{source}: not valid YAML: {at}{problem}") from exc
-            index = 0
-            for doc in docs:
-                items = (
-                    doc["items"]
-                    if isinstance(doc, dict)
-                    and str(doc.get("kind", "")).endswith("List")
-                    and isinstance(doc.get("items"), list)
-                    else [doc]
-                )
-                for item in items:
-                    yield source, index, item
-                    index += 1
-
-
-def _read(raw: str, stdin: TextIO | None) -> Iterator[tuple[str, str]]:
-    if raw == "-":
-        if stdin is None:
-            raise InputError("-: standard input is not available")
-        yield "<stdin>", stdin.read()
-        return
-    path = pathlib.Path(raw)
-    if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
-        if not files:
-            raise InputError(f"{raw}: no *.yaml or *.yml files in this directory")
-    elif path.exists():
-        files = [path]
-    else:
-        raise InputError(f"{raw}: no such file or directory")
-    for file in files:
-        try:
-            yield str(file), file.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"{file}: cannot read: {exc}") from exc
 
 
 def _name_of(doc: dict[str, Any]) -> str:
