@@ -8,16 +8,15 @@ pair. The files are written as PEM into a state directory; private keys are crea
 from __future__ import annotations
 
 import datetime
-import ipaddress
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeAlias
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from joch import pki
 
 __all__ = [
     "ADMIN_COMMON_NAME",
@@ -43,21 +42,13 @@ SERVING_DNS_NAMES: tuple[str, ...] = (
 SERVING_IP_ADDRESSES: tuple[str, ...] = ("127.0.0.1",)
 
 _VALIDITY = datetime.timedelta(days=365)
-_CLOCK_SKEW = datetime.timedelta(minutes=5)
 
 PrivateKey: TypeAlias = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
 
 
 @dataclass(frozen=True)
-class CertificateAuthority:
+class CertificateAuthority(pki.Authority):
     """A CA certificate with its private key, able to sign leaf certificates."""
-
-    certificate: x509.Certificate
-    key: ec.EllipticCurvePrivateKey
-
-    @property
-    def cert_pem(self) -> bytes:
-        return self.certificate.public_bytes(serialization.Encoding.PEM)
 
 
 @dataclass(frozen=True)
@@ -118,51 +109,10 @@ def _now() -> datetime.datetime:
     return datetime.datetime.now(datetime.UTC)
 
 
-def _new_ec_key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _key_pem(key: PrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
-
-
 def new_ca(common_name: str = "joch-dev-ca", *, now: datetime.datetime | None = None) -> CertificateAuthority:
     """Create a self-signed CA (ECDSA P-256) valid for one year."""
-    now = now or _now()
-    key = _new_ec_key()
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
-    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _CLOCK_SKEW)
-        .not_valid_after(now + _VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(ski, critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return CertificateAuthority(certificate=certificate, key=key)
+    authority = pki.new_ca(common_name, now=now or _now(), validity=_VALIDITY)
+    return CertificateAuthority(certificate=authority.certificate, key=authority.key)
 
 
 def issue_certificate(
@@ -181,49 +131,21 @@ def issue_certificate(
     ``server`` adds the serverAuth extended key usage, ``client`` adds clientAuth. The subject
     alternative names are ``dns_names`` and ``ip_addresses``.
     """
-    if not (server or client):
-        raise ValueError("a leaf certificate needs server=True, client=True or both")
-    now = now or _now()
-    key = _new_ec_key()
-    attributes = [x509.NameAttribute(NameOID.ORGANIZATION_NAME, org) for org in organizations]
-    attributes.append(x509.NameAttribute(NameOID.COMMON_NAME, common_name))
-    usages = []
-    if server:
-        usages.append(ExtendedKeyUsageOID.SERVER_AUTH)
-    if client:
-        usages.append(ExtendedKeyUsageOID.CLIENT_AUTH)
-    ca_ski = ca.certificate.extensions.get_extension_for_class(x509.SubjectKeyIdentifier).value
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name(attributes))
-        .issuer_name(ca.certificate.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - _CLOCK_SKEW)
-        .not_valid_after(now + _VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage(usages), critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski), critical=False)
+    return pki.new_leaf(
+        ca,
+        common_name=common_name,
+        organizations=organizations,
+        dns_names=dns_names,
+        ip_addresses=ip_addresses,
+        server=server,
+        client=client,
+        now=now or _now(),
+        validity=_VALIDITY,
+        key_usage=True,
+        within_ca=False,
+        empty_san=False,
+        authority_key_id_from_ski=True,
     )
-    sans: list[x509.GeneralName] = [x509.DNSName(name) for name in dns_names]
-    sans.extend(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses)
-    if sans:
-        builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)
-    return builder.sign(ca.key, hashes.SHA256()), key
 
 
 def _write(path: Path, data: bytes, *, private: bool = False) -> None:
@@ -249,18 +171,16 @@ def generate_certs(directory: Path) -> ControlPlaneCerts:
     admin_cert, admin_key = issue_certificate(
         ca, ADMIN_COMMON_NAME, organizations=(ADMIN_GROUP,), client=True
     )
-    sa_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    sa_pub = sa_key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    sa_key = pki.new_rsa_key(2048)
+    sa_pub = pki.public_key_pem(sa_key)
 
-    _write(paths.ca_key, _key_pem(ca.key), private=True)
+    _write(paths.ca_key, pki.key_pem(ca.key), private=True)
     _write(paths.ca_cert, ca.cert_pem)
-    _write(paths.serving_key, _key_pem(serving_key), private=True)
-    _write(paths.serving_cert, serving_cert.public_bytes(serialization.Encoding.PEM))
-    _write(paths.admin_key, _key_pem(admin_key), private=True)
-    _write(paths.admin_cert, admin_cert.public_bytes(serialization.Encoding.PEM))
-    _write(paths.service_account_key, _key_pem(sa_key), private=True)
+    _write(paths.serving_key, pki.key_pem(serving_key), private=True)
+    _write(paths.serving_cert, pki.cert_pem(serving_cert))
+    _write(paths.admin_key, pki.key_pem(admin_key), private=True)
+    _write(paths.admin_cert, pki.cert_pem(admin_cert))
+    _write(paths.service_account_key, pki.key_pem(sa_key), private=True)
     _write(paths.service_account_pub, sa_pub)
     return paths
 

@@ -34,11 +34,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from cryptography import exceptions, x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from joch import metrics
+from joch import metrics, pki
 from joch.kube import client, errors
 
 __all__ = [
@@ -120,49 +119,12 @@ class Bundle:
 # --- issuing (pure) -----------------------------------------------------------------------------------
 
 
-def _key() -> ec.EllipticCurvePrivateKey:
-    return ec.generate_private_key(ec.SECP256R1())
-
-
-def _pem_key(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
 def new_ca(
     *, now: datetime.datetime, validity: datetime.timedelta, name: str = "joch-webhook-ca"
 ) -> tuple[bytes, bytes]:
     """A self-signed CA: (certificate PEM, key PEM)."""
-    key = _key()
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + validity)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
+    authority = pki.new_ca(name, now=now, validity=validity)
+    return authority.cert_pem, pki.key_pem(authority.key)
 
 
 def issue(
@@ -179,28 +141,15 @@ def issue(
     authority_key = serialization.load_pem_private_key(ca_key, password=None)
     if not isinstance(authority_key, ec.EllipticCurvePrivateKey):
         raise ValueError("the CA key is not an EC key")
-    key = _key()
-    names: list[x509.GeneralName] = [x509.DNSName(n) for n in dns_names]
-    names += [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
     common = dns_names[0] if dns_names else (ip_addresses[0] if ip_addresses else "joch-webhook")
-    not_after = min(now + validity, authority.not_valid_after_utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common[:64])]))
-        .issuer_name(authority.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(not_after)
-        .add_extension(x509.SubjectAlternativeName(names), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(authority_key.public_key()), critical=False
-        )
-        .sign(authority_key, hashes.SHA256())
+    return pki.issue(
+        pki.Authority(certificate=authority, key=authority_key),
+        common_name=common[:64],
+        dns_names=dns_names,
+        ip_addresses=ip_addresses,
+        now=now,
+        validity=validity,
     )
-    return cert.public_bytes(serialization.Encoding.PEM), _pem_key(key)
 
 
 def _expiring(cert: x509.Certificate, now: datetime.datetime, fraction: float) -> bool:

@@ -28,16 +28,17 @@ from typing import Final
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from joch import pki
 
 __all__ = ["RENEW_BEFORE", "Certificates", "ensure_certificates", "service_dns_names"]
 
 CA_VALIDITY: Final = datetime.timedelta(days=3650)
 SERVING_VALIDITY: Final = datetime.timedelta(days=365)
 RENEW_BEFORE: Final = datetime.timedelta(days=30)
-CLOCK_SKEW: Final = datetime.timedelta(minutes=5)
+CLOCK_SKEW: Final = pki.CLOCK_SKEW
 COMMON_NAME: Final = "joch-webhook"
 
 
@@ -95,12 +96,6 @@ def _write(path: pathlib.Path, data: bytes, *, private: bool) -> None:
     tmp.replace(path)
 
 
-def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
-    return key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-
-
 def _load(
     directory: pathlib.Path, cert: str, key: str
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey] | None:
@@ -137,35 +132,8 @@ def _issued_by(certificate: x509.Certificate, ca: x509.Certificate) -> bool:
 
 
 def _new_ca(now: datetime.datetime) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"{COMMON_NAME}-ca")])
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - CLOCK_SKEW)
-        .not_valid_after(now + CA_VALIDITY)
-        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=True,
-                crl_sign=True,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    return certificate, key
+    authority = pki.new_ca(f"{COMMON_NAME}-ca", now=now, validity=CA_VALIDITY)
+    return authority.certificate, authority.key
 
 
 def _new_serving(
@@ -175,26 +143,14 @@ def _new_serving(
     ips: list[str],
     now: datetime.datetime,
 ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    sans: list[x509.GeneralName] = [x509.DNSName(name) for name in dns]
-    sans.extend(x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, COMMON_NAME)]))
-        .issuer_name(ca.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - CLOCK_SKEW)
-        .not_valid_after(min(now + SERVING_VALIDITY, ca.not_valid_after_utc))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(x509.SubjectAlternativeName(sans), critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .sign(ca_key, hashes.SHA256())
+    return pki.new_leaf(
+        pki.Authority(certificate=ca, key=ca_key),
+        common_name=COMMON_NAME,
+        dns_names=dns,
+        ip_addresses=ips,
+        now=now,
+        validity=SERVING_VALIDITY,
     )
-    return certificate, key
 
 
 def ensure_certificates(
@@ -212,8 +168,8 @@ def ensure_certificates(
     ca_pair = _load(folder, "ca.crt", "ca.key")
     if ca_pair is None or not _fresh(ca_pair[0], now):
         ca_pair = _new_ca(now)
-        _write(folder / "ca.key", _key_pem(ca_pair[1]), private=True)
-        _write(folder / "ca.crt", ca_pair[0].public_bytes(serialization.Encoding.PEM), private=False)
+        _write(folder / "ca.key", pki.key_pem(ca_pair[1]), private=True)
+        _write(folder / "ca.crt", pki.cert_pem(ca_pair[0]), private=False)
         serving = None
     else:
         serving = _load(folder, "tls.crt", "tls.key")
@@ -225,6 +181,6 @@ def ensure_certificates(
         or not _issued_by(serving[0], ca)
     ):
         certificate, key = _new_serving(ca, ca_key, dns, ips, now)
-        _write(folder / "tls.key", _key_pem(key), private=True)
-        _write(folder / "tls.crt", certificate.public_bytes(serialization.Encoding.PEM), private=False)
-    return Certificates(folder, ca.public_bytes(serialization.Encoding.PEM))
+        _write(folder / "tls.key", pki.key_pem(key), private=True)
+        _write(folder / "tls.crt", pki.cert_pem(certificate), private=False)
+    return Certificates(folder, pki.cert_pem(ca))
