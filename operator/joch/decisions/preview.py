@@ -21,19 +21,19 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any, Literal
+from typing import Any
 
 from joch.api.v1alpha1 import meta
 from joch.api.v1alpha1.agent import Agent
 from joch.api.v1alpha1.policy import Policy
 from joch.domain import compilation
 from joch.domain import policy as engine
-from joch.domain.compilation import resolve
+from joch.domain.compilation import preflight, resolve
 from joch.domain.settings import OperatorSettings
 
 __all__ = ["Denial", "Item", "Preview", "Snapshot", "preflight_items", "preview", "with_policies"]
 
-ItemKind = Literal["model", "tool", "mcpServer"]
+ItemKind = preflight.PreflightKind
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -198,14 +198,10 @@ def decisions(
 def preflight_items(gathered: resolve.Gathered) -> list[Item]:
     """The preflight contexts of one Agent: one per model, Tool and MCP server that resolved.
 
-    The same contexts as ``joch.domain.compilation.preflight.run_preflight`` (tests hold them equal).
+    Built by ``joch.domain.compilation.preflight.preflight_contexts``, as ``run_preflight`` builds them
+    (tests hold them equal).
     """
-    base = _base_context(gathered)
-    items: list[Item] = []
-    for model in gathered.models:
-        if model.model is not None:
-            facts = {"provider": model.model.spec.provider, "name": model.model.metadata.name}
-            items.append(Item("model", model.address, model.path, {**base, "model": facts}))
+    tools: list[preflight.ToolFacts] = []
     for resolved in gathered.tools:
         tool = resolved.tool
         if tool is None:
@@ -213,45 +209,22 @@ def preflight_items(gathered: resolve.Gathered) -> list[Item]:
         effects = tool.spec.side_effects
         level = effects.level if effects is not None else "unknown"
         explicit = effects.requires_approval if effects is not None else None
-        tool_name = tool.spec.tool_name or resolved.name
-        tool_facts = {
-            "name": tool_name,
-            "type": tool.spec.type,
-            "sideEffect": level,
-            "requiresApproval": explicit
-            if explicit is not None
-            else level in compilation.APPROVAL_BY_DEFAULT,
-        }
-        items.append(Item("tool", tool_name, resolved.path, {**base, "tool": tool_facts}))
-    for server in gathered.mcp_servers:
-        if server.server is None:
-            continue
-        status = server.server.status
-        mcp: dict[str, Any] = {"name": server.name}
-        if status is not None and status.trust_score is not None:
-            mcp["trustScore"] = status.trust_score
-        if status is not None and status.schema_drift is not None:
-            mcp["schemaDrift"] = status.schema_drift
-        items.append(Item("mcpServer", server.name, server.path, {**base, "mcpServer": mcp}))
-    return items
-
-
-def _base_context(gathered: resolve.Gathered) -> dict[str, Any]:
-    agent = gathered.agent
-    environment: dict[str, Any] = {"name": gathered.environment_name}
-    if gathered.environment is not None and gathered.environment.spec.allowed_providers is not None:
-        environment["allowedProviders"] = list(gathered.environment.spec.allowed_providers)
-    return {
-        "hook": "preflight",
-        "agent": {
-            "name": gathered.name,
-            "namespace": gathered.namespace,
-            "labels": dict(agent.metadata.labels or {}),
-            "version": str(gathered.generation),
-        },
-        "framework": agent.spec.framework.adapter_ref.name,
-        "environment": environment,
-    }
+        tools.append(
+            preflight.ToolFacts(
+                path=resolved.path,
+                name=resolved.name,
+                tool_name=tool.spec.tool_name or resolved.name,
+                type=tool.spec.type,
+                side_effect=level,
+                requires_approval=explicit
+                if explicit is not None
+                else level in compilation.APPROVAL_BY_DEFAULT,
+            )
+        )
+    return [
+        Item(item.kind, item.name, item.path, item.context)
+        for item in preflight.preflight_contexts(gathered, tools)
+    ]
 
 
 def _key(policy: Policy) -> tuple[str, str]:

@@ -66,24 +66,6 @@ class CompiledPolicies:
         return len(self._cache)
 
 
-def _base_context(gathered: resolve.Gathered) -> dict[str, Any]:
-    agent = gathered.agent
-    environment: dict[str, Any] = {"name": gathered.environment_name}
-    if gathered.environment is not None and gathered.environment.spec.allowed_providers is not None:
-        environment["allowedProviders"] = list(gathered.environment.spec.allowed_providers)
-    return {
-        "hook": "preflight",
-        "agent": {
-            "name": gathered.name,
-            "namespace": gathered.namespace,
-            "labels": dict(agent.metadata.labels or {}),
-            "version": str(gathered.generation),
-        },
-        "framework": agent.spec.framework.adapter_ref.name,
-        "environment": environment,
-    }
-
-
 def _check(
     compiled: Sequence[engine.CompiledPolicy],
     context: Mapping[str, Any],
@@ -119,26 +101,6 @@ def run_preflight(
             )
     if not compiled:
         return problems
-    base = _base_context(gathered)
-    for item in gathered.models:
-        if item.model is not None:
-            model = {"provider": item.model.spec.provider, "name": item.model.metadata.name}
-            _check(compiled, {**base, "model": model}, f"model {item.address}", item.path, problems)
-    for tool in tools:
-        facts: dict[str, Any] = {
-            "name": tool.tool_name,
-            "type": tool.type,
-            "sideEffect": tool.side_effect,
-            "requiresApproval": tool.requires_approval,
-        }
-        _check(compiled, {**base, "tool": facts}, f"tool {tool.tool_name}", tool.path, problems)
-    for server in gathered.mcp_servers:
-        if server.server is not None:
-            status = server.server.status
-            mcp: dict[str, Any] = {"name": server.name}
-            if status is not None and status.trust_score is not None:
-                mcp["trustScore"] = status.trust_score
-            if status is not None and status.schema_drift is not None:
-                mcp["schemaDrift"] = status.schema_drift
-            _check(compiled, {**base, "mcpServer": mcp}, f"MCP server {server.name}", server.path, problems)
+    for item in preflight.preflight_contexts(gathered, tools):
+        _check(compiled, item.context, item.label, item.path, problems)
     return problems

@@ -9,7 +9,8 @@ facts such as cost.runUsd or data.contains are skipped) once per item:
 - every MCP server: ``mcpServer: {name, trustScore, schemaDrift}`` (the last two from its status).
 
 Each context also carries ``hook: preflight``, ``agent: {name, namespace, labels, version}``,
-``framework`` (the adapter name) and ``environment: {name, allowedProviders?}``.
+``framework`` (the adapter name) and ``environment: {name, allowedProviders?}``. :func:`preflight_contexts`
+builds them all; admission preflight and ``joch policy preview`` (joch.decisions.preview) use it too.
 
 Outcome: a deny becomes a ``PolicyDenied`` problem naming the policy, the rule index, the item and the
 reason; a tool decision with ``requires.approval`` forces that tool's ``requiresApproval`` to true in the
@@ -21,13 +22,24 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 from joch.domain import policy as engine
 from joch.domain.compilation import resolve
 from joch.domain.compilation.problems import Problem
 
-__all__ = ["DEFAULT_PROGRAMS", "PolicyPrograms", "PreflightOutcome", "ToolFacts", "run_preflight"]
+__all__ = [
+    "DEFAULT_PROGRAMS",
+    "PolicyPrograms",
+    "PreflightContext",
+    "PreflightKind",
+    "PreflightOutcome",
+    "ToolFacts",
+    "preflight_contexts",
+    "run_preflight",
+]
+
+PreflightKind = Literal["model", "tool", "mcpServer"]
 
 
 class PolicyPrograms(Protocol):
@@ -52,6 +64,25 @@ class ToolFacts:
     type: str
     side_effect: str
     requires_approval: bool
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class PreflightContext:
+    """One item preflight evaluates for an Agent (a model, Tool or MCP server), with its context."""
+
+    kind: PreflightKind
+    name: str
+    """The model address (provider:name), the Tool's callable name, or the MCP server's name."""
+    path: str
+    """Where the Agent (or its route) references it, e.g. ``spec.tools[1]``."""
+    context: Mapping[str, Any]
+    tool: ToolFacts | None = None
+    """The Tool's facts, for a ``tool`` item."""
+
+    @property
+    def label(self) -> str:
+        """How a ``PolicyDenied`` message names the item: ``model …``, ``tool …``, ``MCP server …``."""
+        return f"{'MCP server' if self.kind == 'mcpServer' else self.kind} {self.name}"
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -91,13 +122,25 @@ def run_preflight(
     if not compiled:
         return PreflightOutcome(tuple(problems), frozenset())
 
+    approval: set[str] = set()
+    for item in preflight_contexts(gathered, tools):
+        decision = _check(compiled, item.context, item.label, item.path, problems)
+        if item.tool is not None and decision is not None and decision.requires_approval:
+            approval.add(item.tool.name)
+    return PreflightOutcome(tuple(problems), frozenset(approval))
+
+
+def preflight_contexts(gathered: resolve.Gathered, tools: Sequence[ToolFacts]) -> list[PreflightContext]:
+    """The preflight decision contexts of one Agent, in evaluation order: one per model of the route
+    that resolved (primary, then each fallback), one per Tool of ``tools``, one per MCP server that
+    resolved. The one builder behind compile-time and admission preflight and ``joch policy preview``.
+    """
     base = _base_context(gathered)
+    items: list[PreflightContext] = []
     for item in gathered.models:
         if item.model is not None:
             model = {"provider": item.model.spec.provider, "name": item.model.metadata.name}
-            _check(compiled, {**base, "model": model}, f"model {item.address}", item.path, problems)
-
-    approval: set[str] = set()
+            items.append(PreflightContext("model", item.address, item.path, {**base, "model": model}))
     for tool in tools:
         facts: dict[str, Any] = {
             "name": tool.tool_name,
@@ -105,10 +148,7 @@ def run_preflight(
             "sideEffect": tool.side_effect,
             "requiresApproval": tool.requires_approval,
         }
-        decision = _check(compiled, {**base, "tool": facts}, f"tool {tool.tool_name}", tool.path, problems)
-        if decision is not None and decision.requires_approval:
-            approval.add(tool.name)
-
+        items.append(PreflightContext("tool", tool.tool_name, tool.path, {**base, "tool": facts}, tool))
     for server in gathered.mcp_servers:
         if server.server is not None:
             status = server.server.status
@@ -117,8 +157,8 @@ def run_preflight(
                 mcp["trustScore"] = status.trust_score
             if status is not None and status.schema_drift is not None:
                 mcp["schemaDrift"] = status.schema_drift
-            _check(compiled, {**base, "mcpServer": mcp}, f"MCP server {server.name}", server.path, problems)
-    return PreflightOutcome(tuple(problems), frozenset(approval))
+            items.append(PreflightContext("mcpServer", server.name, server.path, {**base, "mcpServer": mcp}))
+    return items
 
 
 def _base_context(gathered: resolve.Gathered) -> dict[str, Any]:
