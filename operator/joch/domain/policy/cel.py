@@ -28,7 +28,7 @@ Compile-time limits (``CelLimits``, checked by ``scan`` before a library sees th
 the source, the nesting of brackets, the nesting of comprehension macros (``all``, ``exists``,
 ``exists_one``, ``map``, ``filter``), and the free names, which must be decision-context roots (so a
 typo is a compile error, not a silent non-match). With bounded nesting and a bounded context, an
-evaluation's work is bounded; its wall time is also checked against ``CelLimits.time_budget_seconds``
+evaluation's work is bounded; its CPU time is also checked against ``CelLimits.time_budget_seconds``
 by the caller (compiling.py), which fails closed when it is exceeded. The check happens when the
 evaluation returns (neither library can be interrupted), so the budget bounds what is accepted, and
 the compile-time limits bound what can run.
@@ -83,7 +83,7 @@ class CelLimits:
     max_nesting: int = 24
     max_comprehension_nesting: int = 2
     time_budget_seconds: float = 0.010
-    """Wall-clock budget of ONE evaluation; over it, the rule fails closed (deny, PolicyError)."""
+    """CPU-time budget of ONE evaluation; over it, the rule fails closed (deny, PolicyError)."""
 
 
 DEFAULT_LIMITS: Final = CelLimits()

@@ -37,8 +37,11 @@ class CompileOptions:
     backend: cel.CelBackend | None = None
     """None: ``cel.get_backend()`` (``JOCH_CEL_BACKEND`` or the default), resolved only if CEL is used."""
     limits: cel.CelLimits = cel.DEFAULT_LIMITS
-    timer: Timer = time.perf_counter
-    """Measures CEL evaluation time against ``limits.time_budget_seconds``; injectable for tests."""
+    timer: Timer = time.thread_time
+    """Measures CEL evaluation time against ``limits.time_budget_seconds``; injectable for tests.
+
+    CPU time of the evaluating thread, not wall time: the budget bounds the work an expression does, so a
+    busy machine that preempts the thread does not turn a cheap rule into a fail-closed deny."""
 
     def resolve_backend(self) -> cel.CelBackend:
         return self.backend if self.backend is not None else cel.get_backend()
