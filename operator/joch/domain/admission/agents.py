@@ -31,6 +31,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Final
 
+import pydantic
+
 from joch.api.v1alpha1 import meta
 from joch.api.v1alpha1.agent import Agent
 from joch.api.v1alpha1.modelroute import ModelRoute
@@ -202,13 +204,22 @@ def agent_in_environment(agent: Agent, environment: str) -> Agent:
     return agent.model_copy(update={"metadata": metadata})
 
 
-def agent_for_route(route: ModelRoute) -> Agent:
+def agent_for_route(route: ModelRoute) -> Agent | None:
     """A stand-in Agent of the route's namespace, without labels, using only this route.
 
     A ModelRoute has no Agent of its own; it is preflighted as any unlabelled Agent of its namespace
-    would see it (the namespace's environment, its selector, Environment and Team policies).
+    would see it (the namespace's environment, its selector, Environment and Team policies). None when
+    the route's own name or namespace is not a Kubernetes name (only a review posted straight to the
+    webhook can carry one; the API server rejects such objects before admission).
     """
     namespace = route.metadata.namespace or ""
+    try:
+        return _route_probe(route.metadata.name or "", namespace)
+    except pydantic.ValidationError:
+        return None
+
+
+def _route_probe(name: str, namespace: str) -> Agent:
     return Agent.model_validate(
         {
             "apiVersion": Agent.crd.api_version,
@@ -216,7 +227,7 @@ def agent_for_route(route: ModelRoute) -> Agent:
             "metadata": {"name": ROUTE_PROBE_NAME, "namespace": namespace, "labels": {}},
             "spec": {
                 "framework": {"adapterRef": {"name": "any"}},
-                "modelRoute": {"routeRef": {"name": route.metadata.name or "", "namespace": namespace}},
+                "modelRoute": {"routeRef": {"name": name, "namespace": namespace}},
             },
         }
     )
@@ -232,6 +243,8 @@ def route_report(
 ) -> Findings:
     """Preflight a ModelRoute: each model denied for an unlabelled Agent of its namespace is an error."""
     probe = agent_for_route(route)
+    if probe is None:
+        return Findings()
     report = evaluate_agent(
         probe, world.with_overlay(route), settings, policies, with_checks=False, index=index
     )
