@@ -201,26 +201,7 @@ def preflight_items(gathered: resolve.Gathered) -> list[Item]:
     Built by ``joch.domain.compilation.preflight.preflight_contexts``, as ``run_preflight`` builds them
     (tests hold them equal).
     """
-    tools: list[preflight.ToolFacts] = []
-    for resolved in gathered.tools:
-        tool = resolved.tool
-        if tool is None:
-            continue
-        effects = tool.spec.side_effects
-        level = effects.level if effects is not None else "unknown"
-        explicit = effects.requires_approval if effects is not None else None
-        tools.append(
-            preflight.ToolFacts(
-                path=resolved.path,
-                name=resolved.name,
-                tool_name=tool.spec.tool_name or resolved.name,
-                type=tool.spec.type,
-                side_effect=level,
-                requires_approval=explicit
-                if explicit is not None
-                else level in compilation.APPROVAL_BY_DEFAULT,
-            )
-        )
+    tools = [facts for resolved in gathered.tools if (facts := preflight.tool_facts(resolved)) is not None]
     return [
         Item(item.kind, item.name, item.path, item.context)
         for item in preflight.preflight_contexts(gathered, tools)

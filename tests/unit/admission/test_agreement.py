@@ -120,7 +120,7 @@ def test_admission_agrees_with_compilation(
     ]
     assert narrowed.dependencies == plain.dependencies
 
-    tools = [t for item in plain.tools if (t := admission_agents._tool_facts(item)) is not None]
+    tools = [t for item in plain.tools if (t := preflight.tool_facts(item)) is not None]
     theirs = preflight.run_preflight(plain, tools, engine.PolicyCompiler()).problems
     ours = run_preflight(plain, tools, CompiledPolicies())
     assert list(theirs) == ours

@@ -40,7 +40,7 @@ from joch.domain.admission.preflight import CompiledPolicies, run_preflight
 from joch.domain.admission.verdict import Findings
 from joch.domain.admission.world import SelectorIndex, World
 from joch.domain.compilation import checks, preflight, resolve, scope
-from joch.domain.compilation.compiler import APPROVAL_BY_DEFAULT, MAX_NAME, manifest_name
+from joch.domain.compilation.compiler import MAX_NAME, manifest_name
 from joch.domain.compilation.problems import Problem
 from joch.domain.settings import OperatorSettings
 
@@ -77,23 +77,6 @@ class AgentReport:
         return tuple(p for p in self.problems if p.reason == "PolicyDenied")
 
 
-def _tool_facts(item: resolve.ResolvedTool) -> preflight.ToolFacts | None:
-    tool = item.tool
-    if tool is None:
-        return None
-    effects = tool.spec.side_effects
-    level = effects.level if effects is not None else "unknown"
-    explicit = effects.requires_approval if effects is not None else None
-    return preflight.ToolFacts(
-        path=item.path,
-        name=item.name,
-        tool_name=tool.spec.tool_name or item.name,
-        type=tool.spec.type,
-        side_effect=level,
-        requires_approval=explicit if explicit is not None else level in APPROVAL_BY_DEFAULT,
-    )
-
-
 def evaluate_agent(
     agent: Agent,
     world: World,
@@ -122,7 +105,7 @@ def evaluate_agent(
     problems.extend(
         Problem("ForbiddenReference", ref.path, ref.message) for ref in gathered.forbidden if ": " in ref.path
     )
-    tools = [facts for item in gathered.tools if (facts := _tool_facts(item)) is not None]
+    tools = [facts for item in gathered.tools if (facts := preflight.tool_facts(item)) is not None]
     if with_checks:
         name = manifest_name(gathered.name, gathered.generation)
         if len(name) > MAX_NAME:

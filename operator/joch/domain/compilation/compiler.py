@@ -47,8 +47,7 @@ API_VERSION: Final = "internal.joch.dev/v1"
 KIND: Final = "CompiledAgentManifest"
 MAX_NAME: Final = 253
 
-APPROVAL_BY_DEFAULT: Final[frozenset[str]] = frozenset({"financial", "privileged", "unknown"})
-"""Side-effect levels whose Tools need approval when spec.sideEffects.requiresApproval is unset."""
+APPROVAL_BY_DEFAULT: Final = preflight.APPROVAL_BY_DEFAULT
 
 
 def manifest_name(agent_name: str, generation: int) -> str:
@@ -153,7 +152,11 @@ def compile_agent(
             Problem("InvalidName", "metadata.name", f"manifest name {name[:40]}... is longer than {MAX_NAME}")
         )
 
-    present_tools = [(item.tool, _tool_facts(item)) for item in gathered.tools if item.tool is not None]
+    present_tools = [
+        (item.tool, facts)
+        for item in gathered.tools
+        if item.tool is not None and (facts := preflight.tool_facts(item)) is not None
+    ]
     tool_facts = [facts for _, facts in present_tools]
     outcome = preflight.run_preflight(gathered, tool_facts, programs or preflight.DEFAULT_PROGRAMS)
     problems.extend(checks.capability_problems(gathered))
@@ -248,22 +251,6 @@ def _pin(gathered: resolve.Gathered, item: resolve.ResolvedPolicy) -> str:
     """``name@vN``, or ``namespace/name@vN`` for a Policy outside the Agent's namespace."""
     prefix = "" if item.namespace == gathered.namespace else f"{item.namespace}/"
     return f"{prefix}{item.name}@v{resolve.generation_of(item.policy)}"
-
-
-def _tool_facts(item: resolve.ResolvedTool) -> preflight.ToolFacts:
-    tool = item.tool
-    assert tool is not None
-    effects = tool.spec.side_effects
-    level = effects.level if effects is not None else "unknown"
-    explicit = effects.requires_approval if effects is not None else None
-    return preflight.ToolFacts(
-        path=item.path,
-        name=item.name,
-        tool_name=tool.spec.tool_name or item.name,
-        type=tool.spec.type,
-        side_effect=level,
-        requires_approval=explicit if explicit is not None else level in APPROVAL_BY_DEFAULT,
-    )
 
 
 def _tool_entry(

@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import Any, Literal, Protocol
+from typing import Any, Final, Literal, Protocol
 
 from joch.domain import policy as engine
 from joch.domain.compilation import resolve
 from joch.domain.compilation.problems import Problem
 
 __all__ = [
+    "APPROVAL_BY_DEFAULT",
     "DEFAULT_PROGRAMS",
     "PolicyPrograms",
     "PreflightContext",
@@ -37,6 +38,7 @@ __all__ = [
     "ToolFacts",
     "preflight_contexts",
     "run_preflight",
+    "tool_facts",
 ]
 
 PreflightKind = Literal["model", "tool", "mcpServer"]
@@ -64,6 +66,32 @@ class ToolFacts:
     type: str
     side_effect: str
     requires_approval: bool
+
+
+APPROVAL_BY_DEFAULT: Final[frozenset[str]] = frozenset({"financial", "privileged", "unknown"})
+"""Side-effect levels whose Tools need approval when spec.sideEffects.requiresApproval is unset."""
+
+
+def tool_facts(item: resolve.ResolvedTool) -> ToolFacts | None:
+    """The preflight facts of a resolved Tool (None when it is missing).
+
+    A Tool without sideEffects counts as level ``unknown``; requiresApproval, when unset, follows
+    :data:`APPROVAL_BY_DEFAULT`. Admission, the compiler and policy preview all read Tools this way.
+    """
+    tool = item.tool
+    if tool is None:
+        return None
+    effects = tool.spec.side_effects
+    level = effects.level if effects is not None else "unknown"
+    explicit = effects.requires_approval if effects is not None else None
+    return ToolFacts(
+        path=item.path,
+        name=item.name,
+        tool_name=tool.spec.tool_name or item.name,
+        type=tool.spec.type,
+        side_effect=level,
+        requires_approval=explicit if explicit is not None else level in APPROVAL_BY_DEFAULT,
+    )
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
