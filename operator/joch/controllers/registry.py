@@ -28,9 +28,9 @@ import kopf
 from joch.controllers.access import Access
 from joch.controllers.reconciler import RESOURCE_TYPES, Controller
 from joch.domain.compilation.configmap import COMPONENT
-from joch.kube import configmaps
+from joch.kube import configmaps, login
 
-__all__ = ["build_registry", "connection_info", "kopf_settings"]
+__all__ = ["build_registry", "kopf_settings"]
 
 PREFIX = "joch.dev"
 
@@ -70,29 +70,6 @@ def kopf_settings(access: Access | None = None) -> kopf.OperatorSettings:
     return settings
 
 
-def connection_info(controller: Controller) -> kopf.ConnectionInfo:
-    """kopf's credentials, taken from the controller's kubernetes client configuration."""
-    configuration = controller.kube.configuration
-    header = configuration.get_api_key_with_prefix("BearerToken") or configuration.get_api_key_with_prefix(
-        "authorization"
-    )
-    parts = header.split(" ", 1) if header else []
-    scheme, token = (
-        (None, None) if not parts else (None, parts[0]) if len(parts) == 1 else (parts[0], parts[1])
-    )
-    return kopf.ConnectionInfo(
-        server=configuration.host,
-        ca_path=configuration.ssl_ca_cert,
-        insecure=not configuration.verify_ssl,
-        username=configuration.username or None,
-        password=configuration.password or None,
-        scheme=scheme,
-        token=token,
-        certificate_path=configuration.cert_file,
-        private_key_path=configuration.key_file,
-    )
-
-
 def build_registry(controller: Controller, *, start_workers: bool = True) -> kopf.OperatorRegistry:
     """A fresh registry whose handlers feed ``controller``.
 
@@ -101,8 +78,8 @@ def build_registry(controller: Controller, *, start_workers: bool = True) -> kop
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry, id="joch-login")
-    def login(**_: Any) -> kopf.ConnectionInfo:
-        return connection_info(controller)
+    def credentials(**_: Any) -> kopf.ConnectionInfo:
+        return login.connection_info(controller.kube)
 
     @kopf.on.startup(registry=registry, id="joch-startup")
     async def startup(**_: Any) -> None:

@@ -32,14 +32,13 @@ from joch.api.v1alpha1.policy import Policy
 from joch.decisions import endpoint
 from joch.decisions.service import DecisionService
 from joch.domain.settings import OperatorSettings
-from joch.kube import client, errors, listing, paths
+from joch.kube import client, errors, listing, login, paths
 
 __all__ = [
     "ENVIRONMENTS",
     "POLICIES",
     "DecisionServer",
     "Registration",
-    "connection_info",
     "kopf_settings",
     "prime",
     "register",
@@ -180,31 +179,6 @@ def kopf_settings() -> kopf.OperatorSettings:
     return settings
 
 
-def connection_info(kube: client.Kube) -> kopf.ConnectionInfo:
-    """kopf's credentials, taken from the kube client's configuration (same server, same identity)."""
-    configuration = kube.configuration
-    header = configuration.get_api_key_with_prefix("BearerToken") or configuration.get_api_key_with_prefix(
-        "authorization"
-    )
-    parts = header.split(" ", 1) if header else []
-    scheme, token = (None, None)
-    if len(parts) == 1:
-        token = parts[0]
-    elif len(parts) == 2:
-        scheme, token = parts
-    return kopf.ConnectionInfo(
-        server=configuration.host,
-        ca_path=configuration.ssl_ca_cert,
-        insecure=not configuration.verify_ssl,
-        username=configuration.username or None,
-        password=configuration.password or None,
-        scheme=scheme,
-        token=token,
-        certificate_path=configuration.cert_file,
-        private_key_path=configuration.key_file,
-    )
-
-
 @dataclasses.dataclass(frozen=True, slots=True)
 class StandaloneOptions:
     kubeconfig: str | None = None
@@ -227,8 +201,8 @@ def run_standalone(options: StandaloneOptions) -> None:
     registry = kopf.OperatorRegistry()
 
     @kopf.on.login(registry=registry, id="joch-decisions-login")
-    def login(**_: Any) -> kopf.ConnectionInfo:
-        return connection_info(kube)
+    def credentials(**_: Any) -> kopf.ConnectionInfo:
+        return login.connection_info(kube)
 
     register(
         registry,

@@ -5,7 +5,7 @@ and the startup/cleanup pair, under joch-decisions-* ids, to the registry it is 
 handlers feed the service; startup primes the service from a LIST (paginated, in each namespace
 given, a missing CRD counted as empty) and then serves real HTTP on the port it bound (port 0 picks
 one), cleanup stops it; without a kube client the service is ready at once; a port already taken is a
-kopf.PermanentError naming the address; connection_info carries the kube client's credentials.
+kopf.PermanentError naming the address; login.connection_info carries the kube client's credentials.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from kubernetes import client as k8s
 
 from joch.decisions import endpoint, serving
 from joch.decisions.service import DecisionService
-from joch.kube import client, errors
+from joch.kube import client, errors, login
 from tests.unit.decisions import factories as f
 
 
@@ -161,7 +161,7 @@ def test_connection_info_carries_the_credentials() -> None:
     configuration.ssl_ca_cert = "/tmp/ca.crt"
     kube = client.Kube(client.new_api_client(configuration))
     try:
-        info = serving.connection_info(kube)
+        info = login.connection_info(kube)
     finally:
         kube.close()
     assert (info.server, info.scheme, info.token, info.ca_path) == (
