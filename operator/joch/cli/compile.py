@@ -53,15 +53,7 @@ def register(commands: Any) -> None:
         "does, and print the manifests as a multi-document YAML stream. Problems go to stderr; the exit "
         "status is 1 when there are any, 2 when the input is unusable.",
     )
-    parser.add_argument(
-        "-f",
-        "--filename",
-        dest="files",
-        action="append",
-        required=True,
-        metavar="FILE|DIR",
-        help="a YAML file, a directory of them, or - for stdin (repeatable)",
-    )
+    documents.add_filename_argument(parser)
     parser.add_argument("--agent", metavar="[NS/]NAME", help="compile only this Agent")
     parser.add_argument(
         "--namespace-labels",

@@ -6,17 +6,31 @@ commands print it without a traceback.
 
 from __future__ import annotations
 
+import argparse
 import pathlib
 from collections.abc import Iterator, Sequence
 from typing import Any, TextIO
 
 import yaml
 
-__all__ = ["InputError", "read_documents"]
+__all__ = ["InputError", "add_filename_argument", "read_documents"]
 
 
 class InputError(Exception):
     """The input cannot be used; the message says where and why (no traceback is shown)."""
+
+
+def add_filename_argument(parser: argparse.ArgumentParser) -> None:
+    """``-f/--filename FILE|DIR`` (repeatable, required); :func:`read_documents` reads ``args.files``."""
+    parser.add_argument(
+        "-f",
+        "--filename",
+        dest="files",
+        action="append",
+        required=True,
+        metavar="FILE|DIR",
+        help="a YAML file, a directory of them, or - for stdin (repeatable)",
+    )
 
 
 def read_documents(paths: Sequence[str], stdin: TextIO | None) -> Iterator[tuple[str, int, Any]]:

@@ -168,15 +168,7 @@ def add_subcommands(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_files(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "-f",
-        "--filename",
-        dest="files",
-        action="append",
-        required=True,
-        metavar="FILE|DIR",
-        help="a YAML file, a directory of them, or - for stdin (repeatable)",
-    )
+    documents.add_filename_argument(parser)
     parser.add_argument(
         "-n",
         "--namespace",
