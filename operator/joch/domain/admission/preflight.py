@@ -12,8 +12,8 @@ the Policy changes), holding a strong reference so an identity is never reused w
 from __future__ import annotations
 
 import collections
-from collections.abc import Mapping, Sequence
-from typing import Any, Final
+from collections.abc import Sequence
+from typing import Final
 
 from joch.api.v1alpha1.policy import Policy
 from joch.domain import policy as engine
@@ -66,41 +66,9 @@ class CompiledPolicies:
         return len(self._cache)
 
 
-def _check(
-    compiled: Sequence[engine.CompiledPolicy],
-    context: Mapping[str, Any],
-    item: str,
-    path: str,
-    problems: list[Problem],
-) -> None:
-    decision = engine.evaluate(compiled, context, preflight=True)
-    if decision.denied:
-        policy = f"{decision.policy_namespace}/{decision.policy_id}"
-        who = f"Policy {policy} ({decision.policy_version}) rule {decision.rule}"
-        problems.append(Problem("PolicyDenied", path, f"{who} denies {item}: {decision.reason}"))
-
-
 def run_preflight(
     gathered: resolve.Gathered, tools: Sequence[preflight.ToolFacts], policies: CompiledPolicies
 ) -> list[Problem]:
     """Evaluate the effective policies against every model, tool and MCP server (as the compiler does)."""
-    problems: list[Problem] = []
-    compiled: list[engine.CompiledPolicy] = []
-    for entry in gathered.policies:
-        try:
-            compiled.append(policies.get(entry.policy))
-        except engine.PolicySpecError as exc:
-            shown = "; ".join(str(error) for error in exc.errors[:3])
-            more = f" (and {len(exc.errors) - 3} more)" if len(exc.errors) > 3 else ""
-            problems.append(
-                Problem(
-                    "InvalidPolicy",
-                    entry.path,
-                    f"Policy {entry.namespace}/{entry.name} is invalid: {shown}{more}",
-                )
-            )
-    if not compiled:
-        return problems
-    for item in preflight.preflight_contexts(gathered, tools):
-        _check(compiled, item.context, item.label, item.path, problems)
-    return problems
+    outcome = preflight.evaluate_preflight(gathered, tools, lambda entry: policies.get(entry.policy))
+    return list(outcome.problems)

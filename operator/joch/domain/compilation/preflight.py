@@ -21,7 +21,7 @@ of the evaluation.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Literal, Protocol
 
 from joch.domain import policy as engine
@@ -36,6 +36,7 @@ __all__ = [
     "PreflightKind",
     "PreflightOutcome",
     "ToolFacts",
+    "evaluate_preflight",
     "preflight_contexts",
     "run_preflight",
     "tool_facts",
@@ -124,19 +125,33 @@ def run_preflight(
     gathered: resolve.Gathered, tools: Sequence[ToolFacts], programs: PolicyPrograms
 ) -> PreflightOutcome:
     """Evaluate the effective policies against every model, tool and MCP server of the Agent."""
+
+    def compile_entry(entry: resolve.ResolvedPolicy) -> engine.CompiledPolicy:
+        return programs.compile(
+            name=entry.name,
+            namespace=entry.namespace,
+            generation=resolve.generation_of(entry.policy),
+            spec=entry.policy.spec.wire(),
+        )
+
+    return evaluate_preflight(gathered, tools, compile_entry)
+
+
+def evaluate_preflight(
+    gathered: resolve.Gathered,
+    tools: Sequence[ToolFacts],
+    compile_entry: Callable[[resolve.ResolvedPolicy], engine.CompiledPolicy],
+) -> PreflightOutcome:
+    """:func:`run_preflight` with the caller's way of compiling a policy (admission caches by object).
+
+    An invalid policy is an ``InvalidPolicy`` problem on its binding; each denied item is a
+    ``PolicyDenied`` problem naming policy, version, rule and item.
+    """
     problems: list[Problem] = []
     compiled: list[engine.CompiledPolicy] = []
     for entry in gathered.policies:
-        policy = entry.policy
         try:
-            compiled.append(
-                programs.compile(
-                    name=entry.name,
-                    namespace=entry.namespace,
-                    generation=resolve.generation_of(policy),
-                    spec=policy.spec.wire(),
-                )
-            )
+            compiled.append(compile_entry(entry))
         except engine.PolicySpecError as exc:
             shown = "; ".join(str(error) for error in exc.errors[:3])
             more = f" (and {len(exc.errors) - 3} more)" if len(exc.errors) > 3 else ""
