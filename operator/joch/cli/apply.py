@@ -41,7 +41,7 @@ from kubernetes.config.config_exception import ConfigException
 from joch.api import v1alpha1
 from joch.api.v1alpha1 import meta
 from joch.cli import validate
-from joch.domain.admission import ALL_KINDS, Admission, DocumentResult, check_batch
+from joch.domain.admission import ALL_KINDS, Admission, DocumentResult, check_batch, promotion
 from joch.domain.compilation import Catalog
 from joch.domain.settings import SettingsError
 from joch.kube import client as kube_client
@@ -196,7 +196,10 @@ class Cluster:
 
 
 def cluster_catalog(cluster: Cluster, settings_shared: Sequence[str]) -> tuple[Catalog, set[str]]:
-    """Every joch object of the cluster as a Catalog (with Namespace labels); also the namespace names."""
+    """Every joch object of the cluster as a Catalog (with Namespace labels); also the namespace names.
+
+    Statuses are dropped, except those the promotion gates read (Evals, Approvals); an object whose
+    status the model rejects is kept without it."""
     namespaces = cluster.list_all("/api/v1/namespaces")
     labels = {
         str(ns["metadata"]["name"]): dict((ns.get("metadata") or {}).get("labels") or {}) for ns in namespaces
@@ -208,10 +211,13 @@ def cluster_catalog(cluster: Cluster, settings_shared: Sequence[str]) -> tuple[C
             item.setdefault("apiVersion", crd.api_version)
             item.setdefault("kind", crd.kind)
             spec_only = {k: v for k, v in item.items() if k != "status"}
-            try:
-                catalog.add(model.model_validate(spec_only))
-            except ValueError:  # an object the model rejects, or a duplicate: treated as absent
-                continue
+            candidates = [item, spec_only] if issubclass(model, promotion.GATE_KINDS) else [spec_only]
+            for candidate in candidates:
+                try:
+                    catalog.add(model.model_validate(candidate))
+                except ValueError:  # an object the model rejects, or a duplicate: treated as absent
+                    continue
+                break
     return catalog, set(labels)
 
 

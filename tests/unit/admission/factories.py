@@ -155,6 +155,79 @@ def fleet() -> list[dict[str, Any]]:
     ]
 
 
+def deployment(
+    name: str = "triage",
+    *,
+    agent: str = "support-triage",
+    promotion: Mapping[str, Any] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    """A joch Deployment of ``agent``; ``promotion`` becomes spec.promotion."""
+    body: dict[str, Any] = {"agentRef": {"name": agent}, "replicas": 2}
+    if promotion is not None:
+        body["promotion"] = dict(promotion)
+    return obj("Deployment", name, merge(body, spec))
+
+
+def eval_(
+    name: str = "triage-quality",
+    *,
+    target: str = "support-triage",
+    thresholds: Mapping[str, Any] | None = None,
+    phase: str | None = "Passed",
+    scores: Mapping[str, float] | None = None,
+    **spec: Any,
+) -> dict[str, Any]:
+    """An Eval of ``target`` with metrics accuracy and pii_leakage; ``phase`` None means no status."""
+    base = {
+        "target": {"kind": "Agent", "name": target},
+        "dataset": {"type": "file", "uri": "./evals/cases.jsonl"},
+        "metrics": [
+            {"name": "accuracy", "type": "deterministic"},
+            {"name": "pii_leakage", "type": "deterministic"},
+        ],
+        "thresholds": dict(thresholds)
+        if thresholds is not None
+        else {"accuracy": 0.9, "pii_leakage": "<=0.0"},
+    }
+    doc = obj("Eval", name, merge(base, spec))
+    if phase is not None:
+        doc["status"] = {
+            "phase": phase,
+            "lastRunAt": "2025-01-01T00:00:00Z",
+            "scores": dict(scores) if scores is not None else {"accuracy": 0.93, "pii_leakage": 0.0},
+        }
+    return doc
+
+
+def approval(
+    name: str = "promote-triage",
+    *,
+    deployment: str | None = "triage",
+    approvers: Iterable[str] = ("team:release-manager",),
+    phase: str | None = "Approved",
+    decision: str | None = "approve",
+    action: str = "promotion",
+) -> dict[str, Any]:
+    """An Approval linked to ``deployment`` by label (None: unlabelled); ``phase`` None means no status."""
+    action_body: dict[str, Any] = {"type": action}
+    if action == "tool_call":
+        action_body["toolCallRef"] = {"name": "call-1"}
+    labels = {"joch.dev/deployment": deployment} if deployment is not None else None
+    doc = obj(
+        "Approval",
+        name,
+        {"action": action_body, "routing": {"approvers": list(approvers)}},
+        labels=labels,
+    )
+    if phase is not None:
+        status: dict[str, Any] = {"phase": phase}
+        if decision is not None:
+            status.update(decision=decision, decidedBy="user:alice", decidedAt="2025-01-01T00:00:00Z")
+        doc["status"] = status
+    return doc
+
+
 def prod_scenario() -> list[dict[str, Any]]:
     """The documented scenario: prod allows only anthropic, and a policy denies non-allowlisted providers."""
     docs = [d for d in fleet() if d["kind"] != "Environment"]
@@ -165,6 +238,7 @@ def prod_scenario() -> list[dict[str, Any]]:
 
 
 def parse(doc: Mapping[str, Any]) -> meta.Resource:
+    """The model of ``doc``, status included (as the operator's store keeps Evals and Approvals)."""
     model_cls = v1alpha1.kind_for(doc["apiVersion"], doc["kind"])
     assert model_cls is not None
     return model_cls.model_validate(doc)

@@ -10,6 +10,9 @@
 | a Namespace in the batch | its label places Agents (D5) |
 | defaults applied before judging (Tool toolName) | duplicate callable names detected |
 | non-joch and malformed documents | listed, not judged / errors |
+| promotion gates offline: the Eval's / Approval's own status in the batch | Passed: pass; none: denied |
+| promotion gates against a cluster: the cluster's status, not the document's | as the cluster says |
+| an existing Deployment only scaled, its Eval now failing | pass (gates not due); agentRef changed: denied |
 | joch validate: exit codes, YAML errors, missing paths | 0 / 1 / 2, never a traceback |
 """
 
@@ -25,6 +28,7 @@ import yaml
 
 from joch.cli import validate
 from joch.domain.admission import Admission, Document, check_batch
+from joch.domain.compilation import Catalog
 from tests import helpers
 from tests.unit.admission import factories as f
 
@@ -137,6 +141,77 @@ def _run(*argv: str) -> tuple[int, str]:
     args = parser.parse_args(["validate", *argv])
     out = io.StringIO()
     return validate.run(args, out=out), out.getvalue()
+
+
+GATED = f.deployment(promotion={"requiresEval": "triage-quality", "requiresApproval": "release-manager"})
+
+
+def _gated_batch(*gates: dict[str, Any]) -> list[Any]:
+    return [*f.fleet(), f.agent(), *gates, GATED]
+
+
+def _deployment_result(results: list[Any]) -> Any:
+    [result] = [r for r in results if r.kind == "Deployment"]
+    return result
+
+
+def test_offline_the_batch_status_of_evals_and_approvals_is_used() -> None:
+    passed = _deployment_result(_check(_gated_batch(f.eval_(), f.approval()), strict_missing=True))
+    assert passed.ok, passed.verdict.message()
+    never_run = _deployment_result(
+        _check(_gated_batch(f.eval_(phase=None), f.approval()), strict_missing=True)
+    )
+    assert not never_run.ok
+    assert "Deployment/triage: spec.promotion.requiresEval: Eval support/triage-quality has not run yet" in (
+        never_run.verdict.message()
+    )
+    pending = _deployment_result(
+        _check(_gated_batch(f.eval_(), f.approval(phase="Pending", decision=None)), strict_missing=True)
+    )
+    assert "spec.promotion.requiresApproval:" in pending.verdict.message()
+    assert "it is Pending" in pending.verdict.message()
+
+
+def test_offline_a_malformed_status_is_an_error_naming_the_field() -> None:
+    broken = f.eval_()
+    broken["status"]["scores"] = {"accuracy": "high"}
+    results = _check(_gated_batch(broken, f.approval()))
+    [evaluation] = [r for r in results if r.kind == "Eval"]
+    assert not evaluation.ok
+    assert "Eval/triage-quality: status.scores.accuracy: Input should be a valid number" in (
+        evaluation.verdict.message()
+    )
+
+
+def _cluster(*docs: dict[str, Any]) -> Catalog:
+    return Catalog([f.parse(d) for d in docs], shared_namespaces=f.SETTINGS.shared_namespaces)
+
+
+def test_against_a_cluster_its_status_counts_not_the_documents() -> None:
+    cluster = _cluster(*f.fleet(), f.agent(), f.eval_(), f.approval())
+    unstatused = [f.eval_(phase=None), f.approval(phase=None)]
+    applied = _deployment_result(_check(_gated_batch(*unstatused), base=cluster, strict_missing=True))
+    assert applied.ok, applied.verdict.message()
+
+    failed = _cluster(*f.fleet(), f.agent(), f.eval_(phase="Failed"), f.approval())
+    claims = _check(_gated_batch(f.eval_(), f.approval()), base=failed, strict_missing=True)
+    assert "Eval support/triage-quality has phase Failed" in _deployment_result(claims).verdict.message()
+
+    new = _cluster(*f.fleet(), f.agent())
+    fresh = _check(_gated_batch(f.eval_(), f.approval()), base=new, strict_missing=True)
+    message = _deployment_result(fresh).verdict.message()
+    assert "has not run yet" in message, "applying an Eval never writes its status"
+    assert "it is Pending" in message
+
+
+def test_against_a_cluster_an_existing_deployment_is_an_update() -> None:
+    cluster = _cluster(*f.fleet(), f.agent(), f.agent("other-agent"), f.eval_(phase="Failed"), GATED)
+    scaled = f.merge(GATED, {"spec": {"replicas": 7}})
+    result = _deployment_result(_check([scaled], base=cluster, strict_missing=True))
+    assert result.ok, result.verdict.message()
+    moved = f.merge(GATED, {"spec": {"agentRef": {"name": "other-agent"}}})
+    denied = _deployment_result(_check([moved], base=cluster, strict_missing=True))
+    assert "spec.promotion.requiresEval" in denied.verdict.message()
 
 
 def test_validate_examples(tmp_path: pathlib.Path) -> None:

@@ -170,15 +170,21 @@ class DeploymentHealthChecks(meta.Schema):
 
 
 class DeploymentPromotion(meta.Schema):
-    """Gates that must pass before this Deployment is admitted (catalog section 5, stage 5)."""
+    """Gates that must pass before this Deployment is admitted (catalog section 5, stage 5). They are
+    checked on create and when spec.agentRef, spec.environmentRef or spec.promotion change."""
 
     requires_eval: meta.Name | None = Field(
-        default=None, description="Name of an Eval (same namespace) whose latest run must have passed."
+        default=None,
+        description="Name of an Eval (same namespace) that targets this Deployment's Agent, has phase Passed "
+        "and whose scores meet its thresholds.",
     )
     requires_approval: str | None = Field(
         default=None,
+        min_length=1,
         max_length=253,
-        description="Role or group whose approval is required, e.g. release-manager (not an Approval name).",
+        description="Role or group whose approval is required, e.g. release-manager (not an Approval name): "
+        "an Approval labelled joch.dev/deployment=<this Deployment>, spec.action.type promotion, listing the "
+        "role among spec.routing.approvers (role:, group: or team:<role>), must be Approved.",
     )
 
 

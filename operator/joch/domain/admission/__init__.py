@@ -10,8 +10,9 @@ nothing) with objects laid over it. Messages read ``<Kind>/<name>: <field path>:
 
 Modules: verdict (Finding, Findings, Verdict), world (World), parsing (raw -> model, field paths),
 semantic (per-kind checks), refs (D2 and D10 for every reference), agents (compile checks and policy
-preflight, D9), impact (Agents a change puts in violation), defaulting (D14), review (the pipeline),
-batch (documents judged together). docs/admission.md says what is checked where.
+preflight, D9), promotion (a Deployment's requiresEval / requiresApproval gates), impact (Agents a
+change puts in violation), defaulting (D14), review (the pipeline), batch (documents judged together).
+docs/admission.md says what is checked where.
 """
 
 from joch.domain.admission.batch import Document, DocumentResult, check_batch
@@ -25,19 +26,28 @@ from joch.domain.admission.defaulting import (
 from joch.domain.admission.parsing import parse_object
 from joch.domain.admission.review import Admission, Request, unchanged
 from joch.domain.admission.verdict import Finding, Findings, Verdict
-from joch.domain.admission.world import ALL_KINDS, COMPILE_KIND_NAMES, AgentIndex, World
+from joch.domain.admission.world import (
+    ALL_KINDS,
+    COMPILE_KIND_NAMES,
+    WATCHED_KIND_NAMES,
+    AgentIndex,
+    LabelIndex,
+    World,
+)
 
 __all__ = [
     "ALL_KINDS",
     "COMPILE_KIND_NAMES",
     "DEFAULTED_KINDS",
     "NEEDS_DEFAULTS",
+    "WATCHED_KIND_NAMES",
     "Admission",
     "AgentIndex",
     "Document",
     "DocumentResult",
     "Finding",
     "Findings",
+    "LabelIndex",
     "Mutation",
     "Request",
     "Verdict",

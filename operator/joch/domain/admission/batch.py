@@ -13,6 +13,13 @@ documents resolve, whatever their order):
    nothing offline) plus the whole batch. With ``strict_missing`` a missing reference is an error
    (``joch apply`` without ``--allow-pending``); otherwise it is a warning. For Policy, Environment,
    ModelRoute and Team documents, impact is computed against the world without that document.
+
+Evals and Approvals (promotion.GATE_KINDS) are judged by their status, which applying a document never
+writes (the status subresource). Offline (no base) the document's own ``status`` is what there is, so it
+is parsed and used; against a cluster the document gets the status the cluster's object has (none for a
+new object), exactly what the object will carry once applied. A Deployment the cluster already holds is
+judged as an UPDATE of it: its gates are checked only when its agentRef, environmentRef or promotion
+change, as the webhook does.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from joch.api.v1alpha1 import meta
-from joch.domain.admission import defaulting, impact, parsing
+from joch.domain.admission import defaulting, impact, parsing, promotion
 from joch.domain.admission.review import Admission, Request
 from joch.domain.admission.verdict import Findings, Verdict
 from joch.domain.admission.world import ALL_KINDS, AgentIndex, World
@@ -123,6 +130,17 @@ def _foreign(document: Document) -> DocumentResult:
     )
 
 
+def _parse_final(entry: _Entry, base: catalog.Lookup | None) -> None:
+    """Parse the defaulted document; an Eval or Approval gets its status (module docstring)."""
+    gate_kind = issubclass(entry.kind, promotion.GATE_KINDS)
+    parsed = parsing.parse_object(entry.body, keep_status=gate_kind and base is None)
+    entry.obj = parsed.obj
+    entry.findings.extend(parsed.findings)
+    if gate_kind and base is not None and entry.obj is not None:
+        existing = base.get(entry.kind, entry.namespace, entry.name)
+        entry.obj = entry.obj.model_copy(update={"status": getattr(existing, "status", None)})
+
+
 def check_batch(
     documents: Sequence[Document],
     *,
@@ -188,9 +206,7 @@ def check_batch(
         mutation = admission.mutate(request, draft)
         if mutation:
             entry.body = defaulting.apply_patch(entry.body, mutation.patch)
-        parsed = parsing.parse_object(entry.body)
-        entry.obj = parsed.obj
-        entry.findings.extend(parsed.findings)
+        _parse_final(entry, base)
 
     world = world_of()
     for index, entry in entries.items():  # pass 3: judge against the whole batch
@@ -199,7 +215,10 @@ def check_batch(
             # impact compares the world with and without the object, so judge those kinds without it
             # (their own checks lay the object over the world where they need it)
             judged_in = world_of(skip=index) if isinstance(entry.obj, impact.IMPACT_KINDS) else world
-            entry.findings.extend(admission.judge(entry.obj, judged_in, strict_missing=strict_missing))
+            old = base.get(entry.kind, entry.namespace, entry.name) if base is not None else None
+            entry.findings.extend(
+                admission.judge(entry.obj, judged_in, strict_missing=strict_missing, old=old)
+            )
         verdict = entry.findings.verdict(kind_name, entry.name)
         results[index] = DocumentResult(
             entry.document,

@@ -5,9 +5,10 @@ what the API server checked; it also runs the validators a structural schema can
 thresholds, Approval consistency...). Offline (``joch validate``) it *is* the schema check.
 
 Before validation the object is trimmed: ``status`` (written by controllers through the status
-subresource, never admitted here), ``metadata.managedFields`` and the kubectl last-applied annotation
-are dropped. Hostile input (a non-mapping, unknown kinds, absurd nesting) becomes findings, never an
-exception.
+subresource, never admitted here; kept only on request, for the Evals and Approvals of an offline batch
+whose status the promotion gates read), ``metadata.managedFields`` and the kubectl last-applied
+annotation are dropped. Hostile input (a non-mapping, unknown kinds, absurd nesting) becomes findings,
+never an exception.
 """
 
 from __future__ import annotations
@@ -56,8 +57,8 @@ def resolve_kind(raw: Mapping[str, Any]) -> type[meta.Resource] | None:
     return v1alpha1.kind_for(api_version, kind)
 
 
-def _trimmed(raw: Mapping[str, Any]) -> dict[str, Any]:
-    doc = {key: value for key, value in raw.items() if key != "status"}
+def _trimmed(raw: Mapping[str, Any], *, keep_status: bool = False) -> dict[str, Any]:
+    doc = {key: value for key, value in raw.items() if keep_status or key != "status"}
     metadata = raw.get("metadata")
     if isinstance(metadata, Mapping):
         trimmed = {key: value for key, value in metadata.items() if key != "managedFields"}
@@ -86,8 +87,9 @@ def _finding(error: Any) -> tuple[str, str, str]:
     return field_path(loc), message, "FieldValueInvalid"
 
 
-def parse_object(raw: Any) -> Parsed:
-    """Parse ``raw`` as the joch kind it names; every problem becomes a finding with a field path."""
+def parse_object(raw: Any, *, keep_status: bool = False) -> Parsed:
+    """Parse ``raw`` as the joch kind it names; every problem becomes a finding with a field path.
+    ``keep_status`` parses ``status`` too (its problems are reported under ``status.``)."""
     findings = Findings()
     if not isinstance(raw, Mapping):
         findings.error("(object)", f"must be an object, not {type(raw).__name__}", "FieldValueInvalid")
@@ -98,7 +100,7 @@ def parse_object(raw: Any) -> Parsed:
         findings.error("kind", f"joch does not serve apiVersion {what}", "UnknownKind")
         return Parsed(None, None, findings)
     try:
-        obj = kind.model_validate(_trimmed(raw))
+        obj = kind.model_validate(_trimmed(raw, keep_status=keep_status))
     except pydantic.ValidationError as exc:
         for error in exc.errors(include_url=False, include_context=False, include_input=False)[
             :MAX_PARSE_ERRORS

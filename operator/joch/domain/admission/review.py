@@ -11,6 +11,8 @@ Validation, in order (every stage runs, so one answer names every problem):
 4. References (refs.py): D2 errors, D10 warnings for missing targets.
 5. Policy preflight (D9) and compile-time checks (agents.py): Agent (its own environment), Deployment
    (the Agent in the Deployment's environmentRef), ModelRoute (an unlabelled Agent of its namespace).
+   A Deployment's promotion gates (promotion.py), on CREATE and on an UPDATE changing its agentRef,
+   environmentRef or promotion (the old object is parsed for that).
 6. Impact (impact.py), only when there is no error so far: a Policy, Environment, ModelRoute or Team
    change that would newly put existing Agents in violation is admitted with a warning listing them.
 
@@ -28,7 +30,7 @@ from joch.api.v1alpha1 import meta
 from joch.api.v1alpha1.agent import Agent
 from joch.api.v1alpha1.deployment import Deployment
 from joch.api.v1alpha1.modelroute import ModelRoute
-from joch.domain.admission import agents, defaulting, impact, parsing, refs, semantic
+from joch.domain.admission import agents, defaulting, impact, parsing, promotion, refs, semantic
 from joch.domain.admission.preflight import CompiledPolicies
 from joch.domain.admission.verdict import Findings, Verdict
 from joch.domain.admission.world import SelectorIndex, World
@@ -127,10 +129,23 @@ class Admission:
             obj = obj.model_copy(
                 update={"metadata": obj.metadata.model_copy(update={"namespace": request.namespace})}
             )
-        return self.judge(obj, world).verdict(kind, name)
+        old = None
+        if request.operation == "UPDATE" and isinstance(obj, Deployment):
+            old = parsing.parse_object(request.old_object).obj
+        return self.judge(obj, world, old=old).verdict(kind, name)
 
-    def judge(self, obj: meta.Resource, world: World, *, strict_missing: bool = False) -> Findings:
-        """Stages 3-6 for a parsed object (``joch validate`` / ``joch apply`` call this directly)."""
+    def judge(
+        self,
+        obj: meta.Resource,
+        world: World,
+        *,
+        strict_missing: bool = False,
+        old: meta.Resource | None = None,
+    ) -> Findings:
+        """Stages 3-6 for a parsed object (``joch validate`` / ``joch apply`` call this directly).
+
+        ``old`` is the stored version on an UPDATE (None on CREATE, or when it does not parse); only
+        Deployments look at it, to tell whether the promotion gates are due."""
         findings = semantic.check_object(obj, self.settings)
         is_agent = isinstance(obj, Agent)
         findings.extend(refs.check_references(obj, world, self.settings, missing=not is_agent))
@@ -142,6 +157,8 @@ class Admission:
             findings.extend(agents.route_report(obj, world, self.settings, self.policies, index=self.index))
         elif isinstance(obj, Deployment):
             findings.extend(self._deployment(obj, world))
+            if promotion.gates_due(obj, old if isinstance(old, Deployment) else None):
+                findings.extend(promotion.check_gates(obj, world))
         if strict_missing:
             findings = _strict(findings)
         if self.analyse_impact and not findings.errors and isinstance(obj, impact.IMPACT_KINDS):

@@ -11,8 +11,9 @@ Message form (the denial message and each warning)::
 
 several errors joined by ``"; "``, at most :data:`MAX_SHOWN` of them, then ``(and N more)``.
 
-Status code of a denial: 403 Forbidden when an error is a policy denial or a forbidden cross-namespace
-reference (the object is well-formed but not allowed), else 422 Invalid (the object is malformed).
+Status code of a denial: 403 Forbidden when an error is a policy denial, a forbidden cross-namespace
+reference, a tool safety floor or a failed promotion gate (the object is well-formed but not allowed),
+else 422 Invalid (the object is malformed).
 """
 
 from __future__ import annotations
@@ -39,7 +40,9 @@ MAX_WARNINGS: Final = 12
 MAX_WARNING_CHARS: Final = 1024
 """Longest warning sent; the API server truncates warnings beyond its own limits too."""
 
-FORBIDDEN_REASONS: Final = frozenset({"PolicyDenied", "ForbiddenReference", "ToolNotAllowed"})
+FORBIDDEN_REASONS: Final = frozenset(
+    {"PolicyDenied", "ForbiddenReference", "ToolNotAllowed", "PromotionGateFailed"}
+)
 """Reasons that make a denial 403 Forbidden rather than 422 Invalid."""
 
 

@@ -14,11 +14,13 @@ is neither reported missing nor resolved: admission cannot tell, so it stays sil
 
 Listing Agents (for "this change puts these Agents in violation") needs more than ``Lookup``: a base
 that also implements :class:`AgentIndex` (``agents(namespace)``). Without one, impact analysis is
-skipped.
+skipped. Listing objects by label (the promotion Approvals of a Deployment, promotion.py) needs a base
+implementing :class:`LabelIndex`; without one only the overlay is searched.
 
 Overlay semantics: an overlaid object replaces the base object with the same (kind, namespace, name);
-``policies_in`` and ``agents`` merge the two. ``team_for_namespace`` prefers overlaid Teams; a base Team
-that the overlay redefines is only kept when its new version still lists the namespace.
+``policies_in``, ``agents`` and ``labelled`` merge the two. ``team_for_namespace`` prefers overlaid
+Teams; a base Team that the overlay redefines is only kept when its new version still lists the
+namespace.
 """
 
 from __future__ import annotations
@@ -36,13 +38,24 @@ from joch.domain import policy as engine
 from joch.domain.compilation import catalog
 from joch.domain.policy import model as policy_model
 
-__all__ = ["ALL_KINDS", "COMPILE_KIND_NAMES", "AgentIndex", "SelectorIndex", "World"]
+__all__ = [
+    "ALL_KINDS",
+    "COMPILE_KIND_NAMES",
+    "WATCHED_KIND_NAMES",
+    "AgentIndex",
+    "LabelIndex",
+    "SelectorIndex",
+    "World",
+]
 
 R = TypeVar("R", bound=meta.Resource)
 
 ALL_KINDS: frozenset[str] = frozenset(k.crd.kind for k in v1alpha1.KINDS)
 COMPILE_KIND_NAMES: frozenset[str] = frozenset(k.crd.kind for k in catalog.COMPILE_KINDS)
-"""The kinds the operator's store holds (the kinds the compiler reads)."""
+"""The kinds the compiler reads."""
+WATCHED_KIND_NAMES: frozenset[str] = COMPILE_KIND_NAMES | {"Eval", "Approval"}
+"""The kinds the operator's store holds: the compiler's, plus the Evals and Approvals (status included)
+that Deployment promotion gates read (promotion.GATE_KINDS; a unit test holds the two together)."""
 
 _Key = tuple[str, str | None, str]
 MAX_INDEXES: Final = 64
@@ -55,6 +68,21 @@ class AgentIndex(Protocol):
     def agents(self, namespace: str | None = None) -> Sequence[Agent]:
         """Every Agent, or those of ``namespace``."""
         ...
+
+
+@runtime_checkable
+class LabelIndex(Protocol):
+    """A base that can list the objects of a kind in a namespace by labels (the operator's store and
+    ``joch.domain.compilation.Catalog`` are)."""
+
+    def labelled(self, kind: type[R], namespace: str, labels: Mapping[str, str]) -> Sequence[R]:
+        """The objects of ``kind`` in ``namespace`` carrying every one of ``labels`` (any order)."""
+        ...
+
+
+def _has_labels(obj: meta.Resource, labels: Mapping[str, str]) -> bool:
+    own = obj.metadata.labels or {}
+    return all(own.get(key) == value for key, value in labels.items())
 
 
 def _key(obj: meta.Resource) -> _Key:
@@ -135,6 +163,23 @@ class World:
         if self.base is None or crd.kind not in self.known_kinds:
             return None
         return self.base.get(kind, key[1], name)
+
+    def labelled(self, kind: type[R], namespace: str, labels: Mapping[str, str]) -> list[R]:
+        """The objects of ``kind`` in ``namespace`` carrying ``labels``, overlay included, by name.
+
+        An overlaid object hides the base object of the same name, whether or not it still matches."""
+        crd = kind.crd
+        found: dict[str, R] = {}
+        if self.base is not None and crd.kind in self.known_kinds and isinstance(self.base, LabelIndex):
+            for obj in self.base.labelled(kind, namespace, labels):
+                found[obj.metadata.name or ""] = obj
+        for (k, ns, name), overlaid in self._overlay.items():
+            if k != crd.kind or ns != namespace:
+                continue
+            found.pop(name, None)
+            if isinstance(overlaid, kind) and _has_labels(overlaid, labels):
+                found[name] = overlaid
+        return [found[name] for name in sorted(found)]
 
     def policies_in(self, namespace: str) -> Sequence[Policy]:
         if self._selected is not None and namespace in self._selected:

@@ -174,6 +174,19 @@ class Catalog:
 
     # --- conveniences ----------------------------------------------------------------------------------
 
+    def labelled(self, kind: type[R], namespace: str, labels: Mapping[str, str]) -> list[R]:
+        """The objects of ``kind`` in ``namespace`` carrying every one of ``labels``, sorted by name
+        (admission's ``LabelIndex``: the promotion Approvals of a Deployment)."""
+        crd = kind.crd
+        out: dict[str, R] = {}
+        for key, obj in self._objects.items():
+            if key.kind != crd.kind or key.namespace != namespace or not isinstance(obj, kind):
+                continue
+            own = obj.metadata.labels or {}
+            if all(own.get(k) == v for k, v in labels.items()):
+                out[key.name] = obj
+        return [out[name] for name in sorted(out)]
+
     def agents(self, namespace: str | None = None) -> list[Agent]:
         """Every Agent (optionally of one namespace), sorted by namespace and name."""
         return [obj for obj in self if isinstance(obj, Agent) and namespace in (None, obj.metadata.namespace)]

@@ -1,0 +1,263 @@
+"""Promotion gates of a joch Deployment: ``spec.promotion.requiresEval`` and ``requiresApproval``.
+
+Catalog section 2.17 ("cannot be applied until the promotion gates pass") and section 5, stage 5. Pure:
+the Evals and Approvals come from the :class:`World` (the operator's store, the cluster listed by
+``joch apply``, or the batch of ``joch validate``).
+
+When (:func:`gates_due`): on CREATE, and on an UPDATE that changes what is promoted or how it is gated
+(``spec.agentRef``, ``spec.environmentRef`` or ``spec.promotion``). Scaling, rollout tuning and the
+like pass without looking at the gates, so a Deployment admitted once is never stuck because its Eval
+later regressed.
+
+``requiresEval: <name>`` passes when the Eval ``<namespace>/<name>`` (the Deployment's namespace)
+
+- exists,
+- targets the Deployment's Agent (``spec.target.name`` is ``spec.agentRef.name``, and the Agent is in
+  the Deployment's namespace: an Eval's target is always in the Eval's own namespace),
+- has ``status.phase`` Passed,
+- and every ``spec.thresholds`` entry is met by ``status.scores`` (a bare number is a minimum, a string
+  a comparison such as ``<=0.05``; a metric without a score misses its threshold). The thresholds are
+  re-checked because they may have been tightened since the run.
+
+The Eval's own ``spec.releaseGate`` does not change this check: the Deployment asked for the Eval by
+name, so it gates whatever environment the Deployment deploys to.
+
+``requiresApproval: <role>`` passes when some Approval in the Deployment's namespace
+
+- is labelled ``joch.dev/deployment: <deployment name>`` (:data:`DEPLOYMENT_LABEL`; the Approval kind
+  has no field naming a Deployment),
+- has ``spec.action.type`` promotion,
+- lists the role among ``spec.routing.approvers`` (:func:`approver_matches`),
+- and is decided: ``status.phase`` Approved with ``status.decision`` approve, or Overridden (an audited
+  break-glass of a rejection or expiry).
+
+A missing Eval or Approval fails the gate (an error, not a D10 warning): the gate is a precondition of
+the write, not a reference the operator can resolve later. Every error is reported at
+``spec.promotion.requiresEval`` / ``spec.promotion.requiresApproval`` with reason
+:data:`REASON` (403 Forbidden).
+"""
+
+from __future__ import annotations
+
+import math
+import operator
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from joch.api.v1alpha1.approval import Approval
+from joch.api.v1alpha1.deployment import Deployment
+from joch.api.v1alpha1.eval import Eval
+from joch.domain.admission.verdict import Findings
+from joch.domain.admission.world import World
+
+__all__ = [
+    "DEPLOYMENT_LABEL",
+    "GATE_KINDS",
+    "REASON",
+    "ROLE_PREFIXES",
+    "Threshold",
+    "approver_matches",
+    "check_gates",
+    "gates_due",
+    "parse_threshold",
+]
+
+DEPLOYMENT_LABEL: Final = "joch.dev/deployment"
+"""The label linking a promotion Approval to the Deployment (by name, same namespace)."""
+
+GATE_KINDS: Final[tuple[type[Eval] | type[Approval], ...]] = (Eval, Approval)
+"""The kinds the gates read, status included (the operator's store watches them for admission)."""
+
+REASON: Final = "PromotionGateFailed"
+
+ROLE_PREFIXES: Final = ("role", "group", "team")
+"""Approver address prefixes that name a role or group (``user:``, ``email:``, ``slack:`` do not)."""
+
+EVAL_PATH: Final = "spec.promotion.requiresEval"
+APPROVAL_PATH: Final = "spec.promotion.requiresApproval"
+MAX_LISTED: Final = 5
+"""Approvals described one by one in a denial; the rest are counted."""
+
+_OPERATORS: Final[Mapping[str, Callable[[float, float], bool]]] = {
+    "<=": operator.le,
+    ">=": operator.ge,
+    "<": operator.lt,
+    ">": operator.gt,
+    "==": operator.eq,
+}
+_COMPARISON: Final = re.compile(r"^\s*(<=|>=|==|<|>)\s*(-?[0-9]+(?:\.[0-9]+)?)\s*$")
+
+
+# --- when -------------------------------------------------------------------------------------------
+
+
+def gates_due(new: Deployment, old: Deployment | None) -> bool:
+    """Whether the gates are checked: CREATE (``old`` None, or an old object that did not parse), or an
+    UPDATE changing ``spec.agentRef``, ``spec.environmentRef`` or ``spec.promotion``."""
+    if new.spec.promotion is None:
+        return False
+    if old is None:
+        return True
+    before, after = old.spec, new.spec
+    return (
+        before.agent_ref != after.agent_ref
+        or before.environment_ref != after.environment_ref
+        or before.promotion != after.promotion
+    )
+
+
+# --- thresholds -------------------------------------------------------------------------------------
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if math.isfinite(value) and value.is_integer() else repr(value)
+
+
+class Threshold:
+    """One pass condition of an Eval metric: ``op`` and ``bound`` (a bare number means ``>=``)."""
+
+    __slots__ = ("bound", "op")
+
+    def __init__(self, op: str, bound: float) -> None:
+        self.op = op
+        self.bound = bound
+
+    def met_by(self, score: float) -> bool:
+        return _OPERATORS[self.op](score, self.bound)
+
+    def __str__(self) -> str:
+        return f"{self.op}{_number(self.bound)}"
+
+
+def parse_threshold(value: Any) -> Threshold | None:
+    """A threshold as written in ``spec.thresholds`` (a number or a comparison string), or None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        return Threshold(">=", float(value)) if math.isfinite(value) else None
+    if isinstance(value, str):
+        match = _COMPARISON.match(value)
+        if match is not None:
+            return Threshold(match.group(1), float(match.group(2)))
+    return None
+
+
+# --- requiresEval -----------------------------------------------------------------------------------
+
+
+def _eval_problems(deployment: Deployment, name: str, world: World) -> list[str]:
+    namespace = deployment.metadata.namespace or ""
+    found = world.get(Eval, namespace, name)
+    where = f"Eval {namespace}/{name}"
+    if found is None:
+        return [f"{where} not found; the gate cannot pass until it exists and has passed"]
+    problems: list[str] = []
+    ref = deployment.spec.agent_ref
+    agent_namespace = ref.namespace or namespace
+    target = found.spec.target
+    if target.name != ref.name or agent_namespace != namespace:
+        problems.append(
+            f"{where} evaluates {target.kind} {namespace}/{target.name}, not the Deployment's Agent "
+            f"{agent_namespace}/{ref.name}"
+        )
+    status = found.status
+    phase = status.phase if status is not None else None
+    if phase is None:
+        problems.append(f"{where} has not run yet (no status.phase); it must have passed")
+    elif phase != "Passed":
+        when = f", last run {status.last_run_at}" if status is not None and status.last_run_at else ""
+        problems.append(f"{where} has phase {phase}{when}, not Passed")
+    scores = (status.scores if status is not None else None) or {}
+    for metric, written in sorted((found.spec.thresholds or {}).items()):
+        threshold = parse_threshold(written)
+        if threshold is None:
+            problems.append(f"{where}: threshold {metric} {written!r} is neither a number nor a comparison")
+            continue
+        score = scores.get(metric)
+        if score is None:
+            problems.append(f"{where}: metric {metric} has no score in status.scores (threshold {threshold})")
+        elif not threshold.met_by(score):
+            problems.append(
+                f"{where}: metric {metric} scored {_number(score)}, which misses its threshold {threshold}"
+            )
+    return problems
+
+
+# --- requiresApproval -------------------------------------------------------------------------------
+
+
+def approver_matches(approver: str, required: str) -> bool:
+    """Whether the approver address ``approver`` (``team:release``, ``user:alice``...) stands for the
+    required role or group.
+
+    A required value with a prefix (``team:release-managers``) must equal an approver exactly. A bare
+    role (``release-manager``) matches ``role:<role>``, ``group:<role>`` and ``team:<role>``; addresses
+    of people and channels (``user:``, ``email:``, ``slack:``...) never stand for a role."""
+    if ":" in required:
+        return approver == required
+    prefix, _, rest = approver.partition(":")
+    return prefix in ROLE_PREFIXES and rest == required
+
+
+def _approval_problem(approval: Approval, role: str) -> str | None:
+    """Why ``approval`` does not satisfy the gate for ``role``; None when it does."""
+    spec = approval.spec
+    if spec.action.type != "promotion":
+        return f"its spec.action.type is {spec.action.type}, not promotion"
+    approvers = list(spec.routing.approvers or ())
+    if not any(approver_matches(a, role) for a in approvers):
+        listed = ", ".join(approvers) if approvers else "none"
+        return f"its spec.routing.approvers ({listed}) do not include {role}"
+    status = approval.status
+    phase = status.phase if status is not None else None
+    decision = status.decision if status is not None else None
+    if phase == "Overridden" or (phase == "Approved" and decision == "approve"):
+        return None
+    if phase is None or phase == "Pending":
+        return "it is Pending (not decided yet)"
+    if phase == "Approved":
+        return f"its status.decision is {decision or 'unset'}, not approve"
+    by = f" by {status.decided_by}" if status is not None and status.decided_by else ""
+    return f"it is {phase}{by}"
+
+
+def _approval_problems(deployment: Deployment, role: str, world: World) -> list[str]:
+    namespace = deployment.metadata.namespace or ""
+    name = deployment.metadata.name or ""
+    wanted = f"an approved promotion Approval for {role}"
+    candidates = world.labelled(Approval, namespace, {DEPLOYMENT_LABEL: name})
+    if not candidates:
+        return [
+            f"{wanted} is required; there is none (no Approval in namespace {namespace} is labelled "
+            f"{DEPLOYMENT_LABEL}={name})"
+        ]
+    reasons: list[str] = []
+    for approval in candidates:
+        problem = _approval_problem(approval, role)
+        if problem is None:
+            return []
+        reasons.append(f"Approval {namespace}/{approval.metadata.name}: {problem}")
+    more = len(reasons) - MAX_LISTED
+    listed = "; ".join(reasons[:MAX_LISTED]) + (f" (and {more} more)" if more > 0 else "")
+    return [
+        f"{wanted} is required; none of the Approvals labelled {DEPLOYMENT_LABEL}={name} is one: {listed}"
+    ]
+
+
+# --- both -------------------------------------------------------------------------------------------
+
+
+def check_gates(deployment: Deployment, world: World) -> Findings:
+    """Errors for every gate of ``spec.promotion`` that does not pass (see the module docstring)."""
+    findings = Findings()
+    promotion = deployment.spec.promotion
+    if promotion is None:
+        return findings
+    if promotion.requires_eval is not None:
+        for problem in _eval_problems(deployment, promotion.requires_eval, world):
+            findings.error(EVAL_PATH, problem, REASON)
+    if promotion.requires_approval is not None:
+        for problem in _approval_problems(deployment, promotion.requires_approval, world):
+            findings.error(APPROVAL_PATH, problem, REASON)
+    return findings
