@@ -1,5 +1,9 @@
 """The operator's in-memory view of every object compilation reads, fed by watch events.
 
+It also holds the Evals and Approvals, status included: not for the compiler but for admission, whose
+Deployment promotion gates read them (joch.domain.admission.promotion). The webhooks judge against this
+store; no controller acts on those two kinds.
+
 :class:`Store` implements the compiler's ``Lookup`` protocol (joch.domain.compilation.catalog) over
 parsed models, plus the Namespace labels of decision D5. It is only touched from the operator's event
 loop, and ``gather`` runs there without awaiting, so one ``gather`` sees one consistent snapshot.
@@ -7,9 +11,12 @@ loop, and ``gather`` runs there without awaiting, so one ``gather`` sees one con
 Each object is kept as an :class:`Entry`: its identity (uid, generation, resourceVersion, labels), its
 status as compact JSON (to compare before writing one), and either the parsed model (every referenced
 kind: few objects, read by many compiles; MCPServer with its status, whose ``trustScore`` the manifest
-snapshots) or, for Agents, the compact JSON of the object without its status, parsed only when that
-Agent is compiled (:meth:`Entry.load`). Agents are most of the objects, and a parsed Agent costs about
-six times its JSON: this keeps 10,000 Agents in tens of megabytes. ``metadata.managedFields`` and the
+snapshots; Eval with its status) or, for Agents and Approvals, the compact JSON of the object (without
+its status for Agents, with it for Approvals), parsed only when it is read (:meth:`Entry.load`). Agents
+are most of the objects, Approvals (one per held tool call) may be many, and a parsed object costs about
+six times its JSON: this keeps 10,000 Agents in tens of megabytes. Approvals are also indexed by
+namespace, so listing a namespace's Approvals by label (:meth:`Store.labelled`) reads labels only and
+parses just the matches. ``metadata.managedFields`` and the
 ``last-applied-configuration`` annotation are dropped on the way in.
 
 A referenced object the model rejects (the CRD schema and the model disagree, or an old object
@@ -24,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any, Final
 
 import pydantic
@@ -32,18 +39,24 @@ import pydantic
 from joch.api.v1alpha1 import meta
 from joch.api.v1alpha1.policy import Policy
 from joch.api.v1alpha1.team import Team
+from joch.domain.admission import promotion
 from joch.domain.compilation import catalog, keys
 
 __all__ = ["WATCHED_KINDS", "Entry", "Store", "parse_entry"]
 
 WATCHED_KINDS: Final[Mapping[str, type[meta.Resource]]] = {
-    kind.crd.kind: kind for kind in catalog.COMPILE_KINDS
+    kind.crd.kind: kind for kind in (*catalog.COMPILE_KINDS, *promotion.GATE_KINDS)
 }
-"""Every joch kind the operator watches (the kinds the compiler reads), by Kind name."""
+"""Every joch kind the operator watches (the kinds the compiler reads, then the kinds admission's
+promotion gates read), by Kind name."""
 
 _DROPPED_ANNOTATIONS: Final = ("kubectl.kubernetes.io/last-applied-configuration",)
-_STATUS_PARSED: Final = frozenset({"MCPServer"})
-_LAZY: Final = frozenset({"Agent"})
+_STATUS_PARSED: Final = frozenset({"MCPServer", "Eval", "Approval"})
+"""Kinds whose model is read with its status."""
+_LAZY: Final = frozenset({"Agent", "Approval"})
+"""Kinds kept as compact JSON and parsed when read."""
+_BY_NAMESPACE: Final = frozenset({"Approval"})
+"""Kinds indexed by namespace for :meth:`Store.labelled`."""
 
 
 def _compact(value: Any) -> bytes:
@@ -64,9 +77,11 @@ class Entry:
     raw_status: bytes
     """The status as compact JSON (sorted keys): equal bytes mean equal statuses."""
     obj: meta.Resource | None = None
-    """The parsed model (referenced kinds); None for Agents and for objects the model rejects."""
+    """The parsed model (referenced kinds); None for lazy kinds (Agents, Approvals) and for objects the
+    model rejects."""
     source: bytes | None = None
-    """Agents: the object without its status, as compact JSON (see :meth:`load`)."""
+    """Lazy kinds: the object as compact JSON, without its status (Agents) or with it (Approvals); see
+    :meth:`load`."""
     error: str | None = None
 
     @property
@@ -140,7 +155,7 @@ def parse_entry(model: type[meta.Resource], body: Mapping[str, Any]) -> Entry:
         raw_status=_compact(status),
     )
     if crd.kind in _LAZY:
-        entry.source = _compact(doc)
+        entry.source = _compact({**doc, "status": status} if crd.kind in _STATUS_PARSED and status else doc)
         return entry
     try:
         if crd.kind in _STATUS_PARSED and status:
@@ -170,6 +185,7 @@ class Store:
         self._agents_by_namespace: dict[str, set[str]] = {}
         self._policies_by_namespace: dict[str, dict[str, Policy]] = {}
         self._teams_by_namespace: dict[str, set[str]] = {}
+        self._names_by_namespace: dict[tuple[str, str], set[str]] = {}
         self._namespace_labels: dict[str, dict[str, str]] = {}
 
     # --- writes (watch events) ------------------------------------------------------------------
@@ -213,6 +229,8 @@ class Store:
         return old
 
     def _index(self, entry: Entry) -> None:
+        if entry.kind in _BY_NAMESPACE:
+            self._names_by_namespace.setdefault((entry.kind, entry.namespace or ""), set()).add(entry.name)
         if entry.kind == "Agent":
             self._agents_by_namespace.setdefault(entry.namespace or "", set()).add(entry.name)
         elif entry.kind == "Policy" and isinstance(entry.obj, Policy):
@@ -224,6 +242,8 @@ class Store:
     def _unindex(self, entry: Entry | None) -> None:
         if entry is None:
             return
+        if entry.kind in _BY_NAMESPACE:
+            self._names_by_namespace.get((entry.kind, entry.namespace or ""), set()).discard(entry.name)
         if entry.kind == "Agent":
             self._agents_by_namespace.get(entry.namespace or "", set()).discard(entry.name)
         elif entry.kind == "Policy":
@@ -263,6 +283,25 @@ class Store:
                 return None
             return loaded if isinstance(loaded, kind) else None
         return entry.obj if isinstance(entry.obj, kind) else None
+
+    def labelled(self, kind: type[catalog.R], namespace: str, labels: Mapping[str, str]) -> list[catalog.R]:
+        """The objects of ``kind`` in ``namespace`` carrying every one of ``labels``, sorted by name
+        (admission's ``LabelIndex``). Objects that do not parse are left out."""
+        crd = kind.crd
+        table = self._entries.get(crd.kind, {})
+        if crd.kind in _BY_NAMESPACE:
+            names: Iterable[str] = self._names_by_namespace.get((crd.kind, namespace), ())
+        else:
+            names = [name for (ns, name) in table if ns == namespace]
+        out: list[catalog.R] = []
+        for name in sorted(names):
+            entry = table.get((namespace, name))
+            if entry is None or any(entry.labels.get(k) != v for k, v in labels.items()):
+                continue
+            found = self.get(kind, namespace, name)
+            if found is not None:
+                out.append(found)
+        return out
 
     def policies_in(self, namespace: str) -> Sequence[Policy]:
         return list(self._policies_by_namespace.get(namespace, {}).values())

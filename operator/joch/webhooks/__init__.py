@@ -37,7 +37,7 @@ from typing import Any, Literal
 
 import kopf
 
-from joch.domain.admission import COMPILE_KIND_NAMES, Admission
+from joch.domain.admission import WATCHED_KIND_NAMES, Admission
 from joch.domain.compilation import Lookup
 from joch.domain.settings import OperatorSettings
 from joch.kube import client
@@ -248,7 +248,7 @@ def configure(
     endpoint = AdmissionEndpoint(
         Admission(joch_settings),
         lookup,
-        known_kinds=COMPILE_KIND_NAMES,
+        known_kinds=WATCHED_KIND_NAMES,
         is_ready=is_ready,
     )
     admission_server = AdmissionServer(

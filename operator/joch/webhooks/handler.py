@@ -21,7 +21,7 @@ from typing import Any, Final, Literal
 from joch import metrics
 from joch.api import v1alpha1
 from joch.api.v1alpha1.agent import Agent
-from joch.domain.admission import COMPILE_KIND_NAMES, Admission, AgentIndex, World
+from joch.domain.admission import WATCHED_KIND_NAMES, Admission, AgentIndex, World
 from joch.domain.compilation import Lookup
 from joch.webhooks import reviews
 
@@ -71,7 +71,7 @@ class AdmissionEndpoint:
         admission: Admission,
         lookup: Lookup | None,
         *,
-        known_kinds: frozenset[str] = COMPILE_KIND_NAMES,
+        known_kinds: frozenset[str] = WATCHED_KIND_NAMES,
         agent_index: AgentIndex | None = None,
         is_ready: Callable[[], bool] | None = None,
     ) -> None:

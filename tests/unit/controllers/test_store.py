@@ -4,7 +4,9 @@ Cases: managedFields and last-applied annotations are dropped; Agents are kept a
 demand; a referenced object the model rejects is kept with its error and counts as absent; an older
 resourceVersion never replaces a newer one; policies_in, team_for_namespace (first by name) and Agents
 by namespace follow upserts and removals; fingerprints change with generation and uid (and Agent
-labels, MCPServer trust score), not with status or rv.
+labels, MCPServer trust score), not with status or rv. Evals (parsed) and Approvals (JSON, parsed on
+demand) keep their status for admission's promotion gates; Approvals are listed by label per namespace,
+and a World over the store sees both.
 """
 
 from __future__ import annotations
@@ -16,8 +18,12 @@ import pydantic
 import pytest
 
 from joch.api import v1alpha1
-from joch.controllers.store import Store, parse_entry
+from joch.api.v1alpha1.approval import Approval
+from joch.api.v1alpha1.eval import Eval
+from joch.controllers.store import WATCHED_KINDS, Store, parse_entry
+from joch.domain.admission import WATCHED_KIND_NAMES, LabelIndex, World
 from tests import helpers
+from tests.unit.admission import factories as f
 
 
 def example(kind: str, name: str | None = None) -> dict[str, Any]:
@@ -126,4 +132,74 @@ def test_fingerprints() -> None:
     assert (
         parse_entry(v1alpha1.Model, relabelled_model).fingerprint()
         == parse_entry(v1alpha1.Model, model).fingerprint()
+    )
+
+
+def _live(doc: dict[str, Any], rv: str = "10") -> dict[str, Any]:
+    out = copy.deepcopy(doc)
+    out["metadata"].update(uid=f"uid-{out['metadata']['name']}", resourceVersion=rv)
+    return out
+
+
+def test_the_store_holds_what_admission_knows() -> None:
+    assert set(WATCHED_KINDS) == WATCHED_KIND_NAMES
+    assert isinstance(Store(), LabelIndex)
+
+
+def test_evals_and_approvals_keep_their_status() -> None:
+    store = Store()
+    evaluation = parse_entry(Eval, _live(f.eval_(phase="Failed")))
+    assert evaluation.obj is not None, "Evals are parsed"
+    store.upsert(evaluation)
+    found = store.get(Eval, "support", "triage-quality")
+    assert found is not None
+    assert found.status is not None
+    assert found.status.phase == "Failed"
+
+    approval = parse_entry(Approval, _live(f.approval()))
+    assert approval.obj is None, "Approvals are kept as JSON and parsed when read"
+    store.upsert(approval)
+    decided = store.get(Approval, "support", "promote-triage")
+    assert decided is not None
+    assert decided.status is not None
+    assert decided.status.phase == "Approved"
+
+    passed = parse_entry(Eval, _live(f.eval_(), rv="11"))
+    assert passed.fingerprint() == evaluation.fingerprint(), "a status change recompiles nothing"
+    store.upsert(passed)
+    updated = store.get(Eval, "support", "triage-quality")
+    assert updated is not None
+    assert updated.status is not None
+    assert updated.status.phase == "Passed", "but the store holds the new status"
+
+
+def test_approvals_are_listed_by_label_within_a_namespace() -> None:
+    store = Store()
+    elsewhere = f.approval("c")
+    elsewhere["metadata"]["namespace"] = "other"
+    for doc in (f.approval("b"), f.approval("a"), f.approval("x", deployment="other"), elsewhere):
+        store.upsert(parse_entry(Approval, _live(doc)))
+    wanted = {"joch.dev/deployment": "triage"}
+    assert [a.metadata.name for a in store.labelled(Approval, "support", wanted)] == ["a", "b"]
+    assert [a.metadata.name for a in store.labelled(Approval, "other", wanted)] == ["c"]
+    assert len(store.labelled(Approval, "support", {})) == 3
+    store.remove("Approval", "support", "a")
+    assert [a.metadata.name for a in store.labelled(Approval, "support", wanted)] == ["b"]
+    relabelled = f.approval("b", deployment="moved")
+    store.upsert(parse_entry(Approval, _live(relabelled, rv="12")))
+    assert store.labelled(Approval, "support", wanted) == []
+    assert [e.metadata.name for e in store.labelled(Eval, "support", {})] == []
+
+
+def test_a_world_over_the_store_sees_the_gates() -> None:
+    store = Store()
+    store.upsert(parse_entry(Eval, _live(f.eval_())))
+    store.upsert(parse_entry(Approval, _live(f.approval())))
+    world = World(store, known_kinds=WATCHED_KIND_NAMES)
+    assert world.get(Eval, "support", "triage-quality") is not None
+    [approval] = world.labelled(Approval, "support", {"joch.dev/deployment": "triage"})
+    assert approval.metadata.name == "promote-triage"
+    hidden = world.with_overlay(f.parse(f.approval(deployment="other")))
+    assert hidden.labelled(Approval, "support", {"joch.dev/deployment": "triage"}) == [], (
+        "an overlaid object replaces the stored one"
     )

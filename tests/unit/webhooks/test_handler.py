@@ -5,6 +5,7 @@
 | a valid Agent review | 200, allowed, uid echoed |
 | a denied Agent | 200, allowed false, Status code 403 with the field path message |
 | warnings | response.warnings |
+| a Deployment whose Eval (in the operator's store) failed; then passed | 403 naming the gate; allowed |
 | mutate Tool | JSONPatch adding spec.toolName |
 | mutate a kind without defaults | allowed, no patch |
 | not JSON, invalid UTF-8, a list, a number, deep nesting | 400 |
@@ -23,6 +24,8 @@ from typing import Any
 
 import pytest
 
+from joch.api import v1alpha1
+from joch.controllers.store import Store, parse_entry
 from joch.domain.admission import Admission
 from joch.webhooks import AdmissionEndpoint
 from tests.unit.admission import factories as f
@@ -58,6 +61,30 @@ def test_warnings_are_returned() -> None:
     response = _call(_endpoint([]), f.agent())
     assert response["allowed"] is True
     assert any("FrameworkAdapter py-sdk not found" in w for w in response["warnings"])
+
+
+def test_promotion_gates_read_the_operators_store() -> None:
+    store = Store()
+    for doc in [*f.fleet(), f.agent(), f.eval_(phase="Failed")]:
+        live = {
+            **doc,
+            "metadata": {**doc["metadata"], "uid": doc["metadata"]["name"], "resourceVersion": "1"},
+        }
+        model = v1alpha1.kind_named(doc["kind"])
+        assert model is not None
+        store.upsert(parse_entry(model, live))
+    endpoint = AdmissionEndpoint(Admission(f.SETTINGS), store)
+    gated = f.deployment(promotion={"requiresEval": "triage-quality"})
+    status = _call(endpoint, gated)["status"]
+    assert status["code"] == 403
+    assert status["message"] == (
+        "Deployment/triage: spec.promotion.requiresEval: Eval support/triage-quality has phase Failed, last "
+        "run 2025-01-01T00:00:00Z, not Passed"
+    )
+    passed = f.eval_()
+    passed["metadata"].update(uid="triage-quality", resourceVersion="2")
+    store.upsert(parse_entry(v1alpha1.Eval, passed))
+    assert _call(endpoint, gated)["allowed"] is True
 
 
 def test_mutate_tool_name() -> None:
