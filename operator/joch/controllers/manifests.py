@@ -63,16 +63,12 @@ class ManifestCache:
         """Record a watch event; True when it contradicts the belief (the Agent must be reconciled)."""
         where = (item.namespace, item.name)
         known = self._by_name.get(where)
+        if known is not None and _older(item, known):
+            return False  # a late event (kopf's initial listing, say) of a version already superseded
         if deleted:
             if where in self._pending and self._pending[where] is None:
                 return False
-            if known is None or (
-                item.resource_version
-                and known.resource_version
-                and item.resource_version.isdigit()
-                and known.resource_version.isdigit()
-                and int(item.resource_version) < int(known.resource_version)
-            ):
+            if known is None:
                 return False
             self.drop(*where)
             return True
@@ -81,3 +77,10 @@ class ManifestCache:
             return False
         self.put(item)
         return known is None or not known.same_content(item)
+
+
+def _older(item: ManifestConfigMap, known: ManifestConfigMap) -> bool:
+    """Whether ``item`` is an older version than ``known`` (resourceVersions compared as etcd revisions,
+    which kube-apiserver's are; anything unparsable counts as not older)."""
+    mine, theirs = item.resource_version, known.resource_version
+    return bool(mine and theirs and mine.isdigit() and theirs.isdigit() and int(mine) < int(theirs))
