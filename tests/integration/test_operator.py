@@ -173,7 +173,7 @@ def test_kubectl_wait_and_referenced_statuses(
 
 
 def reconciled(log: str, namespace: str, name: str) -> int:
-    return log.count(f"reconciled Agent/{namespace}/{name} ")
+    return log.count(f"compiled Agent/{namespace}/{name} ")
 
 
 def test_model_update_rewrites_exactly_its_dependants(

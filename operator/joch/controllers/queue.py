@@ -7,7 +7,9 @@ Guarantees:
 - a key added while it is being processed is processed again after :meth:`WorkQueue.done` (the
   worker saw an older state; nothing is lost);
 - :meth:`add_after` delays an add (several delayed adds of one key collapse into the earliest);
-  :meth:`retry` re-adds a failed key with per-key exponential backoff, :meth:`forget` resets it.
+  :meth:`retry` re-adds a failed key with per-key exponential backoff, :meth:`forget` resets it;
+- keys for which ``low_priority(key)`` is true wait in a second lane, served only when the first is
+  empty or once the oldest of them has waited ``max_low_wait`` seconds (so they are never starved).
 
 Single event loop, no threads: every method must be called from the loop the queue is used on.
 """
@@ -16,7 +18,8 @@ from __future__ import annotations
 
 import asyncio
 import collections
-from collections.abc import Hashable
+import time
+from collections.abc import Callable, Hashable
 from typing import Generic, TypeVar
 
 __all__ = ["QueueShutDown", "WorkQueue"]
@@ -29,8 +32,21 @@ class QueueShutDown(Exception):
 
 
 class WorkQueue(Generic[K]):
-    def __init__(self, *, base_delay: float = 0.5, max_delay: float = 60.0) -> None:
+    def __init__(
+        self,
+        *,
+        base_delay: float = 0.5,
+        max_delay: float = 60.0,
+        low_priority: Callable[[K], bool] | None = None,
+        max_low_wait: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._order: collections.deque[K] = collections.deque()
+        self._low: collections.deque[tuple[float, K]] = collections.deque()
+        """Low-priority keys with the time they were queued."""
+        self._is_low = low_priority or (lambda _key: False)
+        self.max_low_wait = max_low_wait
+        self._clock = clock
         self._dirty: set[K] = set()
         self._processing: set[K] = set()
         self._timers: dict[K, tuple[float, asyncio.TimerHandle]] = {}
@@ -44,12 +60,12 @@ class WorkQueue(Generic[K]):
         """Keys actually queued (after deduplication), for statistics."""
 
     def __len__(self) -> int:
-        """Keys waiting for a worker."""
-        return len(self._order)
+        """Keys waiting for a worker (both lanes)."""
+        return len(self._order) + len(self._low)
 
     def queued(self) -> list[K]:
-        """Keys waiting for a worker, in order (for diagnostics and tests)."""
-        return list(self._order)
+        """Keys waiting for a worker, first lane then low-priority lane (for diagnostics and tests)."""
+        return [*self._order, *(key for _, key in self._low)]
 
     @property
     def processing(self) -> int:
@@ -57,7 +73,7 @@ class WorkQueue(Generic[K]):
 
     def is_idle(self) -> bool:
         """Nothing queued and nothing being processed (delayed adds do not count)."""
-        return not self._order and not self._processing
+        return not self._order and not self._low and not self._processing
 
     def add(self, key: K) -> None:
         if self._closed or key in self._dirty:
@@ -65,8 +81,14 @@ class WorkQueue(Generic[K]):
         self._dirty.add(key)
         if key in self._processing:
             return
-        self._order.append(key)
+        self._enqueue(key)
         self.added += 1
+
+    def _enqueue(self, key: K) -> None:
+        if self._is_low(key):
+            self._low.append((self._clock(), key))
+        else:
+            self._order.append(key)
         self._wake_one()
 
     def add_after(self, key: K, delay: float) -> None:
@@ -110,7 +132,7 @@ class WorkQueue(Generic[K]):
 
     async def get(self) -> K:
         """The next key (waiting for one); the caller must call :meth:`done` with it afterwards."""
-        while not self._order:
+        while not self._order and not self._low:
             if self._closed:
                 raise QueueShutDown
             waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -121,7 +143,10 @@ class WorkQueue(Generic[K]):
                 if waiter.done() and not waiter.cancelled():
                     self._wake_one()  # pass the wake-up on: this waiter will not take the key
                 raise
-        key = self._order.popleft()
+        if self._low and (not self._order or self._clock() - self._low[0][0] >= self.max_low_wait):
+            key = self._low.popleft()[1]
+        else:
+            key = self._order.popleft()
         self._dirty.discard(key)
         self._processing.add(key)
         return key
@@ -129,8 +154,7 @@ class WorkQueue(Generic[K]):
     def done(self, key: K) -> None:
         self._processing.discard(key)
         if key in self._dirty and not self._closed:
-            self._order.append(key)
-            self._wake_one()
+            self._enqueue(key)
         if self.is_idle():
             for waiter in self._idle_waiters:
                 if not waiter.done():
@@ -151,6 +175,7 @@ class WorkQueue(Generic[K]):
             timer.cancel()
         self._timers.clear()
         self._order.clear()
+        self._low.clear()
         self._dirty.clear()
         for waiter in self._waiters:
             if not waiter.done():

@@ -2,7 +2,8 @@
 
 Cases: a key added twice is queued once; a key added while processing comes back after done(); FIFO
 order; add_after collapses into the earliest delay; retry backs off exponentially up to max_delay and
-forget() resets it; wait_idle returns when nothing is queued or in flight; shutdown wakes waiters.
+forget() resets it; wait_idle returns when nothing is queued or in flight; shutdown wakes waiters;
+low-priority keys wait for the first lane to empty, unless they have waited max_low_wait.
 """
 
 from __future__ import annotations
@@ -108,3 +109,76 @@ def test_wait_idle_and_shutdown() -> None:
         assert queue.queued() == []
 
     run(scenario)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def low_queue(clock: FakeClock, max_low_wait: float = 5.0) -> WorkQueue[str]:
+    return WorkQueue(
+        low_priority=lambda key: key.startswith("report:"), max_low_wait=max_low_wait, clock=clock
+    )
+
+
+def test_low_priority_keys_wait_until_the_first_lane_is_empty() -> None:
+    async def scenario() -> list[str]:
+        queue = low_queue(FakeClock())
+        for key in ("report:a", "a", "report:b", "b", "c"):
+            queue.add(key)
+        assert len(queue) == 5
+        taken = []
+        while len(queue):
+            key = await queue.get()
+            taken.append(key)
+            queue.done(key)
+        assert queue.is_idle()
+        return taken
+
+    assert run(scenario) == ["a", "b", "c", "report:a", "report:b"]
+
+
+def test_a_low_priority_key_is_served_once_it_has_waited_max_low_wait() -> None:
+    async def scenario() -> list[str]:
+        clock = FakeClock()
+        queue = low_queue(clock, max_low_wait=5.0)
+        queue.add("report:a")
+        for key in ("a", "b", "c"):
+            queue.add(key)
+        taken = [await queue.get()]
+        clock.now += 5.0  # report:a is now overdue, although "b" and "c" still wait
+        taken += [await queue.get(), await queue.get(), await queue.get()]
+        return taken
+
+    assert run(scenario) == ["a", "report:a", "b", "c"]
+
+
+def test_a_low_priority_key_added_while_processing_returns_to_its_own_lane() -> None:
+    async def scenario() -> None:
+        queue = low_queue(FakeClock())
+        queue.add("report:a")
+        key = await queue.get()
+        queue.add("report:a")
+        queue.add("x")
+        queue.done(key)
+        assert queue.queued() == ["x", "report:a"]
+        assert not queue.is_idle()
+        queue.shutdown()
+        assert queue.queued() == []
+
+    run(scenario)
+
+
+def test_get_wakes_for_a_low_priority_key() -> None:
+    async def scenario() -> str:
+        queue = low_queue(FakeClock())
+        getter = asyncio.ensure_future(queue.get())
+        await asyncio.sleep(0.01)
+        queue.add("report:z")
+        return await getter
+
+    assert run(scenario) == "report:z"
