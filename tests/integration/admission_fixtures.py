@@ -7,7 +7,8 @@ them as ``webhooks`` (module scope) and ``harness`` (per test).
   generated certificate, and the Validating/Mutating configurations applied in url mode with their CA
   bundle (exactly what the operator does at start-up). They are deleted at teardown, so other test
   modules never meet a webhook whose server is gone.
-- :class:`LiveLookup` stands in for the operator's store: a Catalog of every object the compiler reads,
+- :class:`LiveLookup` stands in for the operator's store: a Catalog of every object the operator watches
+  (the kinds the compiler reads, plus Evals and Approvals with their status for the promotion gates),
   re-listed from the cluster after each write a test makes (the operator's watches do the same job).
 - :class:`Harness` (fixture ``harness``): the test's namespace, unique names for cluster-scoped objects,
   and the two clients every check is exercised through: real kubectl and the Python client.
@@ -34,7 +35,7 @@ from joch.api.v1alpha1 import meta
 from joch.api.v1alpha1.agent import Agent
 from joch.api.v1alpha1.policy import Policy
 from joch.api.v1alpha1.team import Team
-from joch.domain.admission import COMPILE_KIND_NAMES, Admission
+from joch.domain.admission import WATCHED_KIND_NAMES, Admission, promotion
 from joch.domain.compilation import COMPILE_KINDS, Catalog
 from joch.domain.settings import OperatorSettings
 from joch.kube import client as kube_client
@@ -58,12 +59,14 @@ class LiveLookup:
         core = client.CoreV1Api(self.api)
         labels = {ns.metadata.name: dict(ns.metadata.labels or {}) for ns in core.list_namespace().items}
         catalog = Catalog(namespace_labels=labels, shared_namespaces=SETTINGS.shared_namespaces)
-        for model in COMPILE_KINDS:
+        for model in (*COMPILE_KINDS, *promotion.GATE_KINDS):
             crd = model.crd
+            keep_status = issubclass(model, promotion.GATE_KINDS)
             listed = custom.list_cluster_custom_object(crd.group, meta.VERSION, crd.plural)
             for item in listed.get("items", []):
+                body = item if keep_status else {k: v for k, v in item.items() if k != "status"}
                 try:
-                    catalog.add(model.model_validate({k: v for k, v in item.items() if k != "status"}))
+                    catalog.add(model.model_validate(body))
                 except ValueError:
                     continue
         self.current = catalog
@@ -82,6 +85,9 @@ class LiveLookup:
 
     def agents(self, namespace: str | None = None) -> list[Agent]:
         return self.current.agents(namespace)
+
+    def labelled(self, kind: Any, namespace: str, labels: Mapping[str, str]) -> list[Any]:
+        return self.current.labelled(kind, namespace, labels)
 
 
 @dataclasses.dataclass
@@ -123,7 +129,7 @@ def webhooks_fixture(
 ) -> Iterator[Webhooks]:
     lookup = LiveLookup(kube_api)
     lookup.refresh()
-    endpoint = AdmissionEndpoint(Admission(SETTINGS), lookup, known_kinds=COMPILE_KIND_NAMES)
+    endpoint = AdmissionEndpoint(Admission(SETTINGS), lookup, known_kinds=WATCHED_KIND_NAMES)
     options = WebhookOptions(
         cert_dir=tmp_path_factory.mktemp("webhook-certs"),
         listen_host="127.0.0.1",

@@ -4,6 +4,10 @@ mode, its own CA, configurations applied and removed on exit), the decision serv
 One operator (``python -m joch.cli.main operator``, the image's entrypoint) against the test control plane:
 an Agent compiles (Ready), a bad Tool is denied through kubectl with the field named, POST
 /v1/policy/evaluate answers, and /metrics shows the joch reconcile and admission counters above zero.
+
+Promotion gates against the operator's own store: a Deployment whose Eval has not run is denied; once
+the Eval's status (written through the status subresource) says Passed and an Approval is Approved, the
+watches bring both into the store and the same apply is admitted.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from tests.integration.operator_fixtures import (  # noqa: F401
     support_triage,
     to_yaml,
 )
+from tests.unit.admission import factories as f
 
 pytestmark = pytest.mark.integration
 
@@ -212,6 +217,83 @@ def test_one_process_serves_controllers_webhooks_decisions_and_metrics(
     gone = kubectl("get", "validatingwebhookconfiguration", rendering.VALIDATING_NAME)
     assert gone.returncode != 0, gone.stdout
     assert "NotFound" in gone.stderr, gone.stderr
+
+
+def _in(namespace: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` moved into ``namespace``, without its status (a write never sets it)."""
+    out = {k: copy.deepcopy(v) for k, v in doc.items() if k != "status"}
+    out["metadata"]["namespace"] = namespace
+    return out
+
+
+def _patch_status(kubectl: Kubectl, namespace: str, resource: str, name: str, status: dict[str, Any]) -> None:
+    done = kubectl(
+        "patch",
+        resource,
+        name,
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": status}),
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_promotion_gates_read_the_operators_watches(
+    operator: dict[str, Any], namespace: str, kubectl: Kubectl
+) -> None:
+    ports, process = operator["ports"], operator["process"]
+    eventually(lambda: _webhooks_registered(kubectl, ports["webhook"]), timeout=90)
+    eventually(lambda: _assert_status(f"http://127.0.0.1:{ports['health']}/readyz"), timeout=30)
+    example = support_triage(namespace)
+    apply(kubectl, [*example.docs, _in(namespace, f.eval_())])
+    gated = copy.deepcopy(example.find("Deployment", "support-triage-prod"))
+    gated["metadata"]["name"] = "triage"
+    gated["spec"]["promotion"] = {"requiresEval": "triage-quality", "requiresApproval": "release-manager"}
+
+    def denied_until_run() -> str:
+        assert process.poll() is None, operator["log"].read_text()[-3000:]
+        done = kubectl("apply", "-f", "-", input=to_yaml([gated]))
+        assert done.returncode != 0, done.stdout
+        assert f"Eval {namespace}/triage-quality has not run yet" in done.stderr, done.stderr
+        return str(done.stderr)
+
+    message = eventually(denied_until_run, timeout=30)
+    assert "Deployment/triage: spec.promotion.requiresApproval: " in message
+
+    _patch_status(
+        kubectl,
+        namespace,
+        "evals.ops.joch.dev",
+        "triage-quality",
+        {
+            "phase": "Passed",
+            "lastRunAt": "2025-01-01T00:00:00Z",
+            "scores": {"accuracy": 0.95, "pii_leakage": 0},
+        },
+    )
+    apply(kubectl, [_in(namespace, f.approval(deployment="triage"))])
+    _patch_status(
+        kubectl,
+        namespace,
+        "approvals.runtime.joch.dev",
+        "promote-triage",
+        {
+            "phase": "Approved",
+            "decision": "approve",
+            "decidedBy": "user:alice",
+            "decidedAt": "2025-01-01T00:00:00Z",
+        },
+    )
+
+    def admitted() -> None:
+        assert process.poll() is None, operator["log"].read_text()[-3000:]
+        done = kubectl("apply", "-f", "-", input=to_yaml([gated]))
+        assert done.returncode == 0, done.stderr
+
+    eventually(admitted, timeout=30)
 
 
 def _assert_status(url: str, expected: int = 200) -> None:
