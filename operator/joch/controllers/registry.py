@@ -4,7 +4,8 @@ Handlers (all ``@kopf.on.event``, so kopf itself never patches the watched objec
 no progress annotations, no status writes of its own):
 
 - one per kind the compiler reads (Agent, FrameworkAdapter, ModelRoute, Model, Tool, MCPServer,
-  Memory, RAG, Policy, Environment, Team) -> ``Controller.observe``;
+  Memory, RAG, Policy, Environment, Team) and per kind admission's promotion gates read (Eval,
+  Approval; stored only, for the webhooks) -> ``Controller.observe``;
 - core Namespaces (their labels decide Agents' environments, D5) -> ``Controller.observe_namespace``;
   (kinds and Namespaces the operator may not list, ``Controller.access``, are not watched);
 - CAM ConfigMaps, selected server-side by label -> ``Controller.observe_configmap``;
