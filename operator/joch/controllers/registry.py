@@ -8,9 +8,15 @@ no progress annotations, no status writes of its own):
   Approval; stored only, for the webhooks) -> ``Controller.observe``;
 - core Namespaces (their labels decide Agents' environments, D5) -> ``Controller.observe_namespace``;
   (kinds and Namespaces the operator may not list, ``Controller.access``, are not watched);
-- CAM ConfigMaps, selected server-side by label -> ``Controller.observe_configmap``;
 - ``on.startup``: prime and start the controller (kopf starts watching only after it returns);
   ``on.cleanup``: stop it; ``on.login``: the credentials of the operator's own kube client.
+
+CAM ConfigMaps are not watched through kopf: a metadata-only informer (joch.kube.watch.MetadataWatch,
+selected server-side by label, one per watched namespace) feeds ``Controller.observe_configmap``. The
+operator only has to recognise its own ConfigMaps (sha annotation, owner, generation label), so it
+receives their metadata, not the manifests, and skips kopf's per-event handler machinery: in a fan-out
+every rewritten manifest echoes back through this watch. It starts after the controller (from the
+startup handler) and stops first at cleanup.
 
 Settings (:func:`kopf_settings`): kopf's progress and diff-base storage under the ``joch.dev`` prefix in
 annotations (never ``status.kopf``, which the CRD schemas would prune; the diff base builds no essence,
@@ -21,6 +27,7 @@ needs one), posting of its log Events off, peering off, per-object workers idle 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,8 +35,8 @@ import kopf
 
 from joch.controllers.access import Access
 from joch.controllers.reconciler import RESOURCE_TYPES, Controller
-from joch.domain.compilation.configmap import COMPONENT
-from joch.kube import configmaps, login
+from joch.kube import configmaps, login, paths
+from joch.kube.watch import MetadataWatch
 
 __all__ = ["build_registry", "kopf_settings"]
 
@@ -58,7 +65,6 @@ def kopf_settings(access: Access | None = None) -> kopf.OperatorSettings:
     settings.persistence.finalizer = f"{PREFIX}/finalizer"
     settings.posting.enabled = False
     settings.peering.standalone = True
-    settings.watching.label_selectors["", "v1", "configmaps"] = configmaps.MANIFEST_SELECTOR
     # kopf keeps a worker (holding the object's latest raw event) per object until it idles this long;
     # short, so a burst over thousands of objects does not pin thousands of bodies in memory.
     settings.queueing.idle_timeout = 1.0
@@ -82,15 +88,30 @@ def build_registry(controller: Controller, *, start_workers: bool = True) -> kop
     def credentials(**_: Any) -> kopf.ConnectionInfo:
         return login.connection_info(controller.kube)
 
+    watches = [
+        MetadataWatch(
+            controller.kube,
+            paths.CONFIGMAPS,
+            controller.observe_configmap,
+            namespace=namespace,
+            label_selector=configmaps.MANIFEST_SELECTOR,
+        )
+        for namespace in controller.watch_namespaces() or (None,)
+    ]
+
     @kopf.on.startup(registry=registry, id="joch-startup")
     async def startup(**_: Any) -> None:
         if start_workers:
             await controller.start()
         else:
             await controller.prime()
+        loop = asyncio.get_running_loop()
+        for watch in watches:
+            watch.start(loop)
 
     @kopf.on.cleanup(registry=registry, id="joch-cleanup")
     async def cleanup(**_: Any) -> None:
+        await asyncio.gather(*(asyncio.to_thread(watch.stop) for watch in watches))
         await controller.stop()
 
     for kind in RESOURCE_TYPES:
@@ -102,17 +123,6 @@ def build_registry(controller: Controller, *, start_workers: bool = True) -> kop
         @kopf.on.event("", "v1", "namespaces", registry=registry, id="joch-namespaces")
         async def namespaces(event: Mapping[str, Any], **_: Any) -> None:
             controller.observe_namespace(event.get("type"), event["object"])
-
-    @kopf.on.event(
-        "",
-        "v1",
-        "configmaps",
-        registry=registry,
-        id="joch-manifests",
-        labels={"app.kubernetes.io/component": COMPONENT},
-    )
-    async def manifests(event: Mapping[str, Any], **_: Any) -> None:
-        controller.observe_configmap(event.get("type"), event["object"])
 
     return registry
 

@@ -189,6 +189,43 @@ class Kube:
             self.counts["retried"] += 1
             await asyncio.sleep(delay)
 
+    def headers(self, accept: str = "application/json") -> dict[str, str]:
+        """Request headers: Accept, User-Agent and the configuration's current credentials."""
+        headers = {"Accept": accept, "User-Agent": USER_AGENT}
+        for setting in self.api.configuration.auth_settings().values():
+            if setting.get("in") == "header" and setting.get("value"):
+                headers[setting["key"]] = setting["value"]
+        return headers
+
+    def open_stream(
+        self, path: str, *, query: Mapping[str, str | int], accept: str, read_timeout: float
+    ) -> urllib3.BaseHTTPResponse:
+        """A streaming GET (a watch), synchronously: the open response, whose body the caller reads
+        line by line and closes. Errors as :meth:`send` raises them."""
+        self.counts["WATCH"] += 1
+        url = (
+            self.api.configuration.host
+            + path
+            + "?"
+            + urllib.parse.urlencode([(k, str(v)) for k, v in query.items()])
+        )
+        try:
+            response: urllib3.BaseHTTPResponse = self.api.rest_client.pool_manager.request(
+                "GET",
+                url,
+                headers=self.headers(accept),
+                timeout=urllib3.Timeout(connect=self.limits.request_timeout, read=read_timeout),
+                preload_content=False,
+            )
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise errors.Unavailable(f"WATCH {path}: {errors.truncate(str(exc))}") from exc
+        if not 200 <= response.status <= 299:
+            body = response.read()
+            response.release_conn()
+            what = f"WATCH {path}"
+            raise errors.from_status(response.status, body=body, headers=response.headers, what=what)
+        return response
+
     def send(
         self,
         method: str,
@@ -197,6 +234,7 @@ class Kube:
         body: Any = None,
         query: Mapping[str, str | int] | None = None,
         content_type: str | None = None,
+        accept: str = "application/json",
     ) -> Any:
         """One request, synchronously, no retries (runs in a pool thread); errors translated.
 
@@ -206,10 +244,7 @@ class Kube:
         """
         self.counts[method] += 1
         configuration = self.api.configuration
-        headers = {"Accept": "application/json", "User-Agent": USER_AGENT}
-        for setting in configuration.auth_settings().values():
-            if setting.get("in") == "header" and setting.get("value"):
-                headers[setting["key"]] = setting["value"]
+        headers = self.headers(accept)
         data = None
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"

@@ -1,10 +1,10 @@
 """The kopf registry and settings, and `joch operator`'s options (no cluster).
 
-Cases: the registry holds one event handler per watched kind plus Namespaces and CAM ConfigMaps,
-startup/cleanup/login activities, and no change handlers (so kopf writes nothing to watched objects
-and the essence-free diff-base storage is safe); kopf's storages use the joch.dev prefix, posting and
-peering are off, ConfigMaps are label-selected server-side; the CLI maps flags onto options and
-settings (namespaces de-duplicated, shared namespaces and default environment overridden).
+Cases: the registry holds one event handler per watched kind plus Namespaces (CAM ConfigMaps go
+through joch.kube.watch, not kopf), startup/cleanup/login activities, and no change handlers (so kopf
+writes nothing to watched objects and the essence-free diff-base storage is safe); kopf's storages use
+the joch.dev prefix, posting and peering are off, kopf selects nothing by label; the CLI maps flags
+onto options and settings (namespaces de-duplicated, shared namespaces and default environment overridden).
 """
 
 from __future__ import annotations
@@ -26,10 +26,10 @@ def test_the_registry_observes_and_never_changes_objects() -> None:
     reg = registry.build_registry(controller)
     watching = reg._watching.get_all_handlers()
     ids = sorted(h.id for h in watching)
-    assert len(ids) == len(WATCHED_KINDS) + 2
+    assert len(ids) == len(WATCHED_KINDS) + 1
     assert "joch-agents" in ids
     assert "joch-namespaces" in ids
-    assert "joch-manifests" in ids
+    assert not any("configmaps" in str(h.selector) for h in watching), "ConfigMaps: MetadataWatch"
     assert reg._changing.get_all_handlers() == []
     assert reg._spawning.get_all_handlers() == []
     activities = sorted(h.id for h in reg._activities.get_all_handlers())
@@ -48,9 +48,7 @@ def test_kopf_settings() -> None:
     assert settings.persistence.finalizer == "joch.dev/finalizer"
     assert settings.posting.enabled is False
     assert settings.peering.standalone is True
-    assert list(settings.watching.label_selectors.values()) == [
-        "app.kubernetes.io/component=compiled-agent-manifest"
-    ]
+    assert list(settings.watching.label_selectors.values()) == []
 
 
 def parse(*argv: str) -> argparse.Namespace:

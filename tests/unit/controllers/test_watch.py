@@ -1,0 +1,149 @@
+"""MetadataWatch (joch.kube.watch) against a scripted API server: what it delivers, and when it lists.
+
+Cases: the start LIST (paginated, metadata-only Accept) delivers every item as ADDED, then the watch
+resumes from its resourceVersion; ADDED/MODIFIED/DELETED are delivered, BOOKMARKs only move the
+resourceVersion; a watch that ends is resumed from the last version seen; 410 Gone (as an ERROR event or
+as the HTTP answer) lists again and reports objects deleted in the gap as DELETED; errors are retried
+and never kill the thread; stop() ends it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from joch.kube import errors, paths
+from joch.kube.watch import LIST_ACCEPT, WATCH_ACCEPT, MetadataWatch
+
+
+def cm(name: str, rv: int) -> dict[str, Any]:
+    return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": str(rv)}}
+
+
+class FakeStream:
+    def __init__(self, events: list[Mapping[str, Any]]) -> None:
+        self.body = b"".join(json.dumps(event).encode() + b"\n" for event in events)
+
+    def stream(self, amt: int, decode_content: bool = True) -> Iterator[bytes]:
+        for start in range(0, len(self.body), 7):  # odd chunks: lines split across reads
+            yield self.body[start : start + 7]
+
+    def release_conn(self) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+
+class ScriptedKube:
+    """``send`` answers LISTs from ``lists``; ``open_stream`` plays ``watches`` (a list of event lists,
+    or an exception to raise); when the script is over it blocks the watch by raising until stopped."""
+
+    def __init__(self, lists: list[list[dict[str, Any]]], watches: list[Any]) -> None:
+        self.lists = lists
+        self.watches = watches
+        self.requests: list[tuple[str, dict[str, Any], str]] = []
+        self.paged: list[dict[str, Any]] = []
+
+    def send(self, method: str, path: str, *, query: Mapping[str, Any], accept: str) -> dict[str, Any]:
+        self.requests.append(("LIST", dict(query), accept))
+        if "continue" in query:
+            return {"items": self.paged, "metadata": {"resourceVersion": str(100 + len(self.requests))}}
+        items = self.lists.pop(0)
+        if len(items) > 2:  # two pages
+            self.paged = items[2:]
+            return {"items": items[:2], "metadata": {"continue": "next", "resourceVersion": "0"}}
+        return {"items": items, "metadata": {"resourceVersion": str(100 + len(self.requests))}}
+
+    def open_stream(self, path: str, *, query: Mapping[str, Any], accept: str, read_timeout: float) -> Any:
+        self.requests.append(("WATCH", dict(query), accept))
+        if not self.watches:
+            raise errors.Unavailable("script over")
+        step = self.watches.pop(0)
+        if isinstance(step, Exception):
+            raise step
+        return FakeStream(step)
+
+
+def play(kube: ScriptedKube, until: int) -> tuple[list[tuple[str, str]], MetadataWatch]:
+    """Run a watch until ``until`` events were delivered; (event type, name) in order."""
+
+    async def scenario() -> tuple[list[tuple[str, str]], MetadataWatch]:
+        seen: list[tuple[str, str]] = []
+        done = asyncio.Event()
+
+        def deliver(event_type: str, body: Mapping[str, Any]) -> None:
+            seen.append((event_type, body["metadata"]["name"]))
+            if len(seen) >= until:
+                done.set()
+
+        watch = MetadataWatch(kube, paths.CONFIGMAPS, deliver, namespace="ns", label_selector="a=b")  # type: ignore[arg-type]
+        watch.max_backoff = 0.01
+        watch.start(asyncio.get_running_loop())
+        try:
+            await asyncio.wait_for(done.wait(), timeout=5)
+        finally:
+            await asyncio.to_thread(watch.stop)
+        return seen, watch
+
+    return asyncio.run(scenario())
+
+
+def test_list_then_watch_delivers_every_event_and_resumes_from_the_last_version() -> None:
+    kube = ScriptedKube(
+        lists=[[cm("a", 1), cm("b", 2), cm("c", 3)]],
+        watches=[
+            [
+                {"type": "MODIFIED", "object": cm("a", 110)},
+                {"type": "BOOKMARK", "object": {"metadata": {"resourceVersion": "120"}}},
+            ],
+            [{"type": "DELETED", "object": cm("b", 130)}, {"type": "ADDED", "object": cm("d", 131)}],
+        ],
+    )
+    seen, watch = play(kube, until=6)
+    assert seen == [("ADDED", "a"), ("ADDED", "b"), ("ADDED", "c"), ("MODIFIED", "a"), ("DELETED", "b"),
+                    ("ADDED", "d")]  # fmt: skip
+    lists = [r for r in kube.requests if r[0] == "LIST"]
+    watches = [r for r in kube.requests if r[0] == "WATCH"]
+    assert [q.get("continue") for _, q, _ in lists] == [None, "next"], "paginated"
+    assert all(accept == LIST_ACCEPT for _, _, accept in lists)
+    assert all(accept == WATCH_ACCEPT for _, _, accept in watches)
+    assert watches[0][1]["resourceVersion"] == "102", "from the LIST's version"
+    assert watches[1][1]["resourceVersion"] == "120", "resumed from the bookmark"
+    assert all(q["labelSelector"] == "a=b" and q["allowWatchBookmarks"] == "true" for _, q, _ in watches)
+    assert watch.lists == 1
+
+
+def test_410_lists_again_and_reports_deletions_in_the_gap() -> None:
+    kube = ScriptedKube(
+        lists=[[cm("a", 1), cm("b", 2)], [cm("b", 5), cm("c", 6)]],
+        watches=[[{"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}}]],
+    )
+    seen, watch = play(kube, until=5)
+    assert seen == [("ADDED", "a"), ("ADDED", "b"), ("DELETED", "a"), ("ADDED", "b"), ("ADDED", "c")]
+    assert watch.lists == 2
+
+
+def test_410_as_the_http_answer_also_lists_again() -> None:
+    kube = ScriptedKube(
+        lists=[[cm("a", 1)], [cm("z", 9)]],
+        watches=[errors.KubeError("too old", status=410)],
+    )
+    seen, watch = play(kube, until=3)
+    assert seen == [("ADDED", "a"), ("DELETED", "a"), ("ADDED", "z")]
+    assert watch.lists == 2
+
+
+def test_errors_are_retried_without_killing_the_thread() -> None:
+    kube = ScriptedKube(
+        lists=[[cm("a", 1)]],
+        watches=[
+            errors.Unavailable("connection refused"),
+            ValueError("garbage"),
+            [{"type": "ADDED", "object": cm("b", 3)}],
+        ],
+    )
+    seen, _ = play(kube, until=2)
+    assert seen == [("ADDED", "a"), ("ADDED", "b")]
