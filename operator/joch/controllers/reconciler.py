@@ -8,16 +8,19 @@
                                                          │
                       workers (N asyncio tasks) <────────┘
                         Agent key:      gather -> compile_agent -> apply ConfigMap <agent>-g<gen>
-                                        -> delete stale ConfigMaps -> queue its AgentReport
-                        AgentReport:    patch the Agent's status -> Events   (low-priority lane)
+                                        -> delete stale ConfigMaps -> patch status -> Events
+                                        (or, when only the manifest sha moved: queue an AgentReport)
+                        AgentReport:    patch the Agent's status             (low-priority lane)
                         other kinds:    referenced_status -> patch status
 
-Manifests first, reports second: an Agent's status patch is a separate, low-priority key
-(:class:`AgentReport`), served when no compile is waiting or once it has waited
-``ControllerConfig.report_max_wait`` seconds. A single change is reported at once; during a fan-out
-(one Model used by 1,000 Agents) every ConfigMap, which is what workers run from, is rewritten before
-the status patches, which cost the API server two to three times as much as a ConfigMap update each,
-catch up. The report always carries the Agent's latest compile.
+Manifests first, reports second: when a compile changes nothing in an Agent's status but the manifest
+reference (a referenced object changed: new sha, same phase, generation and condition outcomes), the
+status patch becomes a separate, low-priority key (:class:`AgentReport`), served when no compile is
+waiting or once it has waited ``ControllerConfig.report_max_wait`` seconds. During a fan-out (one Model
+used by 1,000 Agents) every ConfigMap, which is what workers run from, is thus rewritten before the
+status patches, which cost the API server two to three times as much as a ConfigMap update each,
+catch up. Anything else a user waits for (a new Agent, a new generation, Ready or a condition
+flipping) is written by the compiling worker at once. A report always carries the latest compile.
 
 Start-up (:meth:`Controller.start`, from kopf's startup handler, before kopf starts watching): one
 LIST of every watched kind, the Namespaces and the CAM ConfigMaps primes the store and the ConfigMap
@@ -427,8 +430,6 @@ class Controller:
                 "Compiled",
                 f"compiled manifest {compiled.name} (sha256 {compiled.sha256[:12]}) into its ConfigMap",
             )
-        self._reports[key] = _PendingReport(compiled, entry.uid)
-        self.queue.add(AgentReport(key))
         logger.debug(
             "compiled Agent/%s/%s generation=%s ok=%s manifest=%s",
             namespace,
@@ -436,6 +437,29 @@ class Controller:
             compiled.generation,
             compiled.ok,
             outcome or "not written",
+        )
+        latest = self.store.entry("Agent", namespace, name)
+        if latest is None or latest.uid != entry.uid:
+            self._reports.pop(key, None)
+            return  # deleted or re-created meanwhile: its own event queued it again
+        desired = status.agent_status(compiled, current=latest.status, now=self._now())
+        if status.only_manifest_moved(latest.status, desired):
+            self._reports[key] = _PendingReport(compiled, entry.uid)
+            self.queue.add(AgentReport(key))
+            return
+        self._reports.pop(key, None)
+        await self._report(key, latest, desired)
+
+    async def _report(self, key: ObjectKey, latest: Entry, desired: Mapping[str, Any]) -> None:
+        before = latest.status
+        patched = await self._write_status(latest, desired, owned=status.AGENT_FIELDS)
+        self._agent_warnings(latest, before, desired)
+        logger.debug(
+            "reported Agent/%s/%s phase=%s status=%s",
+            key.namespace,
+            key.name,
+            desired["phase"],
+            "patched" if patched else "unchanged",
         )
 
     async def report_agent(self, key: ObjectKey) -> None:
@@ -447,19 +471,10 @@ class Controller:
         if latest is None or latest.uid != pending.uid:
             self._reports.pop(key, None)
             return  # deleted or re-created meanwhile: its own event queued it again
-        before = latest.status
-        desired = status.agent_status(pending.compiled, current=before, now=self._now())
-        patched = await self._write_status(latest, desired, owned=status.AGENT_FIELDS)
+        desired = status.agent_status(pending.compiled, current=latest.status, now=self._now())
+        await self._report(key, latest, desired)
         if self._reports.get(key) is pending:
             del self._reports[key]
-        self._agent_warnings(latest, before, desired)
-        logger.debug(
-            "reported Agent/%s/%s phase=%s status=%s",
-            key.namespace,
-            key.name,
-            desired["phase"],
-            "patched" if patched else "unchanged",
-        )
 
     async def _apply_manifest(self, desired: Mapping[str, Any]) -> configmaps.Outcome:
         metadata = desired["metadata"]

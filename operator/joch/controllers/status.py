@@ -64,6 +64,7 @@ __all__ = [
     "condition",
     "invalid_agent_status",
     "merge_conditions",
+    "only_manifest_moved",
     "referenced_status",
     "status_patch",
 ]
@@ -238,6 +239,24 @@ def invalid_agent_status(
     if generation is not None:
         desired["observedGeneration"] = generation
     return _validated("Agent", desired)
+
+
+def only_manifest_moved(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
+    """Whether an Agent's ``desired`` status differs from ``current`` at most in ``compiledManifest`` and
+    condition messages (the sha they quote): same phase, generation, framework, route, environment, and
+    every condition with the same status and reason. Such a report can wait behind compiles."""
+    for key in AGENT_FIELDS:
+        if key not in ("compiledManifest", "conditions") and current.get(key) != desired.get(key):
+            return False
+
+    def outcomes(conditions: Any) -> set[tuple[Any, ...]]:
+        return {
+            (c.get("type"), c.get("status"), c.get("reason"), c.get("observedGeneration"))
+            for c in conditions or ()
+            if isinstance(c, Mapping) and c.get("type") in CONDITION_ORDER
+        }
+
+    return bool(current) and outcomes(current.get("conditions")) == outcomes(desired.get("conditions"))
 
 
 def status_patch(

@@ -210,3 +210,28 @@ def test_an_invalid_policy_fails() -> None:
     )
     assert desired["phase"] == "Failed"
     assert desired["conditions"][0]["reason"] == "InvalidPolicy"
+
+
+def test_only_a_moved_manifest_is_a_report_that_can_wait() -> None:
+    """only_manifest_moved: a new sha alone (a referenced object changed) may wait behind compiles;
+    a first status, a new generation or a condition outcome that changes may not."""
+    compiled = compiled_example()
+    first = status.agent_status(compiled, current={}, now=T0)
+    assert not status.only_manifest_moved({}, first), "the first status is urgent"
+
+    moved = dataclasses.replace(compiled, sha256="f" * 64)
+    after_fanout = status.agent_status(moved, current=first, now=T1)
+    assert after_fanout["compiledManifest"] != first["compiledManifest"]
+    assert after_fanout["conditions"] != first["conditions"], "the Compiled message quotes the sha"
+    assert status.only_manifest_moved(first, after_fanout)
+
+    regenerated = status.agent_status(dataclasses.replace(moved, generation=2), current=first, now=T1)
+    assert not status.only_manifest_moved(first, regenerated), "observedGeneration moved"
+
+    denied = status.agent_status(with_problems(DENIED), current=first, now=T1)
+    assert not status.only_manifest_moved(first, denied), "Ready and PolicyCompliant flipped"
+
+    missing = status.agent_status(with_problems(MISSING), current=first, now=T1)
+    other = Problem("MissingReference", "spec.mcpServers[0]", "MCPServer support/github not found")
+    still_missing = status.agent_status(with_problems(MISSING, other), current=missing, now=T1)
+    assert status.only_manifest_moved(missing, still_missing), "same outcomes, another message"
