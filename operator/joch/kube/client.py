@@ -163,11 +163,14 @@ class Kube:
         body: Any = None,
         query: Mapping[str, str | int] | None = None,
         content_type: str | None = None,
+        accept: str = "application/json",
     ) -> Any:
         """Send one request (retrying as the module docstring says); the decoded JSON answer."""
         loop = asyncio.get_running_loop()
         write = method != "GET"
-        call = functools.partial(self.send, method, path, body=body, query=query, content_type=content_type)
+        call = functools.partial(
+            self.send, method, path, body=body, query=query, content_type=content_type, accept=accept
+        )
         attempt = 0
         while True:
             if write:

@@ -130,5 +130,7 @@ async def list_manifest_configmaps(
     kube: client.Kube, *, namespace: str | None = None, selector: str = MANIFEST_SELECTOR
 ) -> list[ManifestConfigMap]:
     """Every CAM ConfigMap (``namespace`` None: in all namespaces) matching ``selector``."""
-    items = await listing.list_objects(kube, paths.CONFIGMAPS, namespace=namespace, label_selector=selector)
+    items = await listing.list_objects(
+        kube, paths.CONFIGMAPS, namespace=namespace, label_selector=selector, metadata_only=True
+    )
     return [ManifestConfigMap.from_body(item) for item in items]

@@ -6,9 +6,10 @@ from typing import Any
 
 from joch.kube import client, errors, paths
 
-__all__ = ["PAGE_SIZE", "can_list", "list_objects"]
+__all__ = ["METADATA_LIST_ACCEPT", "PAGE_SIZE", "can_list", "list_objects"]
 
 PAGE_SIZE = 500
+METADATA_LIST_ACCEPT = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 
 
 async def list_objects(
@@ -18,11 +19,14 @@ async def list_objects(
     namespace: str | None = None,
     label_selector: str | None = None,
     page_size: int = PAGE_SIZE,
+    metadata_only: bool = False,
 ) -> list[dict[str, Any]]:
     """Every object of ``resource`` (``namespace`` None: all namespaces), following ``continue`` tokens.
 
     Items of a typed list carry no apiVersion/kind; they are filled in so each item is a full object.
+    ``metadata_only``: the API server sends each item's metadata only (PartialObjectMetadataList).
     """
+    accept = METADATA_LIST_ACCEPT if metadata_only else "application/json"
     items: list[dict[str, Any]] = []
     token: str | None = None
     while True:
@@ -31,7 +35,7 @@ async def list_objects(
             query["labelSelector"] = label_selector
         if token:
             query["continue"] = token
-        page = await kube.request("GET", resource.collection_path(namespace), query=query)
+        page = await kube.request("GET", resource.collection_path(namespace), query=query, accept=accept)
         for item in page.get("items") or ():
             item.setdefault("apiVersion", resource.api_version)
             item.setdefault("kind", resource.kind)

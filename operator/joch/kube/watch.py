@@ -37,13 +37,13 @@ from typing import Any, Final
 
 import urllib3
 
-from joch.kube import client, errors, paths
+from joch.kube import client, errors, listing, paths
 
 __all__ = ["MetadataWatch"]
 
 logger = logging.getLogger(__name__)
 
-LIST_ACCEPT: Final = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+LIST_ACCEPT: Final = listing.METADATA_LIST_ACCEPT
 WATCH_ACCEPT: Final = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
 PAGE_SIZE: Final = 500
 MAX_LINE: Final = 4 * 1024 * 1024

@@ -1,7 +1,8 @@
 """An in-memory stand-in for ``joch.kube.client.Kube``: enough of the API server for the controller.
 
 Objects live in a dict keyed by (group, plural, namespace, name); every write bumps a global
-resourceVersion. Supported: LIST (with equality label selectors and no paging), GET, POST (409
+resourceVersion. Supported: LIST (with equality label selectors and no paging; metadata-only when
+asked for PartialObjectMetadataList), GET, POST (409
 AlreadyExists), PUT (409 on a stale resourceVersion), DELETE, and merge PATCH of the status
 subresource. ``requests`` records (method, path) of every call; ``fail`` queues errors to raise;
 ``forbidden`` holds path patterns answered with 403 (an operator with little RBAC).
@@ -85,8 +86,9 @@ class FakeKube:
         body: Any = None,
         query: Mapping[str, Any] | None = None,
         content_type: str | None = None,
+        accept: str = "application/json",
     ) -> Any:
-        return self.send(method, path, body=body, query=query, content_type=content_type)
+        return self.send(method, path, body=body, query=query, content_type=content_type, accept=accept)
 
     def send(
         self,
@@ -96,6 +98,7 @@ class FakeKube:
         body: Any = None,
         query: Mapping[str, Any] | None = None,
         content_type: str | None = None,
+        accept: str = "application/json",
     ) -> Any:
         self.requests.append((method, path))
         if self.fail:
@@ -104,7 +107,10 @@ class FakeKube:
             raise errors.Forbidden(f"{path} is forbidden", status=403)
         group, plural, namespace, name, sub = _route(path)
         if method == "GET" and name is None:
-            return self._list(group, plural, namespace, (query or {}).get("labelSelector"))
+            listed = self._list(group, plural, namespace, (query or {}).get("labelSelector"))
+            if "as=PartialObjectMetadataList" in accept:  # metadata only, as the API server answers
+                listed["items"] = [{"metadata": item["metadata"]} for item in listed["items"]]
+            return listed
         if method == "POST":
             return self._create(group, plural, namespace, body)
         key = (group, plural, namespace, name or "")
