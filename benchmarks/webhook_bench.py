@@ -13,8 +13,9 @@ Phases, alternated (baseline, webhooks, baseline, webhooks) so drift hits both s
 - baseline: no webhook configuration registered; the API server only runs its CRD schema validation;
 - webhooks: the webhook server runs as its own process (as in the operator: its own interpreter and
   event loop), with its store primed from the cluster, and the Validating and Mutating configurations
-  are registered in url mode. Every Agent create calls both webhooks (default, then validate: parse,
-  semantic checks, references, compile checks, policy preflight over the effective policies).
+  are registered in url mode. Every Agent create calls the validating webhook (parse, semantic checks,
+  references, compile checks, policy preflight over the effective policies); the mutating one is
+  skipped by its matchConditions, as the benchmark's Agents name their ModelRoute (nothing to default).
 
 Clients: one asyncio process, N concurrent connections issuing ``POST .../agents`` back to back with
 unique names; the latency of each create is recorded (after a warm-up). The webhook process also
