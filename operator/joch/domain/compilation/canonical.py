@@ -39,7 +39,7 @@ _MAX_SIMPLE_KEY: Final = 100
 _MAX_CACHED: Final = 65_536
 _MEMO_INDENT: Final = 2
 """Mapping values whose keys sit at this column are remembered whole (module docstring)."""
-_MAX_BLOCKS: Final = 4_096
+_MAX_BLOCKS: Final = 1_024
 
 
 class _Dumper(yaml.SafeDumper):
