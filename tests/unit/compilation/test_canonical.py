@@ -75,23 +75,3 @@ def test_compiled_manifests() -> None:
     for agent in cat.agents():
         manifest = compilation.compile_agent(compilation.gather(agent, cat, f.SETTINGS), f.SETTINGS).manifest
         assert canonical.canonical_yaml(manifest) == canonical.pyyaml_dump(manifest)
-
-
-def test_remembered_blocks_tell_lookalike_values_apart() -> None:
-    """Second-level blocks are remembered by repr: values YAML writes differently never share one."""
-    lookalikes: list[Any] = [1, 1.0, True, "1", "true", None, [1], {"a": 1}, [{"a": 1}], ["1"]]
-    for _ in range(2):  # the second round reads every block from the memo
-        for inner in lookalikes:
-            for document in (
-                {"spec": {"block": {"a": inner}}},
-                {"spec": {"block": [inner, {"b": inner}]}, "other": {"x": {"a": inner}}},
-            ):
-                assert canonical.canonical_yaml(document) == canonical.pyyaml_dump(document)
-
-
-def test_a_remembered_block_is_the_same_under_any_key_or_sibling() -> None:
-    block = {"tools": [{"name": "search", "sideEffect": "none"}], "url": "http://joch-tool-gateway"}
-    first = {"spec": {"agent": {"name": "a"}, "shared": block}}
-    second = {"kind": "X", "spec": {"agent": {"name": "b"}, "renamed": dict(reversed(block.items()))}}
-    for document in (first, second, first):
-        assert canonical.canonical_yaml(document) == canonical.pyyaml_dump(document)

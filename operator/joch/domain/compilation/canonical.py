@@ -13,12 +13,6 @@
   remembers the answer. Anything else (a multi-line string, a key that needs YAML's complex-key form,
   a non-string key) goes through PyYAML whole. Tests check that both paths give the same bytes. The
   output does not depend on whether PyYAML was built with libyaml.
-
-  The blocks of the second level (``spec.tools``, ``spec.policies``, ... in a manifest) are
-  remembered by their value's ``repr``: a fleet's manifests share most of them, so a fan-out writes
-  each distinct block once. A block's text depends only on its value and its indent, and ``repr``
-  tells apart everything YAML does (1, 1.0 and True; "1" and 1; lists and tuples); two dicts equal
-  but built in another order just miss the cache.
 """
 
 from __future__ import annotations
@@ -37,9 +31,6 @@ _LINE_BREAKS: Final = ("\n", "\r", "\x85", "\u2028", "\u2029")
 _MAX_SIMPLE_KEY: Final = 100
 """Keys this long or longer take the PyYAML path (it writes keys of 128+ characters as complex keys)."""
 _MAX_CACHED: Final = 65_536
-_MEMO_INDENT: Final = 2
-"""Mapping values whose keys sit at this column are remembered whole (module docstring)."""
-_MAX_BLOCKS: Final = 1_024
 
 
 class _Dumper(yaml.SafeDumper):
@@ -136,32 +127,8 @@ def _sequence(value: list[Any], indent: int, first_prefix: str, out: list[str]) 
         _value(item, indent, line, out, in_mapping=False)
 
 
-_blocks: dict[tuple[int, str], str] = {}
-
-
-def _remembered_block(value: dict[Any, Any] | list[Any], indent: int) -> str:
-    """The lines :func:`_value` writes after ``key:`` for a non-empty container at ``indent``."""
-    key = (indent, repr(value))
-    text = _blocks.get(key)
-    if text is None:
-        block: list[str] = []
-        if isinstance(value, dict):
-            _mapping(value, indent + 2, "", block)
-        else:
-            _sequence(value, indent, "", block)
-        text = "".join(block)
-        if len(_blocks) >= _MAX_BLOCKS:
-            _blocks.clear()
-        _blocks[key] = text
-    return text
-
-
 def _value(value: Any, indent: int, line: str, out: list[str], *, in_mapping: bool) -> None:
     """Write ``value`` after ``line`` (a ``key:`` or ``-`` at column ``indent``)."""
-    if in_mapping and indent == _MEMO_INDENT and value and type(value) in (dict, list):
-        out.append(line + "\n")
-        out.append(_remembered_block(value, indent))
-        return
     if isinstance(value, dict):
         if not value:
             out.append(line + " {}\n")
