@@ -41,6 +41,16 @@ from joch.devcluster import cluster as cluster_module
 Kubectl = Callable[..., "subprocess.CompletedProcess[str]"]
 
 
+def _state(pid: int) -> str:
+    """A process's state letter (R, S, D: uninterruptible, Z...) and wait channel, for diagnostics."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0]
+        wchan = Path(f"/proc/{pid}/wchan").read_text()
+    except (OSError, IndexError):
+        return "gone"
+    return f"{state} {wchan}"
+
+
 def _processes_mentioning(path: Path) -> list[tuple[int, str]]:
     """Live (non-zombie) processes whose command line mentions ``path``."""
     found = []
@@ -249,7 +259,11 @@ def test_nothing_survives_its_owner(tmp_path: Path, mode: str) -> None:
             owner.send_signal(signal.SIGINT)
         elif mode == "sigkill":
             owner.kill()
-        _, stderr = owner.communicate(timeout=60)
+        try:
+            _, stderr = owner.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            left = [(pid, _state(pid), cmd[:80]) for pid, cmd in _processes_mentioning(state_dir)]
+            pytest.fail(f"the owner ({mode}) did not exit within 60 s; still running: {left}")
     finally:
         if owner.poll() is None:
             owner.kill()
