@@ -226,9 +226,12 @@ def test_a_process_dying_during_start_up_raises_with_its_log(tmp_path: Path) -> 
     assert _processes_mentioning(tmp_path) == []
 
 
+# The owner restores Python's Ctrl-C handler: a suite started without job control in the background
+# (``bash .ci/run &``) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt.
 _OWNER_SCRIPT = """
-import sys, time
+import signal, sys, time
 from joch.devcluster import ControlPlane
+signal.signal(signal.SIGINT, signal.default_int_handler)
 mode, state_dir = sys.argv[1], sys.argv[2]
 if mode == "atexit":
     cp = ControlPlane(state_dir)
