@@ -200,18 +200,19 @@ class Kube:
                 headers[setting["key"]] = setting["value"]
         return headers
 
+    def _url(self, path: str, query: Mapping[str, str | int] | None) -> str:
+        url = str(self.api.configuration.host) + path
+        if query:
+            url += "?" + urllib.parse.urlencode([(k, str(v)) for k, v in query.items()])
+        return url
+
     def open_stream(
         self, path: str, *, query: Mapping[str, str | int], accept: str, read_timeout: float
     ) -> urllib3.BaseHTTPResponse:
         """A streaming GET (a watch), synchronously: the open response, whose body the caller reads
         line by line and closes. Errors as :meth:`send` raises them."""
         self.counts["WATCH"] += 1
-        url = (
-            self.api.configuration.host
-            + path
-            + "?"
-            + urllib.parse.urlencode([(k, str(v)) for k, v in query.items()])
-        )
+        url = self._url(path, query)
         try:
             response: urllib3.BaseHTTPResponse = self.api.rest_client.pool_manager.request(
                 "GET",
@@ -246,15 +247,12 @@ class Kube:
         handling) costs about a quarter of the CPU of a request and is not needed for plain dicts.
         """
         self.counts[method] += 1
-        configuration = self.api.configuration
         headers = self.headers(accept)
         data = None
         if body is not None:
             headers["Content-Type"] = content_type or "application/json"
             data = json.dumps(body, separators=(",", ":")).encode()
-        url = configuration.host + path
-        if query:
-            url += "?" + urllib.parse.urlencode([(k, str(v)) for k, v in query.items()])
+        url = self._url(path, query)
         what = f"{method} {path}"
         try:
             response = self.api.rest_client.pool_manager.request(

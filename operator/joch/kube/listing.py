@@ -6,7 +6,7 @@ from typing import Any
 
 from joch.kube import client, errors, paths
 
-__all__ = ["METADATA_LIST_ACCEPT", "PAGE_SIZE", "can_list", "list_objects"]
+__all__ = ["METADATA_LIST_ACCEPT", "PAGE_SIZE", "can_list", "list_objects", "list_with_version"]
 
 PAGE_SIZE = 500
 METADATA_LIST_ACCEPT = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
@@ -26,23 +26,45 @@ async def list_objects(
     Items of a typed list carry no apiVersion/kind; they are filled in so each item is a full object.
     ``metadata_only``: the API server sends each item's metadata only (PartialObjectMetadataList).
     """
+    items, _ = await list_with_version(
+        kube,
+        resource,
+        namespace=namespace,
+        label_selector=label_selector,
+        page_size=page_size,
+        metadata_only=metadata_only,
+    )
+    return items
+
+
+async def list_with_version(
+    kube: client.Kube,
+    resource: paths.ResourceType,
+    *,
+    namespace: str | None = None,
+    label_selector: str | None = None,
+    page_size: int = PAGE_SIZE,
+    metadata_only: bool = False,
+) -> tuple[list[dict[str, Any]], str]:
+    """:func:`list_objects`, and the list's resourceVersion (where a WATCH of the same set starts)."""
     accept = METADATA_LIST_ACCEPT if metadata_only else "application/json"
     items: list[dict[str, Any]] = []
-    token: str | None = None
+    query: dict[str, str | int] = {"limit": page_size}
+    if label_selector:
+        query["labelSelector"] = label_selector
     while True:
-        query: dict[str, str | int] = {"limit": page_size}
-        if label_selector:
-            query["labelSelector"] = label_selector
-        if token:
-            query["continue"] = token
-        page = await kube.request("GET", resource.collection_path(namespace), query=query, accept=accept)
+        page = await kube.request(
+            "GET", resource.collection_path(namespace), query=dict(query), accept=accept
+        )
         for item in page.get("items") or ():
             item.setdefault("apiVersion", resource.api_version)
             item.setdefault("kind", resource.kind)
             items.append(item)
-        token = (page.get("metadata") or {}).get("continue")
+        metadata = page.get("metadata") or {}
+        token = metadata.get("continue")
         if not token:
-            return items
+            return items, str(metadata.get("resourceVersion") or "")
+        query["continue"] = token
 
 
 def can_list(kube: client.Kube, resource: paths.ResourceType, *, namespace: str | None = None) -> bool:

@@ -44,9 +44,7 @@ __all__ = ["MetadataWatch"]
 
 logger = logging.getLogger(__name__)
 
-LIST_ACCEPT: Final = listing.METADATA_LIST_ACCEPT
 WATCH_ACCEPT: Final = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
-PAGE_SIZE: Final = 500
 MAX_LINE: Final = 4 * 1024 * 1024
 """Longest watch event line accepted (metadata only; a longer one is a protocol error)."""
 
@@ -142,19 +140,16 @@ class MetadataWatch:
             self._loop.call_soon_threadsafe(self._deliver, event_type, body)
 
     def _relist(self) -> str:
-        items: list[Mapping[str, Any]] = []
-        query: dict[str, str | int] = {"limit": PAGE_SIZE}
-        if self.label_selector:
-            query["labelSelector"] = self.label_selector
-        path = self.resource.collection_path(self.namespace)
-        while True:
-            page = self.kube.send("GET", path, query=query, accept=LIST_ACCEPT)
-            items.extend(page.get("items") or ())
-            metadata = page.get("metadata") or {}
-            token = metadata.get("continue")
-            if not token:
-                break
-            query["continue"] = token
+        assert self._loop is not None
+        listed = listing.list_with_version(
+            self.kube,
+            self.resource,
+            namespace=self.namespace,
+            label_selector=self.label_selector,
+            metadata_only=True,
+        )
+        # The LIST runs on the event loop, through the client's retries and thread pool.
+        items, version = asyncio.run_coroutine_threadsafe(listed, self._loop).result(self.timeout_seconds)
         self.lists += 1
         current: dict[str, Mapping[str, Any]] = {_name(item): item for item in map(_trimmed, items)}
         for name, old in self._known.items():
@@ -163,7 +158,7 @@ class MetadataWatch:
         for item in current.values():
             self._emit("ADDED", item)
         self._known = current
-        return str(metadata.get("resourceVersion") or "")
+        return version
 
     def _watch(self, version: str) -> str:
         query: dict[str, str | int] = {

@@ -1,4 +1,5 @@
-"""MetadataWatch (joch.kube.watch) against a scripted API server: what it delivers, and when it lists.
+"""MetadataWatch (joch.kube.watch) against a scripted API server: what it delivers, and when it lists
+(its LISTs go through joch.kube.listing on the event loop: ``request``).
 
 Cases: the start LIST (paginated, metadata-only Accept) delivers every item as ADDED, then the watch
 resumes from its resourceVersion; ADDED/MODIFIED/DELETED are delivered, BOOKMARKs only move the
@@ -15,7 +16,8 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from joch.kube import errors, paths
-from joch.kube.watch import LIST_ACCEPT, WATCH_ACCEPT, MetadataWatch
+from joch.kube.listing import METADATA_LIST_ACCEPT as LIST_ACCEPT
+from joch.kube.watch import WATCH_ACCEPT, MetadataWatch
 
 
 def cm(name: str, rv: int) -> dict[str, Any]:
@@ -46,6 +48,9 @@ class ScriptedKube:
         self.watches = watches
         self.requests: list[tuple[str, dict[str, Any], str]] = []
         self.paged: list[dict[str, Any]] = []
+
+    async def request(self, method: str, path: str, *, query: Mapping[str, Any], accept: str) -> Any:
+        return self.send(method, path, query=query, accept=accept)
 
     def send(self, method: str, path: str, *, query: Mapping[str, Any], accept: str) -> dict[str, Any]:
         self.requests.append(("LIST", dict(query), accept))
