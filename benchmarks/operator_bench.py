@@ -264,10 +264,6 @@ class Progress:
                     self._reached = time.monotonic()
                     self.changed.notify_all()
 
-    def count(self, predicate: Callable[[dict[str, Any]], bool]) -> int:
-        with self.changed:
-            return sum(1 for obj in self.state.values() if predicate(obj))
-
     def wait(self, predicate: Callable[[dict[str, Any]], bool], count: int, timeout: float = 600) -> float:
         """Block until ``count`` objects satisfy ``predicate``; the moment the last one's event arrived."""
         deadline = time.monotonic() + timeout
