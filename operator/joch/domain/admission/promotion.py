@@ -40,9 +40,7 @@ the write, not a reference the operator can resolve later. Every error is report
 from __future__ import annotations
 
 import math
-import operator
 import re
-from collections.abc import Callable, Mapping
 from typing import Any, Final
 
 from joch.api.v1alpha1.approval import Approval
@@ -50,6 +48,7 @@ from joch.api.v1alpha1.deployment import Deployment
 from joch.api.v1alpha1.eval import Eval
 from joch.domain.admission.verdict import Findings
 from joch.domain.admission.world import World
+from joch.domain.policy.model import COMPARISONS
 
 __all__ = [
     "DEPLOYMENT_LABEL",
@@ -79,13 +78,6 @@ APPROVAL_PATH: Final = "spec.promotion.requiresApproval"
 MAX_LISTED: Final = 5
 """Approvals described one by one in a denial; the rest are counted."""
 
-_OPERATORS: Final[Mapping[str, Callable[[float, float], bool]]] = {
-    "<=": operator.le,
-    ">=": operator.ge,
-    "<": operator.lt,
-    ">": operator.gt,
-    "==": operator.eq,
-}
 _COMPARISON: Final = re.compile(r"^\s*(<=|>=|==|<|>)\s*(-?[0-9]+(?:\.[0-9]+)?)\s*$")
 
 
@@ -124,7 +116,7 @@ class Threshold:
         self.bound = bound
 
     def met_by(self, score: float) -> bool:
-        return _OPERATORS[self.op](score, self.bound)
+        return COMPARISONS[self.op](score, self.bound)
 
     def __str__(self) -> str:
         return f"{self.op}{_number(self.bound)}"

@@ -22,26 +22,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final
 
-from joch.domain.policy import cel, context
+from joch.domain.policy import cel, context, model
 
 Token = tuple[str, str]
 MayMatch = Callable[[Mapping[str, Any]], bool]
 
 _DECIMAL = re.compile(r"^\d+(?:\.\d+)?(?:[eE][+-]?\d+)?$")
 _INT64: Final = 2**63
-_COMPARE: Final[Mapping[str, Callable[[Any, Any], bool]]] = {
-    "==": operator.eq,
-    "!=": operator.ne,
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -159,7 +150,7 @@ def _may_match(guard: Guard) -> MayMatch:
         allowed = expected
         assert isinstance(allowed, frozenset)
         return lambda ctx: not ((value := getter(ctx)).__class__ is str and value not in allowed)
-    compare = _COMPARE[guard.op]
+    compare = model.COMPARISONS[guard.op]
     if isinstance(expected, bool):
         return lambda ctx: not ((value := getter(ctx)).__class__ is bool and not compare(value, expected))
     if isinstance(expected, str):

@@ -19,7 +19,6 @@ The closures never raise for JSON-shaped contexts; evaluation.py still guards ev
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Mapping
 from typing import Any, Final
 
@@ -28,12 +27,6 @@ from joch.domain.policy import context, model
 Test = Callable[[Mapping[str, Any]], bool]
 ValueTest = Callable[[Any], bool]
 
-_OPS: Final[Mapping[str, Callable[[float, float], bool]]] = {
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-}
 _ALLOWED_PROVIDERS: Final = context.make_getter(("environment", "allowedProviders"))
 
 
@@ -44,7 +37,7 @@ def _is_number(value: Any) -> bool:
 def value_test(matcher: model.Equals | model.Compare) -> ValueTest:
     """A predicate over one (non-list) context value."""
     if isinstance(matcher, model.Compare):
-        op, number = _OPS[matcher.op], matcher.number
+        op, number = model.COMPARISONS[matcher.op], matcher.number
         return lambda value: _is_number(value) and op(value, number)
     expected = matcher.value
     if isinstance(expected, bool):
@@ -132,7 +125,7 @@ def _fast_path(keys: tuple[str, ...], matcher: model.Matcher, general: Test) -> 
 
         return equals_str
     if isinstance(matcher, model.Compare):
-        op, number = _OPS[matcher.op], matcher.number
+        op, number = model.COMPARISONS[matcher.op], matcher.number
 
         def compare(ctx: Mapping[str, Any]) -> bool:
             first = ctx.get(k0)

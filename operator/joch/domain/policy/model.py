@@ -21,11 +21,21 @@ CEL expression (path ``None``). The matchers are:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import Any, Literal
+import operator
+from collections.abc import Callable, Mapping
+from typing import Any, Final, Literal
 
 Effect = Literal["allow", "deny", "modify"]
 CompareOp = Literal["<", "<=", ">", ">="]
+COMPARISONS: Final[Mapping[str, Callable[[Any, Any], bool]]] = {
+    "==": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+"""Every comparison operator the policy grammar, CEL guards and Eval thresholds use, by its symbol."""
 Scalar = str | int | float | bool
 
 
