@@ -229,6 +229,7 @@ async def _tls_and_lease(kubeconfig: str, namespace: str) -> tuple[webhook_tls.B
         assert await elector.try_acquire_or_renew()
         return bundle, elector.config.identity
     finally:
+        await kube.aclose()
         kube.close()
 
 

@@ -220,6 +220,7 @@ _ELECTOR = textwrap.dedent(
         await elector.release()
         task.cancel()
         print("EXIT", identity, flush=True)
+        await kube.aclose()
         kube.close()
 
     asyncio.run(main(*sys.argv[1:4]))

@@ -46,7 +46,7 @@ def test_metadata_watch_reports_labelled_configmaps_metadata_only(kubeconfig: st
             kube, paths.CONFIGMAPS, lambda t, o: events.put_nowait((t, o)), namespace=namespace,
             label_selector=SELECTOR,
         )  # fmt: skip
-        watch.start(asyncio.get_running_loop())
+        watch.start()
         try:
             await next_event()
             await call(core.create_namespaced_config_map, namespace, body("unlabelled", "z", labelled=False))
@@ -57,7 +57,8 @@ def test_metadata_watch_reports_labelled_configmaps_metadata_only(kubeconfig: st
             await call(core.delete_namespaced_config_map, "after", namespace)
             await next_event()
         finally:
-            await asyncio.to_thread(watch.stop)
+            await watch.stop()
+            await kube.aclose()
         assert events.empty(), "nothing else (the unlabelled ConfigMap was never reported)"
         assert watch.lists == 1
         return seen

@@ -395,6 +395,7 @@ def extension(serving: Serving) -> controller_operator.Extend:
                 for running in servers:
                     await running.close()
                 if elector is not None:
+                    await elector.kube.aclose()
                     elector.kube.close(wait=False)
 
     return extend

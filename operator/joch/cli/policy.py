@@ -439,8 +439,15 @@ def _read_cluster(args: argparse.Namespace) -> tuple[preview.Snapshot, list[str]
     except Exception as exc:  # the kubernetes config loader raises several unrelated types
         raise InputError(f"no usable kubeconfig: {errors.truncate(str(exc))}") from exc
     kube = client.Kube(client.new_api_client(configuration, pool_size=4), client.Limits(concurrency=4))
+
+    async def read() -> tuple[preview.Snapshot, list[str]]:
+        try:
+            return await cluster.read_snapshot(kube)
+        finally:
+            await kube.aclose()
+
     try:
-        return asyncio.run(cluster.read_snapshot(kube))
+        return asyncio.run(read())
     finally:
         kube.close()
 

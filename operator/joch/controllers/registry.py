@@ -9,10 +9,11 @@ no progress annotations, no status writes of its own):
 - core Namespaces (their labels decide Agents' environments, D5) -> ``Controller.observe_namespace``;
   (kinds and Namespaces the operator may not list, ``Controller.access``, are not watched);
 - ``on.startup``: prime and start the controller (kopf starts watching only after it returns);
-  ``on.cleanup``: stop it; ``on.login``: the credentials of the operator's own kube client.
+  ``on.cleanup``: stop it and close its connections; ``on.login``: the credentials of the operator's
+  own kube client.
 
 CAM ConfigMaps are not watched through kopf: a metadata-only informer (joch.kube.watch.MetadataWatch,
-selected server-side by label, one per watched namespace) feeds ``Controller.observe_configmap``. The
+selected server-side by label, one task per watched namespace) feeds ``Controller.observe_configmap``. The
 operator only has to recognise its own ConfigMaps (sha annotation, owner, generation label), so it
 receives their metadata, not the manifests, and skips kopf's per-event handler machinery: in a fan-out
 every rewritten manifest echoes back through this watch. It starts after the controller (from the
@@ -105,14 +106,14 @@ def build_registry(controller: Controller, *, start_workers: bool = True) -> kop
             await controller.start()
         else:
             await controller.prime()
-        loop = asyncio.get_running_loop()
         for watch in watches:
-            watch.start(loop)
+            watch.start()
 
     @kopf.on.cleanup(registry=registry, id="joch-cleanup")
     async def cleanup(**_: Any) -> None:
-        await asyncio.gather(*(asyncio.to_thread(watch.stop) for watch in watches))
+        await asyncio.gather(*(watch.stop() for watch in watches))
         await controller.stop()
+        await controller.kube.aclose()
 
     for kind in RESOURCE_TYPES:
         if kind in controller.access.kinds:

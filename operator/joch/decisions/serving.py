@@ -204,6 +204,10 @@ def run_standalone(options: StandaloneOptions) -> None:
     def credentials(**_: Any) -> kopf.ConnectionInfo:
         return login.connection_info(kube)
 
+    @kopf.on.cleanup(registry=registry, id="joch-decisions-connections")
+    async def close_connections(**_: Any) -> None:
+        await kube.aclose()
+
     register(
         registry,
         host=options.host,

@@ -1,37 +1,46 @@
-"""The operator's API client: the official (synchronous) kubernetes client, used from asyncio through a
-bounded thread pool, with a write rate limit and 429/5xx retries.
+"""The operator's API client: plain JSON over aiohttp on the caller's event loop, with a write rate
+limit and 429/5xx retries; the official kubernetes client supplies the configuration (kubeconfig or
+in-cluster, TLS, credentials and their refresh).
 
     configuration = load_configuration("/path/to/kubeconfig")   # or in-cluster, or ~/.kube/config
     kube = Kube(new_api_client(configuration), Limits(concurrency=16, writes_per_second=200))
     body = await kube.request("GET", "/api/v1/namespaces/default/configmaps/x")
+    await kube.aclose()          # on each loop that used it; then, from anywhere:
     kube.close()
 
-Every request runs in one of ``Limits.concurrency`` threads (so at most that many are in flight; the
-rest wait their turn in the pool's queue). Writes (any verb but GET) first take a token from a token
-bucket (``writes_per_second``, ``write_burst``) so a fan-out does not storm the API server. Failures
-are translated into :mod:`joch.kube.errors`; a 429 is retried after its Retry-After (capped at
+Requests run on the running event loop, over one keep-alive connection pool per loop holding at most
+``Limits.concurrency`` connections (so at most that many requests are in flight; the rest wait for a
+connection); streams (watches, :meth:`Kube.stream`) have a pool of their own, so long-lived watches
+never hold a request's place. Writes (any verb but GET) first take a token from a token bucket
+(``writes_per_second``, ``write_burst``) so a fan-out does not storm the API server. Failures are
+translated into :mod:`joch.kube.errors`; a 429 is retried after its Retry-After (capped at
 ``max_retry_after``), 5xx and connection failures with exponential backoff, at most ``max_retries``
 times, then the error is raised.
 
-Bodies are plain dicts (JSON in, JSON out) sent over the client's own connection pool: the client's
-model layer is bypassed (see :meth:`Kube.send`).
+Why not the kubernetes client's own (synchronous) transport from a thread pool: in a fan-out the
+operator's event loop compiles while the writes go out, and every request handed to a thread costs a
+thread switch, a wake-up of the loop and a fight for the GIL with the compiler; on the loop, one
+write costs about half the CPU. Synchronous callers (before a loop runs) still have :meth:`Kube.send`,
+over the kubernetes client's urllib3 pool.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
-import concurrent.futures
+import contextlib
 import dataclasses
-import functools
 import json
 import logging
 import os
+import ssl
+import threading
 import time
 import urllib.parse
-from collections.abc import Callable, Mapping
-from typing import Any, Final
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Any, Final, Literal
 
+import aiohttp
 import urllib3
 from kubernetes import client, config
 
@@ -45,6 +54,7 @@ __all__ = [
     "TokenBucket",
     "load_configuration",
     "new_api_client",
+    "ssl_context",
 ]
 
 logger = logging.getLogger(__name__)
@@ -52,6 +62,7 @@ logger = logging.getLogger(__name__)
 JSON_MERGE_PATCH: Final = "application/merge-patch+json"
 USER_AGENT: Final = f"joch-operator/{__version__}"
 _IN_CLUSTER_ENV: Final = "KUBERNETES_SERVICE_HOST"
+_Pool = Literal["requests", "streams"]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -138,10 +149,12 @@ class Kube:
     def __init__(self, api: client.ApiClient, limits: Limits | None = None) -> None:
         self.api = api
         self.limits = limits or Limits()
-        self._executor = concurrent.futures.ThreadPoolExecutor(
-            max_workers=self.limits.concurrency, thread_name_prefix="joch-kube"
-        )
         self._bucket = TokenBucket(self.limits.writes_per_second, self.limits.write_burst)
+        self._ssl: ssl.SSLContext | bool | None = None
+        """Built with the first session (reading the CA and client certificate files then)."""
+        self._sessions: dict[tuple[asyncio.AbstractEventLoop, _Pool], aiohttp.ClientSession] = {}
+        self._retired: set[asyncio.AbstractEventLoop] = set()
+        self._lock = threading.Lock()
         self.counts: collections.Counter[str] = collections.Counter()
         """Requests sent, by verb, plus ``retried`` and ``throttled`` (429 answers)."""
 
@@ -149,11 +162,55 @@ class Kube:
     def configuration(self) -> client.Configuration:
         return self.api.configuration
 
+    async def aclose(self) -> None:
+        """Close the running loop's connection pools. Call it on every loop that used the client before
+        that loop ends; a request on the loop afterwards still works, over a connection of its own."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            sessions = [self._sessions.pop((loop, pool), None) for pool in ("requests", "streams")]
+            self._retired.add(loop)
+        for session in sessions:
+            if session is not None:
+                await session.close()
+
     def close(self, *, wait: bool = True) -> None:
-        """Stop the threads (``wait``: for requests in flight to finish) and close the connections."""
-        self._executor.shutdown(wait=wait, cancel_futures=True)
-        if wait:
-            self.api.close()
+        """Close the connection pools (of loops still open; ``wait``: until they are closed) and the
+        kubernetes client's own pool. Pools of loops that ended without :meth:`aclose` are dropped."""
+        with self._lock:
+            sessions = list(self._sessions.items())
+            self._sessions.clear()
+        for (loop, _), session in sessions:
+            if loop.is_closed():
+                logger.debug("a connection pool outlived its event loop (no aclose() on it)")
+                session.detach()
+            elif not loop.is_running():
+                loop.run_until_complete(session.close())
+            else:
+                closing = asyncio.run_coroutine_threadsafe(session.close(), loop)
+                if wait and not _runs_here(loop):
+                    closing.result(self.limits.request_timeout)
+        self.api.close()
+
+    def _session(self, pool: _Pool = "requests") -> tuple[aiohttp.ClientSession, bool]:
+        """The running loop's pooled session, or (after :meth:`aclose` on it) a one-off one; whether
+        the caller must close it."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            session = self._sessions.get((loop, pool))
+            if session is not None and not session.closed:
+                return session, False
+            if self._ssl is None:
+                self._ssl = ssl_context(self.api.configuration)
+            limit = self.limits.concurrency if pool == "requests" else 0
+            session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=limit, ssl=self._ssl),
+                timeout=aiohttp.ClientTimeout(total=self.limits.request_timeout),
+                skip_auto_headers=("Accept-Encoding",),
+            )
+            if loop in self._retired:
+                return session, True
+            self._sessions[(loop, pool)] = session
+            return session, False
 
     async def request(
         self,
@@ -166,17 +223,15 @@ class Kube:
         accept: str = "application/json",
     ) -> Any:
         """Send one request (retrying as the module docstring says); the decoded JSON answer."""
-        loop = asyncio.get_running_loop()
         write = method != "GET"
-        call = functools.partial(
-            self.send, method, path, body=body, query=query, content_type=content_type, accept=accept
-        )
         attempt = 0
         while True:
             if write:
                 await self._bucket.acquire()
             try:
-                return await loop.run_in_executor(self._executor, call)
+                return await self.attempt(
+                    method, path, body=body, query=query, content_type=content_type, accept=accept
+                )
             except errors.TooManyRequests as exc:
                 self.counts["throttled"] += 1
                 if attempt >= self.limits.max_retries:
@@ -192,6 +247,46 @@ class Kube:
             self.counts["retried"] += 1
             await asyncio.sleep(delay)
 
+    async def attempt(
+        self,
+        method: str,
+        path: str,
+        *,
+        body: Any = None,
+        query: Mapping[str, str | int] | None = None,
+        content_type: str | None = None,
+        accept: str = "application/json",
+    ) -> Any:
+        """One request on the running loop, no retries; errors translated."""
+        self.counts[method] += 1
+        headers = self.headers(accept)
+        data = None
+        if body is not None:
+            headers["Content-Type"] = content_type or "application/json"
+            data = json.dumps(body, separators=(",", ":")).encode()
+        what = f"{method} {path}"
+        configuration = self.api.configuration
+        session, one_off = self._session()
+        try:
+            async with session.request(
+                method,
+                self._url(path, query),
+                data=data,
+                headers=headers,
+                proxy=configuration.proxy or None,
+                server_hostname=configuration.tls_server_name or None,
+            ) as response:
+                payload = await response.read()
+                status, answer_headers = response.status, response.headers
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise errors.Unavailable(f"{what}: {errors.truncate(str(exc) or type(exc).__name__)}") from exc
+        finally:
+            if one_off:
+                await session.close()
+        if not 200 <= status <= 299:
+            raise errors.from_status(status, body=payload, headers=answer_headers, what=what)
+        return json.loads(payload) if payload else None
+
     def headers(self, accept: str = "application/json") -> dict[str, str]:
         """Request headers: Accept, User-Agent and the configuration's current credentials."""
         headers = {"Accept": accept, "User-Agent": USER_AGENT}
@@ -206,29 +301,44 @@ class Kube:
             url += "?" + urllib.parse.urlencode([(k, str(v)) for k, v in query.items()])
         return url
 
-    def open_stream(
-        self, path: str, *, query: Mapping[str, str | int], accept: str, read_timeout: float
-    ) -> urllib3.BaseHTTPResponse:
-        """A streaming GET (a watch), synchronously: the open response, whose body the caller reads
-        line by line and closes. Errors as :meth:`send` raises them."""
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, path: str, *, query: Mapping[str, str | int], accept: str, read_timeout: float, max_line: int
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """A streaming GET (a watch) on the running loop: ``async with kube.stream(...) as lines``, then
+        ``async for line in lines`` (each non-empty line of the body as it arrives). A line longer than
+        ``max_line`` bytes is a :class:`errors.ServerError`; errors as :meth:`attempt` raises them."""
         self.counts["WATCH"] += 1
-        url = self._url(path, query)
+        what = f"WATCH {path}"
+        configuration = self.api.configuration
+        session, one_off = self._session("streams")
         try:
-            response: urllib3.BaseHTTPResponse = self.api.rest_client.pool_manager.request(
-                "GET",
-                url,
-                headers=self.headers(accept),
-                timeout=urllib3.Timeout(connect=self.limits.request_timeout, read=read_timeout),
-                preload_content=False,
-            )
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise errors.Unavailable(f"WATCH {path}: {errors.truncate(str(exc))}") from exc
-        if not 200 <= response.status <= 299:
-            body = response.read()
-            response.release_conn()
-            what = f"WATCH {path}"
-            raise errors.from_status(response.status, body=body, headers=response.headers, what=what)
-        return response
+            try:
+                response = await session.get(
+                    self._url(path, query),
+                    headers=self.headers(accept),
+                    proxy=configuration.proxy or None,
+                    server_hostname=configuration.tls_server_name or None,
+                    timeout=aiohttp.ClientTimeout(
+                        total=None, connect=self.limits.request_timeout, sock_read=read_timeout
+                    ),
+                )
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                raise errors.Unavailable(
+                    f"{what}: {errors.truncate(str(exc) or type(exc).__name__)}"
+                ) from exc
+            try:
+                if not 200 <= response.status <= 299:
+                    payload = await response.read()
+                    raise errors.from_status(
+                        response.status, body=payload, headers=response.headers, what=what
+                    )
+                yield _lines(response.content, max_line, what)
+            finally:
+                response.release()
+        finally:
+            if one_off:
+                await session.close()
 
     def send(
         self,
@@ -240,11 +350,11 @@ class Kube:
         content_type: str | None = None,
         accept: str = "application/json",
     ) -> Any:
-        """One request, synchronously, no retries (runs in a pool thread); errors translated.
+        """One request, synchronously (off the event loop), no retries; errors translated.
 
-        JSON goes straight over the client's own connection pool (its TLS setup, proxy and auth hooks,
-        token refresh included): the client's model layer (``call_api``'s sanitising and parameter
-        handling) costs about a quarter of the CPU of a request and is not needed for plain dicts.
+        JSON goes straight over the kubernetes client's own connection pool (its TLS setup, proxy and
+        auth hooks): its model layer (``call_api``'s sanitising and parameter handling) is not needed
+        for plain dicts.
         """
         self.counts[method] += 1
         headers = self.headers(accept)
@@ -268,3 +378,41 @@ class Kube:
         if not 200 <= response.status <= 299:
             raise errors.from_status(response.status, body=response.data, headers=response.headers, what=what)
         return json.loads(response.data) if response.data else None
+
+
+def ssl_context(configuration: client.Configuration) -> ssl.SSLContext | bool:
+    """The TLS settings of ``configuration`` for aiohttp: its CA bundle, client certificate and
+    hostname check (False: ``verify_ssl`` is off). Raises :class:`errors.ConfigError` when a file
+    cannot be read."""
+    if not configuration.verify_ssl:
+        return False
+    try:
+        context = ssl.create_default_context(cafile=configuration.ssl_ca_cert or None)
+        if configuration.cert_file:
+            context.load_cert_chain(configuration.cert_file, configuration.key_file or None)
+    except (OSError, ssl.SSLError) as exc:
+        raise errors.ConfigError(f"cannot load the client's TLS files: {errors.truncate(str(exc))}") from exc
+    if configuration.assert_hostname is False:
+        context.check_hostname = False
+    return context
+
+
+def _runs_here(loop: asyncio.AbstractEventLoop) -> bool:
+    try:
+        return asyncio.get_running_loop() is loop
+    except RuntimeError:
+        return False
+
+
+async def _lines(content: aiohttp.StreamReader, max_line: int, what: str) -> AsyncIterator[bytes]:
+    while True:
+        try:
+            line = await content.readline(max_line_length=max_line)
+        except aiohttp.http_exceptions.LineTooLong:
+            raise errors.ServerError(f"{what}: a line longer than {max_line} bytes", status=500) from None
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            raise errors.Unavailable(f"{what}: {errors.truncate(str(exc) or type(exc).__name__)}") from exc
+        if not line:
+            return
+        if line.strip():
+            yield line

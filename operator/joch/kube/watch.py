@@ -1,9 +1,10 @@
-"""A metadata-only informer: LIST then WATCH one resource type's object metadata, in its own thread.
+"""A metadata-only informer: LIST then WATCH one resource type's object metadata, as a task on the
+event loop.
 
     watch = MetadataWatch(kube, paths.CONFIGMAPS, deliver, namespace="team-a", label_selector=selector)
-    watch.start(loop)        # deliver(event_type, body) is called on ``loop`` for every event
+    watch.start()            # on the running loop; deliver(event_type, body) is called for every event
     ...
-    watch.stop()
+    await watch.stop()
 
 The API server is asked for ``PartialObjectMetadata`` (``Accept: application/json;as=...``): each event
 carries the object's metadata, not its data; what is kept and delivered is trimmed further to name,
@@ -23,8 +24,9 @@ Semantics (as client-go's reflector):
   object deleted while the watch was down is delivered as ``DELETED`` (a plain re-watch would never
   report it), and every listed object as ``ADDED``. Receivers must tolerate repeats (ManifestCache does).
 
-Errors never escape the thread: they are logged and retried with exponential back-off (0.5 s doubling
-to 30 s). :meth:`stop` closes the stream in flight and joins the thread.
+Errors never end the task: they are logged and retried with exponential back-off (0.5 s doubling to
+30 s); an exception raised by ``deliver`` is logged and the watch goes on. :meth:`stop` cancels the task
+(closing the stream in flight) and waits for it.
 """
 
 from __future__ import annotations
@@ -32,11 +34,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Final
-
-import urllib3
 
 from joch.kube import client, errors, listing, paths
 
@@ -74,11 +73,7 @@ class MetadataWatch:
         self.timeout_seconds = timeout_seconds
         self.max_backoff = max_backoff
         self._deliver = deliver
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stopped = threading.Event()
-        self._response: urllib3.BaseHTTPResponse | None = None
-        self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
+        self._task: asyncio.Task[None] | None = None
         self._known: dict[str, Mapping[str, Any]] = {}
         """Objects believed to exist, by namespace/name (the set a re-list is diffed against), each as
         its trimmed metadata (:func:`_trimmed`), which is also what is delivered."""
@@ -91,65 +86,53 @@ class MetadataWatch:
 
     # --- life cycle -----------------------------------------------------------------------------------
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Start the thread; events are delivered on ``loop`` (call_soon_threadsafe)."""
-        self._loop = loop
-        self._thread = threading.Thread(target=self._run, name=f"joch-{self}", daemon=True)
-        self._thread.start()
+    def start(self) -> None:
+        """Start the task on the running loop."""
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"joch {self}")
 
-    def stop(self, timeout: float = 5.0) -> None:
-        self._stopped.set()
-        with self._lock:
-            response = self._response
-        if response is not None:
-            try:
-                response.shutdown()
-            except Exception:  # closing a stream another thread reads may fail; harmless
-                logger.debug("%s: closing the stream failed", self, exc_info=True)
-        if self._thread is not None:
-            self._thread.join(timeout)
+    async def stop(self) -> None:
+        """Cancel the task (and the stream it reads) and wait until it has ended."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
 
-    # --- the thread ---------------------------------------------------------------------------------------
+    # --- the task -------------------------------------------------------------------------------------
 
-    def _run(self) -> None:
+    async def _run(self) -> None:
         version: str | None = None
         failures = 0
-        while not self._stopped.is_set():
+        while True:
             try:
                 if version is None:
-                    version = self._relist()
-                version = self._watch(version)
+                    version = await self._relist()
+                version = await self._watch(version)
                 failures = 0
             except _Gone:
                 logger.info("%s: resourceVersion %s is gone; listing again", self, version)
                 version = None
-            except Exception as exc:  # the thread must survive anything; logged, retried
-                if self._stopped.is_set():
-                    return
+            except Exception as exc:  # the task must survive anything; logged, retried
                 delay = min(0.5 * 2**failures, self.max_backoff)
                 failures += 1
                 if isinstance(exc, errors.KubeError):
                     logger.warning("%s: %s; retrying in %.1fs", self, exc, delay)
                 else:
                     logger.warning("%s failed; retrying in %.1fs", self, delay, exc_info=True)
-                self._stopped.wait(delay)
+                await asyncio.sleep(delay)
 
     def _emit(self, event_type: str, body: Mapping[str, Any]) -> None:
-        assert self._loop is not None
-        if not self._stopped.is_set():
-            self._loop.call_soon_threadsafe(self._deliver, event_type, body)
+        try:
+            self._deliver(event_type, body)
+        except Exception:  # a receiver's bug must not stop the watch
+            logger.exception("%s: delivering %s %s failed", self, event_type, _name(body))
 
-    def _relist(self) -> str:
-        assert self._loop is not None
-        listed = listing.list_with_version(
+    async def _relist(self) -> str:
+        items, version = await listing.list_with_version(
             self.kube,
             self.resource,
             namespace=self.namespace,
             label_selector=self.label_selector,
             metadata_only=True,
         )
-        # The LIST runs on the event loop, through the client's retries and thread pool.
-        items, version = asyncio.run_coroutine_threadsafe(listed, self._loop).result(self.timeout_seconds)
         self.lists += 1
         current: dict[str, Mapping[str, Any]] = {_name(item): item for item in map(_trimmed, items)}
         for name, old in self._known.items():
@@ -160,7 +143,7 @@ class MetadataWatch:
         self._known = current
         return version
 
-    def _watch(self, version: str) -> str:
+    async def _watch(self, version: str) -> str:
         query: dict[str, str | int] = {
             "watch": "true",
             "allowWatchBookmarks": "true",
@@ -170,25 +153,19 @@ class MetadataWatch:
         if self.label_selector:
             query["labelSelector"] = self.label_selector
         try:
-            response = self.kube.open_stream(
+            async with self.kube.stream(
                 self.resource.collection_path(self.namespace),
                 query=query,
                 accept=WATCH_ACCEPT,
                 read_timeout=self.timeout_seconds + 30,
-            )
+                max_line=MAX_LINE,
+            ) as lines:
+                async for line in lines:
+                    version = self._event(json.loads(line), version)
         except errors.KubeError as exc:
             if exc.status == 410:
                 raise _Gone from None
             raise
-        with self._lock:
-            self._response = response
-        try:
-            for line in _lines(response):
-                version = self._event(json.loads(line), version)
-        finally:
-            with self._lock:
-                self._response = None
-            response.release_conn()
         return version
 
     def _event(self, event: Mapping[str, Any], version: str) -> str:
@@ -228,18 +205,3 @@ def _trimmed(obj: Mapping[str, Any]) -> dict[str, Any]:
 def _name(obj: Mapping[str, Any]) -> str:
     metadata = obj.get("metadata") or {}
     return f"{metadata.get('namespace') or ''}/{metadata.get('name') or ''}"
-
-
-def _lines(response: urllib3.BaseHTTPResponse) -> Iterator[bytes]:
-    """The body's non-empty lines as they arrive (a watch sends one JSON event per line)."""
-    pending = b""
-    for chunk in response.stream(64 * 1024, decode_content=True):
-        pending += chunk
-        if len(pending) > MAX_LINE and b"\n" not in pending:
-            raise errors.ServerError(f"a watch event longer than {MAX_LINE} bytes", status=500)
-        *complete, pending = pending.split(b"\n")
-        for line in complete:
-            if line.strip():
-                yield line
-    if pending.strip():
-        yield pending

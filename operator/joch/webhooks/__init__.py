@@ -176,8 +176,10 @@ class AdmissionServer:
         finally:
             if self.server is not None:
                 await self.server.stop()
+            if self.kube is not None:
+                await self.kube.aclose()  # the connections this loop opened
             if self._own_kube and self.kube is not None:
-                await asyncio.to_thread(self.kube.close)
+                self.kube.close()
                 self.kube = None
 
     async def __call__(self, fn: kopf.WebhookFn) -> AsyncIterator[kopf.WebhookClientConfig]:

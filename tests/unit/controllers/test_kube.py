@@ -77,14 +77,14 @@ def test_token_bucket_reserves_future_slots() -> None:
 
 
 class FlakyKube(client.Kube):
-    """A Kube whose ``send`` fails with the queued errors first."""
+    """A Kube whose ``attempt`` fails with the queued errors first."""
 
     def __init__(self, failures: list[errors.KubeError], limits: client.Limits) -> None:
         super().__init__(client.new_api_client(kubernetes.client.Configuration()), limits)
         self.failures = failures
         self.calls = 0
 
-    def send(self, method: str, path: str, **_: Any) -> Any:
+    async def attempt(self, method: str, path: str, **_: Any) -> Any:
         self.calls += 1
         if self.failures:
             raise self.failures.pop(0)

@@ -5,15 +5,18 @@ Cases: the start LIST (paginated, metadata-only Accept) delivers every item as A
 resumes from its resourceVersion; ADDED/MODIFIED/DELETED are delivered, BOOKMARKs only move the
 resourceVersion; a watch that ends is resumed from the last version seen; 410 Gone (as an ERROR event or
 as the HTTP answer) lists again and reports objects deleted in the gap as DELETED; errors are retried
-and never kill the thread; stop() ends it.
+and never end the task; an exception in the receiver is logged and the watch goes on; stop() ends it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
+
+import pytest
 
 from joch.kube import errors, paths
 from joch.kube.listing import METADATA_LIST_ACCEPT as LIST_ACCEPT
@@ -24,24 +27,14 @@ def cm(name: str, rv: int) -> dict[str, Any]:
     return {"metadata": {"name": name, "namespace": "ns", "resourceVersion": str(rv)}}
 
 
-class FakeStream:
-    def __init__(self, events: list[Mapping[str, Any]]) -> None:
-        self.body = b"".join(json.dumps(event).encode() + b"\n" for event in events)
-
-    def stream(self, amt: int, decode_content: bool = True) -> Iterator[bytes]:
-        for start in range(0, len(self.body), 7):  # odd chunks: lines split across reads
-            yield self.body[start : start + 7]
-
-    def release_conn(self) -> None:
-        pass
-
-    def shutdown(self) -> None:
-        pass
+async def chunked_lines(events: list[Mapping[str, Any]]) -> AsyncIterator[bytes]:
+    for event in events:
+        yield json.dumps(event).encode() + b"\n"
 
 
 class ScriptedKube:
-    """``send`` answers LISTs from ``lists``; ``open_stream`` plays ``watches`` (a list of event lists,
-    or an exception to raise); when the script is over it blocks the watch by raising until stopped."""
+    """``request`` answers LISTs from ``lists``; ``stream`` plays ``watches`` (a list of event lists, or
+    an exception to raise); when the script is over it fails the watch (retried) until stopped."""
 
     def __init__(self, lists: list[list[dict[str, Any]]], watches: list[Any]) -> None:
         self.lists = lists
@@ -50,9 +43,6 @@ class ScriptedKube:
         self.paged: list[dict[str, Any]] = []
 
     async def request(self, method: str, path: str, *, query: Mapping[str, Any], accept: str) -> Any:
-        return self.send(method, path, query=query, accept=accept)
-
-    def send(self, method: str, path: str, *, query: Mapping[str, Any], accept: str) -> dict[str, Any]:
         self.requests.append(("LIST", dict(query), accept))
         if "continue" in query:
             return {"items": self.paged, "metadata": {"resourceVersion": str(100 + len(self.requests))}}
@@ -62,14 +52,17 @@ class ScriptedKube:
             return {"items": items[:2], "metadata": {"continue": "next", "resourceVersion": "0"}}
         return {"items": items, "metadata": {"resourceVersion": str(100 + len(self.requests))}}
 
-    def open_stream(self, path: str, *, query: Mapping[str, Any], accept: str, read_timeout: float) -> Any:
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, path: str, *, query: Mapping[str, Any], accept: str, read_timeout: float, max_line: int
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
         self.requests.append(("WATCH", dict(query), accept))
         if not self.watches:
             raise errors.Unavailable("script over")
         step = self.watches.pop(0)
         if isinstance(step, Exception):
             raise step
-        return FakeStream(step)
+        yield chunked_lines(step)
 
 
 def play(kube: ScriptedKube, until: int) -> tuple[list[tuple[str, str]], MetadataWatch]:
@@ -86,11 +79,11 @@ def play(kube: ScriptedKube, until: int) -> tuple[list[tuple[str, str]], Metadat
 
         watch = MetadataWatch(kube, paths.CONFIGMAPS, deliver, namespace="ns", label_selector="a=b")  # type: ignore[arg-type]
         watch.max_backoff = 0.01
-        watch.start(asyncio.get_running_loop())
+        watch.start()
         try:
             await asyncio.wait_for(done.wait(), timeout=5)
         finally:
-            await asyncio.to_thread(watch.stop)
+            await watch.stop()
         return seen, watch
 
     return asyncio.run(scenario())
@@ -141,7 +134,7 @@ def test_410_as_the_http_answer_also_lists_again() -> None:
     assert watch.lists == 2
 
 
-def test_errors_are_retried_without_killing_the_thread() -> None:
+def test_errors_are_retried_without_ending_the_task() -> None:
     kube = ScriptedKube(
         lists=[[cm("a", 1)]],
         watches=[
@@ -152,3 +145,33 @@ def test_errors_are_retried_without_killing_the_thread() -> None:
     )
     seen, _ = play(kube, until=2)
     assert seen == [("ADDED", "a"), ("ADDED", "b")]
+
+
+def test_a_failing_receiver_is_logged_and_the_watch_goes_on(caplog: pytest.LogCaptureFixture) -> None:
+    kube = ScriptedKube(
+        lists=[[cm("a", 1), cm("bad", 2)]], watches=[[{"type": "ADDED", "object": cm("c", 3)}]]
+    )
+    seen: list[str] = []
+
+    async def scenario() -> None:
+        done = asyncio.Event()
+
+        def deliver(event_type: str, body: Mapping[str, Any]) -> None:
+            name = body["metadata"]["name"]
+            if name == "bad":
+                raise RuntimeError("receiver bug")
+            seen.append(name)
+            if name == "c":
+                done.set()
+
+        watch = MetadataWatch(kube, paths.CONFIGMAPS, deliver, namespace="ns")  # type: ignore[arg-type]
+        watch.start()
+        try:
+            await asyncio.wait_for(done.wait(), timeout=5)
+        finally:
+            await watch.stop()
+        assert watch.lists == 1, "no re-list: the failure stayed with the receiver"
+
+    asyncio.run(scenario())
+    assert seen == ["a", "c"]
+    assert "delivering ADDED ns/bad failed" in caplog.text
