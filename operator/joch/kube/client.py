@@ -49,6 +49,7 @@ from joch.kube import errors
 
 __all__ = [
     "JSON_MERGE_PATCH",
+    "METADATA_ACCEPT",
     "Kube",
     "Limits",
     "TokenBucket",
@@ -60,6 +61,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 JSON_MERGE_PATCH: Final = "application/merge-patch+json"
+METADATA_ACCEPT: Final = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+"""Accept header asking the API server for an object's metadata only (reads, writes and watch events)."""
 USER_AGENT: Final = f"joch-operator/{__version__}"
 _IN_CLUSTER_ENV: Final = "KUBERNETES_SERVICE_HOST"
 _Pool = Literal["requests", "streams"]

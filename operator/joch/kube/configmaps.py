@@ -30,6 +30,9 @@ MANIFEST_SELECTOR: Final = f"app.kubernetes.io/component={cam.COMPONENT}"
 
 Outcome = Literal["created", "replaced", "unchanged"]
 _ATTEMPTS: Final = 4
+_ANSWER: Final = client.METADATA_ACCEPT
+"""Writes are answered with the ConfigMap's metadata only: what is remembered of it (not the manifest
+it was just sent)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -75,7 +78,7 @@ class ManifestConfigMap:
 
 async def _get(kube: client.Kube, namespace: str, name: str) -> ManifestConfigMap | None:
     try:
-        body = await kube.request("GET", paths.CONFIGMAPS.object_path(namespace, name))
+        body = await kube.request("GET", paths.CONFIGMAPS.object_path(namespace, name), accept=_ANSWER)
     except errors.NotFound:
         return None
     return ManifestConfigMap.from_body(body)
@@ -96,7 +99,9 @@ async def apply_configmap(
             return "unchanged", current
         if current is None:
             try:
-                body = await kube.request("POST", paths.CONFIGMAPS.collection_path(namespace), body=desired)
+                body = await kube.request(
+                    "POST", paths.CONFIGMAPS.collection_path(namespace), body=desired, accept=_ANSWER
+                )
             except errors.AlreadyExists:
                 current = await _get(kube, namespace, name)
                 continue
@@ -106,7 +111,9 @@ async def apply_configmap(
             "metadata": {**desired["metadata"], "resourceVersion": current.resource_version},
         }
         try:
-            body = await kube.request("PUT", paths.CONFIGMAPS.object_path(namespace, name), body=replacement)
+            body = await kube.request(
+                "PUT", paths.CONFIGMAPS.object_path(namespace, name), body=replacement, accept=_ANSWER
+            )
         except (errors.Conflict, errors.NotFound):
             current = await _get(kube, namespace, name)
             continue

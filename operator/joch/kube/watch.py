@@ -43,7 +43,7 @@ __all__ = ["MetadataWatch"]
 
 logger = logging.getLogger(__name__)
 
-WATCH_ACCEPT: Final = "application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1"
+WATCH_ACCEPT: Final = client.METADATA_ACCEPT
 MAX_LINE: Final = 4 * 1024 * 1024
 """Longest watch event line accepted (metadata only; a longer one is a protocol error)."""
 

@@ -111,18 +111,19 @@ class FakeKube:
             if "as=PartialObjectMetadataList" in accept:  # metadata only, as the API server answers
                 listed["items"] = [{"metadata": item["metadata"]} for item in listed["items"]]
             return listed
+        answer = _metadata_only if "as=PartialObjectMetadata" in accept else _whole
         if method == "POST":
-            return self._create(group, plural, namespace, body)
+            return answer(self._create(group, plural, namespace, body))
         key = (group, plural, namespace, name or "")
         if key not in self.objects:
             raise errors.NotFound(f"{path} not found", status=404)
         if method == "GET":
-            return copy.deepcopy(self.objects[key])
+            return answer(copy.deepcopy(self.objects[key]))
         if method == "DELETE":
             del self.objects[key]
             return {"kind": "Status", "status": "Success"}
         if method == "PUT":
-            return self._replace(key, body)
+            return answer(self._replace(key, body))
         assert (method, sub, content_type) == ("PATCH", "status", "application/merge-patch+json"), path
         return self._patch_status(key, body["status"])
 
@@ -173,3 +174,12 @@ class FakeKube:
         current["status"] = status
         current["metadata"]["resourceVersion"] = self._next()
         return copy.deepcopy(current)
+
+
+def _whole(obj: dict[str, Any]) -> dict[str, Any]:
+    return obj
+
+
+def _metadata_only(obj: dict[str, Any]) -> dict[str, Any]:
+    """What the API server answers to ``Accept: ...;as=PartialObjectMetadata``."""
+    return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]}
