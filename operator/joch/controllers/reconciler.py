@@ -71,7 +71,7 @@ from joch.domain.compilation.keys import ObjectKey
 from joch.domain.policy import compiling as policy_compiling
 from joch.domain.policy import errors as policy_errors
 from joch.domain.settings import OperatorSettings
-from joch.kube import client, configmaps, errors, events, listing, paths
+from joch.kube import client, configmaps, errors, events, listing, paths, watch
 from joch.kube import status as kube_status
 
 __all__ = ["AgentReport", "Controller", "ControllerConfig"]
@@ -159,6 +159,9 @@ class Controller:
         self.store = Store()
         self.index = fanout.ReverseIndex()
         self.manifests = ManifestCache()
+        self.manifest_lists: dict[str | None, watch.Listed] = {}
+        """What :meth:`prime` listed of the CAM ConfigMaps, by watched namespace (None: all), for the
+        ConfigMap watch to start from (taken by it)."""
         self.queue: WorkQueue[WorkKey] = WorkQueue(
             low_priority=lambda key: isinstance(key, AgentReport),
             max_low_wait=self.config.report_max_wait,
@@ -256,19 +259,22 @@ class Controller:
                     jobs.append((kind, load(kind, namespace)))
         if self.access.namespace_labels:
             jobs.append(("Namespace", listing.list_objects(self.kube, paths.NAMESPACES)))
-        for namespace in scoped:
-            jobs.append(("ConfigMap", configmaps.list_manifest_configmaps(self.kube, namespace=namespace)))
-        results = await asyncio.gather(*(job for _, job in jobs))
+        manifest_lists = [configmaps.list_manifest_configmaps(self.kube, namespace=ns) for ns in scoped]
+        results = await asyncio.gather(*(job for _, job in jobs), *manifest_lists)
         namespaces = 0
-        for (kind, _), items in zip(jobs, results, strict=True):
+        for (kind, _), items in zip(jobs, results, strict=False):
             for item in items:
                 if kind == "Namespace":
                     namespaces += 1
                     self.store.set_namespace(_name(item)[1], (item.get("metadata") or {}).get("labels") or {})
-                elif kind == "ConfigMap":
-                    self.manifests.put(item)
                 else:
                     self.store.upsert(parse_entry(WATCHED_KINDS[kind], item))
+        for namespace, (found, version) in zip(scoped, results[len(jobs) :], strict=True):
+            versions = {}
+            for manifest in found:
+                self.manifests.put(manifest)
+                versions[(manifest.namespace, manifest.name)] = manifest.resource_version or ""
+            self.manifest_lists[namespace] = watch.Listed(versions, version)
         logger.info(
             "primed: %s; %d namespaces; %d manifest ConfigMaps",
             ", ".join(f"{kind}={self.store.count(kind)}" for kind in WATCHED_KINDS),
@@ -339,6 +345,13 @@ class Controller:
     def observe_configmap(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """A watch event of a CAM ConfigMap: reconcile its Agent if it is not what the operator wrote."""
         item = configmaps.ManifestConfigMap.from_body(body)
+        if not item.agent and event_type == "DELETED":
+            # Found missing by the informer's re-list: the event names the ConfigMap only, and the LIST
+            # proved it gone whatever version was last seen; what it was, the cache knows.
+            known = self.manifests.get(item.namespace, item.name)
+            if known is None:
+                return
+            item = known
         if not item.agent or not self.manages(item.namespace):
             return
         if self.manifests.observe(event_type == "DELETED", item):

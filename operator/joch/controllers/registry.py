@@ -107,7 +107,7 @@ def build_registry(controller: Controller, *, start_workers: bool = True) -> kop
         else:
             await controller.prime()
         for watch in watches:
-            watch.start()
+            watch.start(controller.manifest_lists.pop(watch.namespace, None))
 
     @kopf.on.cleanup(registry=registry, id="joch-cleanup")
     async def cleanup(**_: Any) -> None:

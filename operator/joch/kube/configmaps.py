@@ -135,9 +135,10 @@ async def delete_configmaps(kube: client.Kube, namespace: str, names: Iterable[s
 
 async def list_manifest_configmaps(
     kube: client.Kube, *, namespace: str | None = None, selector: str = MANIFEST_SELECTOR
-) -> list[ManifestConfigMap]:
-    """Every CAM ConfigMap (``namespace`` None: in all namespaces) matching ``selector``."""
-    items = await listing.list_objects(
+) -> tuple[list[ManifestConfigMap], str]:
+    """Every CAM ConfigMap (``namespace`` None: in all namespaces) matching ``selector``, and the list's
+    resourceVersion (where a watch of the same set starts)."""
+    items, version = await listing.list_with_version(
         kube, paths.CONFIGMAPS, namespace=namespace, label_selector=selector, metadata_only=True
     )
-    return [ManifestConfigMap.from_body(item) for item in items]
+    return [ManifestConfigMap.from_body(item) for item in items], version

@@ -313,6 +313,16 @@ def test_configmap_life_cycle() -> None:
         await settle(controller)
         assert cm(kube, "support-triage-g6")["data"] == deleted["data"]
 
+        # Found missing by the informer's re-list after 410: the event names the ConfigMap only.
+        deleted = kube.objects.pop(("", "configmaps", NS, "support-triage-g6"))
+        identity = {"namespace": NS, "name": "support-triage-g6", "resourceVersion": "1"}
+        controller.observe_configmap("DELETED", {"metadata": identity})
+        assert agents_queued(controller) == [agent("support-triage")], "its Agent, as the cache knew it"
+        await settle(controller)
+        assert cm(kube, "support-triage-g6")["data"] == deleted["data"]
+        controller.observe_configmap("DELETED", {"metadata": {"namespace": NS, "name": "unknown-g1"}})
+        assert agents_queued(controller) == [], "a ConfigMap the cache never knew: nothing to do"
+
         body = kube.objects.pop(("joch.dev", "agents", NS, "support-triage"))
         controller.observe("Agent", "DELETED", body)
         await settle(controller)

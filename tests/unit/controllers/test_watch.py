@@ -20,7 +20,7 @@ import pytest
 
 from joch.kube import errors, paths
 from joch.kube.listing import METADATA_LIST_ACCEPT as LIST_ACCEPT
-from joch.kube.watch import WATCH_ACCEPT, MetadataWatch
+from joch.kube.watch import WATCH_ACCEPT, Listed, MetadataWatch
 
 
 def cm(name: str, rv: int) -> dict[str, Any]:
@@ -65,8 +65,14 @@ class ScriptedKube:
         yield chunked_lines(step)
 
 
-def play(kube: ScriptedKube, until: int) -> tuple[list[tuple[str, str]], MetadataWatch]:
-    """Run a watch until ``until`` events were delivered; (event type, name) in order."""
+def play(
+    kube: ScriptedKube,
+    until: int,
+    listed: Listed | None = None,
+    bodies: list[Mapping[str, Any]] | None = None,
+) -> tuple[list[tuple[str, str]], MetadataWatch]:
+    """Run a watch (started with ``listed``) until ``until`` events were delivered; (event type, name)
+    in order (and each body appended to ``bodies``)."""
 
     async def scenario() -> tuple[list[tuple[str, str]], MetadataWatch]:
         seen: list[tuple[str, str]] = []
@@ -74,12 +80,14 @@ def play(kube: ScriptedKube, until: int) -> tuple[list[tuple[str, str]], Metadat
 
         def deliver(event_type: str, body: Mapping[str, Any]) -> None:
             seen.append((event_type, body["metadata"]["name"]))
+            if bodies is not None:
+                bodies.append(body)
             if len(seen) >= until:
                 done.set()
 
         watch = MetadataWatch(kube, paths.CONFIGMAPS, deliver, namespace="ns", label_selector="a=b")  # type: ignore[arg-type]
         watch.max_backoff = 0.01
-        watch.start()
+        watch.start(listed)
         try:
             await asyncio.wait_for(done.wait(), timeout=5)
         finally:
@@ -119,9 +127,30 @@ def test_410_lists_again_and_reports_deletions_in_the_gap() -> None:
         lists=[[cm("a", 1), cm("b", 2)], [cm("b", 5), cm("c", 6)]],
         watches=[[{"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}}]],
     )
-    seen, watch = play(kube, until=5)
+    bodies: list[Mapping[str, Any]] = []
+    seen, watch = play(kube, until=5, bodies=bodies)
     assert seen == [("ADDED", "a"), ("ADDED", "b"), ("DELETED", "a"), ("ADDED", "b"), ("ADDED", "c")]
+    assert bodies[2] == {"metadata": {"namespace": "ns", "name": "a", "resourceVersion": "1"}}, (
+        "identity only"
+    )
     assert watch.lists == 2
+
+
+def test_a_callers_list_is_not_repeated_and_a_later_410_diffs_against_it() -> None:
+    kube = ScriptedKube(
+        lists=[[cm("b", 5)]],
+        watches=[
+            [{"type": "MODIFIED", "object": cm("a", 60)}],
+            [{"type": "ERROR", "object": {"kind": "Status", "code": 410, "reason": "Expired"}}],
+        ],
+    )
+    listed = Listed({("ns", "a"): "1", ("ns", "gone"): "2"}, version="50")
+    seen, watch = play(kube, until=4, listed=listed)
+    assert seen == [("MODIFIED", "a"), ("DELETED", "a"), ("DELETED", "gone"), ("ADDED", "b")]
+    first, *_ = kube.requests
+    assert first[0] == "WATCH", "no LIST at start: the caller's was used"
+    assert first[1]["resourceVersion"] == "50"
+    assert watch.lists == 1, "only the re-list after 410"
 
 
 def test_410_as_the_http_answer_also_lists_again() -> None:
