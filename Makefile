@@ -68,6 +68,7 @@ bench: venv tools ## Benchmarks: each figure next to a baseline measured in the 
 	$(PY) benchmarks/compile_bench.py
 	$(PY) benchmarks/decision_bench.py
 	$(PY) benchmarks/webhook_bench.py
+	$(PY) benchmarks/client_bench.py
 	$(PY) benchmarks/operator_bench.py
 
 ##@ Local control plane

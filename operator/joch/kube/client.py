@@ -37,6 +37,7 @@ import ssl
 import threading
 import time
 import urllib.parse
+import weakref
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, Final, Literal
 
@@ -156,7 +157,8 @@ class Kube:
         self._ssl: ssl.SSLContext | bool | None = None
         """Built with the first session (reading the CA and client certificate files then)."""
         self._sessions: dict[tuple[asyncio.AbstractEventLoop, _Pool], aiohttp.ClientSession] = {}
-        self._retired: set[asyncio.AbstractEventLoop] = set()
+        self._retired: weakref.WeakSet[asyncio.AbstractEventLoop] = weakref.WeakSet()
+        """Loops :meth:`aclose` was called on: their requests get one-off sessions."""
         self._lock = threading.Lock()
         self.counts: collections.Counter[str] = collections.Counter()
         """Requests sent, by verb, plus ``retried`` and ``throttled`` (429 answers)."""
