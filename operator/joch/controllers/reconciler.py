@@ -61,6 +61,7 @@ from joch.api.v1alpha1.agent import Agent
 from joch.api.v1alpha1.policy import Policy
 from joch.controllers import fanout, status
 from joch.controllers.access import Access
+from joch.controllers.audit import DeletionAudit
 from joch.controllers.manifests import ManifestCache
 from joch.controllers.queue import QueueShutDown, WorkQueue
 from joch.controllers.recorder import EventRecorder
@@ -95,6 +96,9 @@ class ControllerConfig:
     """Seconds a referenced object's status update waits, so a burst of changes makes one write."""
     report_max_wait: float = 5.0
     """Seconds an Agent's status report may wait behind compiles (module docstring)."""
+    audit_delay: float = 2.0
+    """Seconds after kopf's last listing event of a kind before it is checked for deletions the listing
+    cannot report (joch.controllers.audit)."""
     event_rate: float = 20.0
     event_burst: int = 50
     event_capacity: int = 1000
@@ -180,6 +184,14 @@ class Controller:
         self.synced = False
         self._clock = clock
         self._tasks: list[asyncio.Task[None]] = []
+        self.audit = DeletionAudit(
+            kube,
+            self.store,
+            RESOURCE_TYPES,
+            self.watch_namespaces,
+            lambda kind, body: self.observe(kind, "DELETED", body),
+            delay=self.config.audit_delay,
+        )
         metrics.track_queue_depth(lambda: len(self.queue))
 
     # --- scope ------------------------------------------------------------------------------------
@@ -215,6 +227,7 @@ class Controller:
     async def stop(self) -> None:
         """Stop the workers (work in flight is abandoned; it is redone at the next start)."""
         self.queue.shutdown()
+        await self.audit.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -285,7 +298,10 @@ class Controller:
     # --- watch events -----------------------------------------------------------------------------
 
     def observe(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
-        """A watch event of a joch kind: update the store, queue whatever it affects."""
+        """A watch event of a joch kind: update the store, queue whatever it affects. Type None is kopf
+        listing the kind (at start, or after 410 Gone): the kind is then audited for deletions."""
+        if event_type is None:
+            self.audit.listed(kind)
         stored = self._store_event(kind, event_type, body)
         if stored is None:
             return

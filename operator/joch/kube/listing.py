@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from joch.kube import client, errors, paths
 
-__all__ = ["METADATA_LIST_ACCEPT", "PAGE_SIZE", "can_list", "list_objects", "list_with_version"]
+__all__ = ["METADATA_LIST_ACCEPT", "PAGE_SIZE", "can_list", "list_objects", "list_with_version", "pages"]
 
 PAGE_SIZE = 500
 METADATA_LIST_ACCEPT = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
@@ -47,8 +48,33 @@ async def list_with_version(
     metadata_only: bool = False,
 ) -> tuple[list[dict[str, Any]], str]:
     """:func:`list_objects`, and the list's resourceVersion (where a WATCH of the same set starts)."""
-    accept = METADATA_LIST_ACCEPT if metadata_only else "application/json"
     items: list[dict[str, Any]] = []
+    version = ""
+    async for page, page_version in pages(
+        kube,
+        resource,
+        namespace=namespace,
+        label_selector=label_selector,
+        page_size=page_size,
+        metadata_only=metadata_only,
+    ):
+        items.extend(page)
+        version = page_version
+    return items, version
+
+
+async def pages(
+    kube: client.Kube,
+    resource: paths.ResourceType,
+    *,
+    namespace: str | None = None,
+    label_selector: str | None = None,
+    page_size: int = PAGE_SIZE,
+    metadata_only: bool = False,
+) -> AsyncIterator[tuple[list[dict[str, Any]], str]]:
+    """The LIST page by page (for callers that keep a little of each item): each page's items, filled
+    in as :func:`list_objects` says, with the list's resourceVersion."""
+    accept = METADATA_LIST_ACCEPT if metadata_only else "application/json"
     query: dict[str, str | int] = {"limit": page_size}
     if label_selector:
         query["labelSelector"] = label_selector
@@ -56,14 +82,16 @@ async def list_with_version(
         page = await kube.request(
             "GET", resource.collection_path(namespace), query=dict(query), accept=accept
         )
+        items: list[dict[str, Any]] = []
         for item in page.get("items") or ():
             item.setdefault("apiVersion", resource.api_version)
             item.setdefault("kind", resource.kind)
             items.append(item)
         metadata = page.get("metadata") or {}
+        yield items, str(metadata.get("resourceVersion") or "")
         token = metadata.get("continue")
         if not token:
-            return items, str(metadata.get("resourceVersion") or "")
+            return
         query["continue"] = token
 
 

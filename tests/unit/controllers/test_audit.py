@@ -1,0 +1,102 @@
+"""The deletion audit after a kopf listing (joch.controllers.audit), through the Controller.
+
+Cases: a Tool deleted while kopf's watch was down (no DELETED event ever comes) is found missing once
+kopf lists Tools again, and its Agent flips to ResolvedRefs=False exactly as for a watched deletion;
+the audit waits until the listing's events stop and runs once for a burst; an object newer than the
+audit's LIST is kept; kinds that were not listed are not audited; a failed LIST is retried.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from joch.controllers.audit import DeletionAudit
+from joch.controllers.reconciler import RESOURCE_TYPES
+from joch.kube import errors
+from tests.unit.controllers.support import NS, conditions, example_world, obj, run, settle, started
+
+TOOLS = ("tools.joch.dev", "tools")
+
+
+def listed(kube: Any, group: str, plural: str) -> list[dict[str, Any]]:
+    return [body for (g, p, _, _), body in kube.objects.items() if (g, p) == (group, plural)]
+
+
+async def audited(controller: Any, runs: int) -> None:
+    for _ in range(500):
+        if controller.audit.runs >= runs:
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"{runs} audit(s) expected, {controller.audit.runs} ran")
+
+
+def test_a_deletion_a_listing_cannot_report_is_found_and_fans_out() -> None:
+    async def scenario() -> None:
+        kube = example_world()
+        controller = await started(kube, audit_delay=0.05)
+        kube.objects.pop((*TOOLS, NS, "slack.send"))  # deleted while the watch was down
+        assert controller.store.entry("Tool", NS, "slack.send") is not None
+
+        for body in listed(kube, *TOOLS):  # kopf lists Tools again: the survivors, type None
+            controller.observe("Tool", None, body)
+            await asyncio.sleep(0.01)  # a burst: one audit after it, not one per event
+        await audited(controller, 1)
+        await settle(controller)
+        assert controller.audit.runs == 1
+        assert controller.store.entry("Tool", NS, "slack.send") is None
+        resolved = conditions(obj(kube, "agents", "support-triage"))["ResolvedRefs"]
+        assert resolved["status"] == "False"
+        assert resolved["message"] == "spec.tools[2]: Tool support/slack.send not found"
+        assert [(m, p) for m, p in kube.requests if "/tools" in p and m == "GET"][-1:] == [
+            ("GET", "/apis/tools.joch.dev/v1alpha1/tools")
+        ], "one LIST of the kind (all namespaces: the operator watches all)"
+        await controller.stop()
+
+    run(scenario)
+
+
+def test_an_object_newer_than_the_audits_list_is_kept_and_unlisted_kinds_are_not_audited() -> None:
+    async def scenario() -> None:
+        kube = example_world()
+        controller = await started(kube, audit_delay=3600)  # audits run by hand here
+        entry = controller.store.entry("Tool", NS, "slack.send")
+        assert entry is not None
+        kube.objects.pop((*TOOLS, NS, "slack.send"))
+        entry.resource_version = str(10**9)  # as if created again after the LIST was taken
+        assert await controller.audit.audit("Tool") == []
+        entry.resource_version = "1"
+        assert await controller.audit.audit("Tool") == [(NS, "slack.send")]
+        assert await controller.audit.audit("Model") == [], "nothing else is gone"
+        await controller.stop()
+
+    run(scenario)
+
+
+def test_a_failed_list_is_retried() -> None:
+    async def scenario() -> None:
+        kube = example_world()
+        controller = await started(kube)
+        kube.objects.pop((*TOOLS, NS, "slack.send"))
+        gone: list[tuple[str, Any]] = []
+        audit = DeletionAudit(
+            kube,  # type: ignore[arg-type]
+            controller.store,
+            RESOURCE_TYPES,
+            lambda: (),
+            lambda kind, body: gone.append((kind, body["metadata"])),
+            delay=0.01,
+            retry=0.01,
+        )
+        kube.fail = [errors.ServerError("etcd is busy", status=503)]
+        audit.listed("Tool")
+        for _ in range(500):
+            if audit.runs:
+                break
+            await asyncio.sleep(0.01)
+        assert audit.runs == 1, "the failure, then a successful audit"
+        assert gone == [("Tool", {"name": "slack.send", "uid": gone[0][1]["uid"], "namespace": NS})]
+        await audit.stop()
+        await controller.stop()
+
+    run(scenario)
