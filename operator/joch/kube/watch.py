@@ -96,7 +96,8 @@ class MetadataWatch:
         """Objects believed to exist: (namespace, name) -> resourceVersion (the set a re-list is diffed
         against)."""
         self.lists = 0
-        """LISTs done (1 at start, one more per 410), for diagnostics and tests."""
+        """LISTs done (1 at start unless started from the caller's, one more per 410), for diagnostics
+        and tests."""
 
     def __str__(self) -> str:
         where = f" in {self.namespace}" if self.namespace else ""
@@ -107,7 +108,7 @@ class MetadataWatch:
     def start(self, listed: Listed | None = None) -> None:
         """Start the task on the running loop; ``listed``: WATCH from that LIST (not delivered again)."""
         version = None
-        if listed is not None:
+        if listed is not None and listed.version:  # without a version there is nothing to start from
             self._known = dict(listed.versions)
             version = listed.version
         self._task = asyncio.get_running_loop().create_task(self._run(version), name=f"joch {self}")
