@@ -75,3 +75,33 @@ def test_compiled_manifests() -> None:
     for agent in cat.agents():
         manifest = compilation.compile_agent(compilation.gather(agent, cat, f.SETTINGS), f.SETTINGS).manifest
         assert canonical.canonical_yaml(manifest) == canonical.pyyaml_dump(manifest)
+
+
+RESOLVED_WORDS = ["yes", "No", "ON", "off", "True", "null", "NULL", "Null", "y", "n", "e5", "nan", "inf", "_"]
+NUMBERS_AND_DATES = [
+    "007",
+    "0x1f",
+    "0o17",
+    "1_000",
+    "1.0",
+    "1e5",
+    "1:20",
+    "2026-11-27",
+    "1.",
+    "0b101",
+    "a..b",
+]
+NAME_LIKE = st.text(alphabet="abcxyzABNOYEeln_./-@: #0123456789", min_size=1, max_size=12) | st.sampled_from(
+    [*RESOLVED_WORDS, *NUMBERS_AND_DATES, "2026-11-27t10:00:00z"]
+)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(NAME_LIKE)
+def test_names_written_plain_without_asking_pyyaml_are_what_pyyaml_writes(value: str) -> None:
+    written_plain = canonical.pyyaml_dump([value]) == f"- {value}\n"
+    if canonical._PLAIN_CANDIDATE.fullmatch(value):
+        assert canonical._is_plain(value) == written_plain
+    else:
+        assert not canonical._is_plain(value)
+    assert canonical.canonical_yaml({"k": value}) == canonical.pyyaml_dump({"k": value})

@@ -10,18 +10,24 @@
   Speed: the pure-Python emitter costs about 2 ms per manifest, most of the compile time. So documents
   made of mappings, lists and single-line scalars (every manifest in practice) are written by a small
   block emitter here, which asks PyYAML only how to write each distinct scalar (plain, quoted, ...) and
-  remembers the answer. Anything else (a multi-line string, a key that needs YAML's complex-key form,
-  a non-string key) goes through PyYAML whole. Tests check that both paths give the same bytes. The
-  output does not depend on whether PyYAML was built with libyaml.
+  remembers the answer. Names and references (letters, digits, ``_ . / - @``, inner colons, starting
+  with a letter, digit or ``_``: names, images, digests, URLs, hashes) that YAML would not read as
+  another type (``yes``, ``null``, ``1.0``, ``007``, dates ...) are written plain without asking:
+  each new Agent brings such names, and PyYAML takes a third of a millisecond per question.
+  Anything else (a multi-line string, a key that needs YAML's complex-key form, a non-string key) goes
+  through PyYAML whole. Tests check that both paths give the same bytes. The output does not depend on
+  whether PyYAML was built with libyaml.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from typing import Any, Final
 
 import yaml
+import yaml.resolver
 
 __all__ = ["canonical_json", "canonical_yaml", "sha256_hex"]
 
@@ -31,6 +37,11 @@ _LINE_BREAKS: Final = ("\n", "\r", "\x85", "\u2028", "\u2029")
 _MAX_SIMPLE_KEY: Final = 100
 """Keys this long or longer take the PyYAML path (it writes keys of 128+ characters as complex keys)."""
 _MAX_CACHED: Final = 65_536
+_PLAIN_CANDIDATE: Final = re.compile(r"[A-Za-z0-9_](?:[A-Za-z0-9_./@:-]*[A-Za-z0-9_./@-])?")
+"""Strings PyYAML writes plain unless its resolver reads them as another type: no indicator can start
+them, none of their characters needs quoting (a colon only inside, never followed by a space)."""
+_RESOLVER: Final = yaml.resolver.Resolver()
+_STR_TAG: Final = "tag:yaml.org,2002:str"
 
 
 class _Dumper(yaml.SafeDumper):
@@ -89,16 +100,27 @@ def _scalar(value: Any) -> str:
     key = (kind, value if kind is str else repr(value))
     text = _scalars.get(key)
     if text is None:
-        if kind is str and any(mark in value for mark in _LINE_BREAKS):
-            raise _Unsupported
-        dumped = pyyaml_dump([value])  # "- <scalar>\n"
-        text = dumped[2:-1]
-        if not dumped.startswith("- ") or "\n" in text:  # pragma: no cover - a safety net
-            raise _Unsupported
+        if kind is str and _is_plain(value):
+            text = value
+        else:
+            if kind is str and any(mark in value for mark in _LINE_BREAKS):
+                raise _Unsupported
+            dumped = pyyaml_dump([value])  # "- <scalar>\n"
+            text = dumped[2:-1]
+            if not dumped.startswith("- ") or "\n" in text:  # pragma: no cover - a safety net
+                raise _Unsupported
         if len(_scalars) >= _MAX_CACHED:
             _scalars.clear()
         _scalars[key] = text
     return text
+
+
+def _is_plain(value: str) -> bool:
+    """Whether PyYAML writes ``value`` as a plain scalar, decided without running its emitter."""
+    return (
+        _PLAIN_CANDIDATE.fullmatch(value) is not None
+        and _RESOLVER.resolve(yaml.ScalarNode, value, (True, False)) == _STR_TAG
+    )
 
 
 def _key(key: Any) -> str:
