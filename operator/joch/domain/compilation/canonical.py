@@ -119,7 +119,7 @@ def _is_plain(value: str) -> bool:
     """Whether PyYAML writes ``value`` as a plain scalar, decided without running its emitter."""
     return (
         _PLAIN_CANDIDATE.fullmatch(value) is not None
-        and _RESOLVER.resolve(yaml.ScalarNode, value, (True, False)) == _STR_TAG
+        and _RESOLVER.resolve(yaml.ScalarNode, value, (True, False)) == _STR_TAG  # type: ignore[no-untyped-call]
     )
 
 
