@@ -9,7 +9,8 @@ So when listing events of a kind arrive, :class:`DeletionAudit` waits until they
 seconds without one), LISTs the kind's metadata itself (per watched namespace, page by page, keeping
 names only) and reports
 every stored object the API server did not return as deleted, unless the stored version is newer than
-the list (it was created or changed after the list was taken; a later event explains it). Reported
+the list (it was created or changed after the list was taken; a later event explains it) or cannot be
+compared with it (resourceVersions that are not numbers). Reported
 deletions go through the controller's normal path (``deleted(kind, body)``, a DELETED event body with
 namespace, name and uid), so dependants are recompiled exactly as for a watched deletion. This is not a
 periodic resync: it runs only after a listing, which kopf does at start and after 410 Gone.
@@ -22,7 +23,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from joch.controllers.store import Store, is_stale
+from joch.controllers.store import Store
 from joch.kube import client, errors, listing, paths
 
 __all__ = ["DeletionAudit"]
@@ -99,7 +100,9 @@ class DeletionAudit:
             for entry in self.store.entries(kind):
                 if namespace is not None and entry.namespace != namespace:
                     continue
-                if (entry.namespace, entry.name) in present or is_stale(entry.resource_version, version):
+                if (entry.namespace, entry.name) in present or not _not_newer(
+                    entry.resource_version, version
+                ):
                     continue
                 logger.info(
                     "%s %s/%s is gone (not in a fresh LIST); forgetting it", kind, entry.namespace, entry.name
@@ -119,6 +122,13 @@ class DeletionAudit:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _not_newer(held: str, listed: str) -> bool:
+    """Whether the stored version is at most the list's, so the list would show the object if it
+    existed. resourceVersions are opaque; the API server's are etcd revisions (numbers). Anything
+    else cannot be ordered, and an object that cannot be shown to be old is not declared gone."""
+    return held.isdigit() and listed.isdigit() and int(held) <= int(listed)
 
 
 def _where(item: Mapping[str, Any], namespaced: bool) -> tuple[str | None, str]:
