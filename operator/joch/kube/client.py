@@ -211,6 +211,7 @@ class Kube:
                 connector=aiohttp.TCPConnector(limit=limit, ssl=self._ssl),
                 timeout=aiohttp.ClientTimeout(total=self.limits.request_timeout),
                 skip_auto_headers=("Accept-Encoding",),
+                cookie_jar=aiohttp.DummyCookieJar(),  # the API server sets no cookies worth keeping
             )
             if loop in self._retired:
                 return session, True
