@@ -432,7 +432,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--agents", type=int, default=1000)
     parser.add_argument("--big", type=int, default=10000, help="agents for the memory figure (0: skip)")
-    parser.add_argument("--rounds", type=int, default=3, help="fan-outs measured (medians reported)")
+    parser.add_argument("--rounds", type=int, default=5, help="fan-outs measured (medians reported)")
     parser.add_argument("--state-dir", type=Path, help="keep the control plane's files here")
     parser.add_argument(
         "--operator-arg",
