@@ -280,6 +280,7 @@ class Kube:
                 data=data,
                 headers=headers,
                 proxy=configuration.proxy or None,
+                proxy_headers=configuration.proxy_headers or None,
                 server_hostname=configuration.tls_server_name or None,
             ) as response:
                 payload = await response.read()
@@ -294,11 +295,20 @@ class Kube:
         return json.loads(payload) if payload else None
 
     def headers(self, accept: str = "application/json") -> dict[str, str]:
-        """Request headers: Accept, User-Agent and the configuration's current credentials."""
+        """Request headers: Accept, User-Agent and the configuration's current credentials (and, for a
+        plain-HTTP server behind the configuration's proxy, its proxy headers: aiohttp sends those only
+        in the CONNECT of an HTTPS tunnel)."""
+        configuration = self.api.configuration
         headers = {"Accept": accept, "User-Agent": USER_AGENT}
-        for setting in self.api.configuration.auth_settings().values():
+        for setting in configuration.auth_settings().values():
             if setting.get("in") == "header" and setting.get("value"):
                 headers[setting["key"]] = setting["value"]
+        if (
+            configuration.proxy
+            and configuration.proxy_headers
+            and str(configuration.host).startswith("http:")
+        ):
+            headers.update(configuration.proxy_headers)
         return headers
 
     def _url(self, path: str, query: Mapping[str, str | int] | None) -> str:
@@ -324,6 +334,7 @@ class Kube:
                     self._url(path, query),
                     headers=self.headers(accept),
                     proxy=configuration.proxy or None,
+                    proxy_headers=configuration.proxy_headers or None,
                     server_hostname=configuration.tls_server_name or None,
                     timeout=aiohttp.ClientTimeout(
                         total=None, connect=self.limits.request_timeout, sock_read=read_timeout

@@ -5,7 +5,8 @@ the answer; error statuses are translated (AlreadyExists, 429 with Retry-After r
 connection is Unavailable; at most ``Limits.concurrency`` requests are in flight; a stream yields each
 non-empty line however the body is chunked, fails a line over ``max_line`` and translates an error
 status; after ``aclose`` a request still works (on a connection of its own) and nothing is left open;
-``close`` from another thread closes the pools of a running loop.
+``close`` from another thread closes the pools of a running loop; requests go through the
+configuration's proxy with its proxy headers.
 """
 
 from __future__ import annotations
@@ -243,3 +244,27 @@ def test_tls_files_that_cannot_be_read_are_a_config_error(tmp_path: Any) -> None
             kube.close()
 
     asyncio.run(scenario())
+
+
+def test_the_configurations_proxy_and_its_headers_are_used() -> None:
+    seen: list[tuple[str, str | None]] = []
+
+    async def proxy(request: web.Request) -> web.Response:
+        seen.append((request.raw_path, request.headers.get("Proxy-Authorization")))
+        return web.json_response({"via": "proxy"})
+
+    async def main() -> Any:
+        runner, port = await serve(proxy)
+        config = configuration(9)  # the API server's own address is never dialled: the proxy answers
+        config.proxy = f"http://127.0.0.1:{port}"
+        config.proxy_headers = {"Proxy-Authorization": "Basic dXNlcjpwdw=="}
+        kube = client.Kube(client.new_api_client(config), client.Limits(max_retries=0))
+        try:
+            return await kube.request("GET", "/api/v1/namespaces")
+        finally:
+            await kube.aclose()
+            kube.close()
+            await runner.cleanup()
+
+    assert asyncio.run(main()) == {"via": "proxy"}
+    assert seen == [("http://127.0.0.1:9/api/v1/namespaces", "Basic dXNlcjpwdw==")]
