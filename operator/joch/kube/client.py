@@ -264,12 +264,7 @@ class Kube:
         accept: str = "application/json",
     ) -> Any:
         """One request on the running loop, no retries; errors translated."""
-        self.counts[method] += 1
-        headers = self.headers(accept)
-        data = None
-        if body is not None:
-            headers["Content-Type"] = content_type or "application/json"
-            data = json.dumps(body, separators=(",", ":")).encode()
+        headers, data = self._prepare(method, body, content_type, accept)
         what = f"{method} {path}"
         configuration = self.api.configuration
         session, one_off = self._session()
@@ -286,13 +281,22 @@ class Kube:
                 payload = await response.read()
                 status, answer_headers = response.status, response.headers
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise errors.Unavailable(f"{what}: {errors.truncate(str(exc) or type(exc).__name__)}") from exc
+            raise _unavailable(what, exc) from exc
         finally:
             if one_off:
                 await session.close()
-        if not 200 <= status <= 299:
-            raise errors.from_status(status, body=payload, headers=answer_headers, what=what)
-        return json.loads(payload) if payload else None
+        return _answer(status, payload, answer_headers, what)
+
+    def _prepare(
+        self, method: str, body: Any, content_type: str | None, accept: str
+    ) -> tuple[dict[str, str], bytes | None]:
+        """Count the request; its headers and its body as compact JSON (None without one)."""
+        self.counts[method] += 1
+        headers = self.headers(accept)
+        if body is None:
+            return headers, None
+        headers["Content-Type"] = content_type or "application/json"
+        return headers, json.dumps(body, separators=(",", ":")).encode()
 
     def headers(self, accept: str = "application/json") -> dict[str, str]:
         """Request headers: Accept, User-Agent and the configuration's current credentials (and, for a
@@ -341,9 +345,7 @@ class Kube:
                     ),
                 )
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-                raise errors.Unavailable(
-                    f"{what}: {errors.truncate(str(exc) or type(exc).__name__)}"
-                ) from exc
+                raise _unavailable(what, exc) from exc
             try:
                 if not 200 <= response.status <= 299:
                     payload = await response.read()
@@ -373,12 +375,7 @@ class Kube:
         auth hooks): its model layer (``call_api``'s sanitising and parameter handling) is not needed
         for plain dicts.
         """
-        self.counts[method] += 1
-        headers = self.headers(accept)
-        data = None
-        if body is not None:
-            headers["Content-Type"] = content_type or "application/json"
-            data = json.dumps(body, separators=(",", ":")).encode()
+        headers, data = self._prepare(method, body, content_type, accept)
         url = self._url(path, query)
         what = f"{method} {path}"
         try:
@@ -391,10 +388,8 @@ class Kube:
                 preload_content=True,
             )
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise errors.Unavailable(f"{what}: {errors.truncate(str(exc))}") from exc
-        if not 200 <= response.status <= 299:
-            raise errors.from_status(response.status, body=response.data, headers=response.headers, what=what)
-        return json.loads(response.data) if response.data else None
+            raise _unavailable(what, exc) from exc
+        return _answer(response.status, response.data, response.headers, what)
 
 
 def ssl_context(configuration: client.Configuration) -> ssl.SSLContext | bool:
@@ -414,6 +409,18 @@ def ssl_context(configuration: client.Configuration) -> ssl.SSLContext | bool:
     return context
 
 
+def _unavailable(what: str, exc: BaseException) -> errors.Unavailable:
+    """A connection failure (refused, reset, timed out) as the error retried by :meth:`Kube.request`."""
+    return errors.Unavailable(f"{what}: {errors.truncate(str(exc) or type(exc).__name__)}")
+
+
+def _answer(status: int, payload: bytes, headers: Any, what: str) -> Any:
+    """The decoded JSON of a 2xx answer (None when empty); any other status as its error."""
+    if not 200 <= status <= 299:
+        raise errors.from_status(status, body=payload, headers=headers, what=what)
+    return json.loads(payload) if payload else None
+
+
 def _runs_here(loop: asyncio.AbstractEventLoop) -> bool:
     try:
         return asyncio.get_running_loop() is loop
@@ -428,7 +435,7 @@ async def _lines(content: aiohttp.StreamReader, max_line: int, what: str) -> Asy
         except aiohttp.http_exceptions.LineTooLong:
             raise errors.ServerError(f"{what}: a line longer than {max_line} bytes", status=500) from None
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            raise errors.Unavailable(f"{what}: {errors.truncate(str(exc) or type(exc).__name__)}") from exc
+            raise _unavailable(what, exc) from exc
         if not line:
             return
         if line.strip():
