@@ -128,7 +128,7 @@ WorkKey = ObjectKey | AgentReport
 @dataclasses.dataclass(frozen=True, slots=True)
 class _PendingReport:
     compiled: compilation.Compiled
-    uid: str | None
+    uid: str
 
 
 def _utcnow() -> datetime.datetime:
@@ -274,15 +274,16 @@ class Controller:
             jobs.append(("Namespace", listing.list_objects(self.kube, paths.NAMESPACES)))
         manifest_lists = [configmaps.list_manifest_configmaps(self.kube, namespace=ns) for ns in scoped]
         results = await asyncio.gather(*(job for _, job in jobs), *manifest_lists)
+        listed, manifests_listed = results[: len(jobs)], results[len(jobs) :]
         namespaces = 0
-        for (kind, _), items in zip(jobs, results, strict=False):
+        for (kind, _), items in zip(jobs, listed, strict=True):
             for item in items:
                 if kind == "Namespace":
                     namespaces += 1
                     self.store.set_namespace(_name(item)[1], (item.get("metadata") or {}).get("labels") or {})
                 else:
                     self.store.upsert(parse_entry(WATCHED_KINDS[kind], item))
-        for namespace, (found, version) in zip(scoped, results[len(jobs) :], strict=True):
+        for namespace, (found, version) in zip(scoped, manifests_listed, strict=True):
             versions = {}
             for manifest in found:
                 self.manifests.put(manifest)
@@ -467,10 +468,9 @@ class Controller:
             compiled.ok,
             outcome or "not written",
         )
-        latest = self.store.entry("Agent", namespace, name)
-        if latest is None or latest.uid != entry.uid:
-            self._reports.pop(key, None)
-            return  # deleted or re-created meanwhile: its own event queued it again
+        latest = self._still_stored(key, entry.uid)
+        if latest is None:
+            return
         desired = status.agent_status(compiled, current=latest.status, now=self._now())
         if status.only_manifest_moved(latest.status, desired):
             self._reports[key] = _PendingReport(compiled, entry.uid)
@@ -478,6 +478,15 @@ class Controller:
             return
         self._reports.pop(key, None)
         await self._report(key, latest, desired)
+
+    def _still_stored(self, key: ObjectKey, uid: str) -> Entry | None:
+        """The stored Agent if it is still the one compiled (same uid). Otherwise it was deleted or
+        re-created meanwhile (its own event queued it again): its pending report is dropped."""
+        latest = self.store.entry("Agent", key.namespace, key.name)
+        if latest is None or latest.uid != uid:
+            self._reports.pop(key, None)
+            return None
+        return latest
 
     async def _report(self, key: ObjectKey, latest: Entry, desired: Mapping[str, Any]) -> None:
         before = latest.status
@@ -496,10 +505,9 @@ class Controller:
         pending = self._reports.get(key)
         if pending is None:
             return
-        latest = self.store.entry("Agent", key.namespace, key.name)
-        if latest is None or latest.uid != pending.uid:
-            self._reports.pop(key, None)
-            return  # deleted or re-created meanwhile: its own event queued it again
+        latest = self._still_stored(key, pending.uid)
+        if latest is None:
+            return
         desired = status.agent_status(pending.compiled, current=latest.status, now=self._now())
         await self._report(key, latest, desired)
         if self._reports.get(key) is pending:
