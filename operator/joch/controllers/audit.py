@@ -13,7 +13,10 @@ the list (it was created or changed after the list was taken; a later event expl
 compared with it (resourceVersions that are not numbers). Reported
 deletions go through the controller's normal path (``deleted(kind, body)``, a DELETED event body with
 namespace, name and uid), so dependants are recompiled exactly as for a watched deletion. This is not a
-periodic resync: it runs only after a listing, which kopf does at start and after 410 Gone.
+periodic resync: it runs only after a listing, which kopf does at start and after 410 Gone. The controller
+also schedules every watched kind once after its start-up LIST: a kind kopf then finds empty sends no
+listing event. (A kind that becomes empty while its watch is down and 410s later sends none either; that
+case is left.)
 """
 
 from __future__ import annotations

@@ -295,6 +295,11 @@ class Controller:
             namespaces,
             len(self.manifests),
         )
+        # What was primed may be deleted before kopf's own first listing, which would not say so, and a
+        # kind kopf then finds empty sends no listing event to wait for: audit every kind once.
+        for kind in RESOURCE_TYPES:
+            if kind in self.access.kinds:
+                self.audit.listed(kind)
 
     # --- watch events -----------------------------------------------------------------------------
 
