@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Build the pinned test-control-plane binaries once, cache them outside the checkout, link them into bin/.
 #
-#   hack/tools.sh [kube-apiserver|kubectl|etcd|helm|helm4 ...]   (default: all)
+#   hack/tools.sh [kube-apiserver|kubectl|etcd|kine|helm|helm4 ...]   (default: all)
 #
 # Cache layout: ${JOCH_CACHE:-$HOME/.cache/joch}/<component>-<version>/<binary>. A fresh clone on the same
 # machine reuses it; a cold build of kube-apiserver takes about ten minutes on two cores.
@@ -53,12 +53,14 @@ build_helm() {
 }
 
 components=("$@")
-[[ ${#components[@]} -gt 0 ]] || components=(etcd kube-apiserver kubectl helm helm4)
+[[ ${#components[@]} -gt 0 ]] || components=(etcd kine kube-apiserver kubectl helm helm4)
 for c in "${components[@]}"; do
 	case "$c" in
 	kube-apiserver) build kube-apiserver "$KUBE_VERSION" "$here/tools/kube" k8s.io/kubernetes/cmd/kube-apiserver "$(kube_ldflags)" ;;
 	kubectl) build kubectl "$KUBE_VERSION" "$here/tools/kube" k8s.io/kubernetes/cmd/kubectl "$(kube_ldflags)" ;;
 	etcd) build etcd "$ETCD_VERSION" "$here/tools/etcd" go.etcd.io/etcd/server/v3 ;;
+	# kine (etcd API over SQL): CGO for the mattn/go-sqlite3 driver; unlock_notify for its shared cache.
+	kine) CGO_ENABLED=1 GOFLAGS="$GOFLAGS -tags=sqlite_unlock_notify" build kine "$KINE_VERSION" "$here/tools/kine" github.com/k3s-io/kine "-s -w -X github.com/k3s-io/kine/pkg/version.Version=$KINE_VERSION" ;;
 	helm) build_helm helm v3 "$HELM_VERSION" ;;
 	helm4) build_helm helm4 v4 "$HELM4_VERSION" ;;
 	*) echo "unknown component: $c" >&2; exit 2 ;;
