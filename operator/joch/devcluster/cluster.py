@@ -1,4 +1,8 @@
-"""A real etcd + kube-apiserver on loopback ports, started the way controller-runtime's envtest does.
+"""A real kube-apiserver on a resource store (etcd, or kine over SQLite or PostgreSQL: see
+joch.devcluster.stores) on loopback ports, started the way controller-runtime's envtest does.
+
+    ControlPlane(state_dir, store="sqlite")   # "etcd" | "sqlite" | "postgres"; default: the one the
+                                              # state directory was created with, else etcd
 
 No controller-manager or scheduler runs: there is no garbage collection, namespaces never finish
 terminating and no default ServiceAccount exists. See architecture.md, "The test control plane".
@@ -30,14 +34,15 @@ import ssl
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Self
 
 import yaml
 
+from joch.devcluster import stores
 from joch.devcluster.certs import ADMIN_COMMON_NAME, ControlPlaneCerts, ensure_certs
 
 __all__ = [
@@ -188,23 +193,6 @@ def probe_readyz(port: int, context: ssl.SSLContext, *, timeout: float = 2.0) ->
     return response.status == 200, f"HTTP {response.status}: {body}"
 
 
-def _probe_etcd(port: int, *, timeout: float = 2.0) -> tuple[bool, str]:
-    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
-    try:
-        conn.request("GET", "/health")
-        response = conn.getresponse()
-        body = response.read().decode("utf-8", errors="replace").strip()
-    except (OSError, http.client.HTTPException) as exc:
-        return False, f"{type(exc).__name__}: {exc}"
-    finally:
-        conn.close()
-    try:
-        healthy = response.status == 200 and json.loads(body).get("health") == "true"
-    except ValueError:
-        healthy = False
-    return healthy, f"HTTP {response.status}: {body}"
-
-
 def admin_ssl_context(certs: ControlPlaneCerts) -> ssl.SSLContext:
     """A TLS client context that trusts the control plane CA and presents the admin certificate."""
     context = ssl.create_default_context(cafile=str(certs.ca_cert))
@@ -228,6 +216,10 @@ class ControlPlaneState:
     kubeconfig: str
     startup_seconds: float
     started_at: float
+    store: str = "etcd"
+    """etcd, sqlite or postgres; etcd_pid/etcd_url are then the process kube-apiserver talks to (kine)."""
+    store_pids: dict[str, int] = field(default_factory=dict)
+    """Every store process by name (etcd; kine; postgres and kine)."""
 
     def write(self, state_dir: Path) -> None:
         path = state_dir / STATE_FILE
@@ -284,10 +276,13 @@ def _signal_group(pgid: int, sig: signal.Signals) -> None:
 
 
 class ControlPlane:
-    """etcd + kube-apiserver on free loopback ports, with a kubeconfig for an admin (system:masters).
+    """kube-apiserver on a store (etcd, sqlite or postgres) on free loopback ports, with a kubeconfig
+    for an admin (system:masters).
 
-    ``state_dir`` holds the certificates (pki/), the etcd data (etcd/), the logs (etcd.log,
-    kube-apiserver.log), the kubeconfig (unless ``kubeconfig`` says otherwise) and control-plane.json.
+    ``state_dir`` holds the certificates (pki/), the store's data (etcd/, kine/ or postgres/) and its
+    name (store), the logs (etcd.log or kine.log and postgres.log, kube-apiserver.log), the kubeconfig
+    (unless ``kubeconfig`` says otherwise) and control-plane.json. ``store_port`` fixes the store's
+    client port (default: a free one); ``extra_store_args`` go to etcd or kine.
     """
 
     def __init__(
@@ -301,6 +296,9 @@ class ControlPlane:
         die_with_parent: bool = True,
         extra_apiserver_args: Sequence[str] = (),
         extra_etcd_args: Sequence[str] = (),
+        store: str | None = None,
+        store_port: int | None = None,
+        extra_store_args: Sequence[str] = (),
     ) -> None:
         self.state_dir = Path(state_dir).absolute()
         self.kubeconfig = Path(kubeconfig).absolute() if kubeconfig else self.state_dir / "kubeconfig"
@@ -310,10 +308,16 @@ class ControlPlane:
         self.die_with_parent = die_with_parent
         self.extra_apiserver_args = tuple(extra_apiserver_args)
         self.extra_etcd_args = tuple(extra_etcd_args)
+        self.requested_store = store
+        self.store_port = store_port
+        self.extra_store_args = tuple(extra_store_args)
+        self.store: str | None = None
+        """The store started (set by start())."""
+        self._store: stores.Store | None = None
+        self._store_url: str | None = None
         self.certs = ControlPlaneCerts(self.state_dir / "pki")
         self.startup_seconds: float | None = None
         self._processes: list[_Process] = []
-        self._etcd_port: int | None = None
         self._apiserver_port: int | None = None
         self._state: ControlPlaneState | None = None
 
@@ -350,18 +354,20 @@ class ControlPlane:
 
     @property
     def etcd_url(self) -> str:
-        if self._etcd_port is None:
+        """The store's etcd API URL (etcd itself or kine)."""
+        if self._store_url is None:
             raise ControlPlaneError("the control plane is not started")
-        return f"http://{LOOPBACK}:{self._etcd_port}"
+        return self._store_url
 
     @property
     def pids(self) -> dict[str, int]:
-        """Process ids by component name (etcd, kube-apiserver) of the processes started."""
+        """Process ids by component name (etcd | kine | postgres, kube-apiserver) of the processes started."""
         return {proc.name: proc.popen.pid for proc in self._processes}
 
     @property
     def log_files(self) -> dict[str, Path]:
-        return {name: self.state_dir / f"{name}.log" for name in ("etcd", "kube-apiserver")}
+        names = self._store.components if self._store is not None else ("etcd",)
+        return {name: self.state_dir / f"{name}.log" for name in (*names, "kube-apiserver")}
 
     # -- lifecycle
 
@@ -374,19 +380,32 @@ class ControlPlane:
         """
         if self._processes:
             raise ControlPlaneError("the control plane is already started")
-        etcd = find_binary("etcd", self.bin_dir)
+        try:
+            name = stores.choose_store(self.state_dir, self.requested_store)
+        except stores.StoreError as exc:
+            raise ControlPlaneError(str(exc)) from None
+        args = self.extra_store_args or (self.extra_etcd_args if name == "etcd" else ())
+        store = stores.make_store(
+            name, self.state_dir, bin_dir=self.bin_dir, port=self.store_port, extra_args=args
+        )
+        store.check_binaries()
         apiserver = find_binary("kube-apiserver", self.bin_dir)
+        self.store, self._store = name, store
         started = time.monotonic()
         atexit.register(self.stop)
         try:
-            self._start(etcd, apiserver, deadline=started + self.ready_timeout)
+            self._start(store, apiserver, deadline=started + self.ready_timeout)
+        except stores.StoreError as exc:
+            self.stop()
+            raise ControlPlaneError(str(exc)) from None
         except BaseException:
             self.stop()
             raise
         self.startup_seconds = time.monotonic() - started
+        store_pids = {component: self.pids[component] for component in store.components}
         self._state = ControlPlaneState(
             supervisor_pid=os.getpid(),
-            etcd_pid=self.pids["etcd"],
+            etcd_pid=store_pids[store.components[-1]],
             apiserver_pid=self.pids["kube-apiserver"],
             etcd_url=self.etcd_url,
             apiserver_port=self.apiserver_port,
@@ -394,6 +413,8 @@ class ControlPlane:
             kubeconfig=str(self.kubeconfig),
             startup_seconds=round(self.startup_seconds, 3),
             started_at=time.time(),
+            store=name,
+            store_pids=store_pids,
         )
         self._state.write(self.state_dir)
 
@@ -423,18 +444,25 @@ class ControlPlane:
 
     # -- internals
 
-    def _start(self, etcd: Path, apiserver: Path, *, deadline: float) -> None:
-        self.state_dir.mkdir(parents=True, exist_ok=True)
+    def _start(self, store: stores.Store, apiserver: Path, *, deadline: float) -> None:
+        try:
+            self.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise stores.StoreError(
+                f"{store.name} store: cannot use the state directory {self.state_dir}: {exc.strerror}"
+            ) from None
+        stores.check_directory(store.name, self.state_dir)
         ensure_certs(self.certs.directory)
-        etcd_port, peer_port, apiserver_port = _free_ports(3)
-        self._etcd_port, self._apiserver_port = etcd_port, apiserver_port
+        (apiserver_port,) = _free_ports(1)
+        self._apiserver_port = apiserver_port
 
-        # If this process dies without stop(): etcd shuts down cleanly, kube-apiserver is killed (its
-        # graceful shutdown hangs for minutes once etcd is gone, and it keeps no state of its own).
-        self._spawn(
-            "etcd", [str(etcd), *self._etcd_args(etcd_port, peer_port)], parent_death_signal=signal.SIGTERM
-        )
-        self._wait("etcd", lambda: _probe_etcd(etcd_port), deadline)
+        # If this process dies without stop(): the store shuts down cleanly, kube-apiserver is killed
+        # (its graceful shutdown hangs for minutes once the store is gone, and it keeps no state).
+        try:
+            self._store_url = store.start(self, deadline)
+        except ControlPlaneError as exc:
+            raise stores.StoreError(f"{store.name} store: {exc}") from None
+        stores.record_store(self.state_dir, store.name)
 
         self._spawn(
             "kube-apiserver",
@@ -444,22 +472,6 @@ class ControlPlane:
         context = self.ssl_context()
         self._wait("kube-apiserver /readyz", lambda: probe_readyz(apiserver_port, context), deadline)
         self._write_kubeconfig()
-
-    def _etcd_args(self, client_port: int, peer_port: int) -> list[str]:
-        client = f"http://{LOOPBACK}:{client_port}"
-        peer = f"http://{LOOPBACK}:{peer_port}"
-        return [
-            f"--name={CLUSTER_NAME}",
-            f"--data-dir={self.state_dir / 'etcd'}",
-            f"--listen-client-urls={client}",
-            f"--advertise-client-urls={client}",
-            f"--listen-peer-urls={peer}",
-            f"--initial-advertise-peer-urls={peer}",
-            f"--initial-cluster={CLUSTER_NAME}={peer}",
-            "--unsafe-no-fsync",
-            "--log-level=warn",
-            *self.extra_etcd_args,
-        ]
 
     def _apiserver_args(self, port: int) -> list[str]:
         certs = self.certs
@@ -483,7 +495,14 @@ class ControlPlane:
             *self.extra_apiserver_args,
         ]
 
-    def _spawn(self, name: str, argv: list[str], *, parent_death_signal: signal.Signals) -> None:
+    def _spawn(
+        self,
+        name: str,
+        argv: list[str],
+        *,
+        parent_death_signal: signal.Signals,
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         log_path = self.state_dir / f"{name}.log"
         log_file = log_path.open("wb")
         try:
@@ -493,6 +512,7 @@ class ControlPlane:
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
                 cwd=self.state_dir,
+                env={**os.environ, **env} if env else None,
                 start_new_session=True,
                 preexec_fn=_parent_death_signal(parent_death_signal) if self.die_with_parent else None,  # noqa: PLW1509
             )
