@@ -10,14 +10,18 @@ VENV := .venv
 PY := $(VENV)/bin/python
 BIN := $(CURDIR)/bin
 DEV := $(CURDIR)/.dev
+# The local control plane's store: etcd, sqlite or postgres (empty: the one the state directory was
+# created with; a new one gets sqlite for `make run`, etcd for `make dev-up`).
+STORE ?=
+STORE_FLAG := $(if $(STORE),--store $(STORE),)
 export PATH := $(BIN):$(CURDIR)/$(VENV)/bin:$(PATH)
 export JOCH_BIN_DIR := $(BIN)
 
 ##@ Main jobs
 
 .PHONY: run
-run: venv tools manifests ## Start the local control plane, install CRDs, apply examples/ and show them (Ctrl-C stops)
-	$(PY) -m joch.cli.main dev run --state-dir $(DEV) --examples examples
+run: venv tools manifests ## Local control plane (SQLite store, state in .dev/; STORE=postgres|etcd), CRDs, operator, examples/ (Ctrl-C stops)
+	$(PY) -m joch.cli.main dev run --state-dir $(DEV) --examples examples $(STORE_FLAG)
 
 .PHONY: test
 test: venv tools manifests ## Run every test tier that runs here (unit + integration against a real API server)
@@ -74,12 +78,16 @@ bench: venv tools ## Benchmarks: each figure next to a baseline measured in the 
 ##@ Local control plane
 
 .PHONY: dev-up
-dev-up: venv tools ## Start etcd + kube-apiserver in the background; kubeconfig at .dev/kubeconfig
-	$(PY) -m joch.devcluster up --state-dir $(DEV)
+dev-up: venv tools ## Start the store (STORE=etcd|sqlite|postgres) + kube-apiserver in the background; kubeconfig at .dev/kubeconfig
+	$(PY) -m joch.devcluster up --state-dir $(DEV) $(STORE_FLAG)
 
 .PHONY: dev-down
-dev-down: venv ## Stop the local control plane
+dev-down: venv ## Stop the local control plane (its data stays in .dev/)
 	$(PY) -m joch.devcluster down --state-dir $(DEV)
+
+.PHONY: dev-clean
+dev-clean: venv ## Stop the local control plane and remove its data (.dev/, `make run`'s .dev/run/ too)
+	$(PY) -m joch.devcluster clean --state-dir $(DEV)
 
 .PHONY: install-crds
 install-crds: manifests ## Install the CRDs into the cluster of $$KUBECONFIG (default .dev/kubeconfig)

@@ -1,8 +1,11 @@
 """`joch dev run`: the main job on the embedded local control plane (what `make run` runs).
 
-It starts a real etcd + kube-apiserver, installs the CRDs, starts the operator (controllers, admission
-webhooks, decision service), applies examples/, waits until every Agent is Ready, shows the statuses and
-compiled manifests, and keeps everything up until interrupted.
+It starts a real kube-apiserver on the embedded default store (kine over SQLite, state kept under
+``<state dir>/run``; ``--store postgres|etcd`` chooses another for a new state directory), installs
+the CRDs, starts the operator (controllers, admission webhooks, decision service), applies examples/,
+waits until every Agent is Ready, shows the statuses and compiled manifests, and keeps everything up
+until interrupted. Run again on the same state directory, it finds the fleet as it was: the store
+keeps its data across runs (``make dev-clean`` removes it).
 """
 
 from __future__ import annotations
@@ -19,7 +22,10 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
-from joch.devcluster import cluster
+from joch.devcluster import cluster, stores
+
+DEFAULT_STORE = "sqlite"
+"""The store of a new `joch dev run` state directory (the embedded default)."""
 
 
 def register(commands: Any) -> None:
@@ -30,12 +36,19 @@ def register(commands: Any) -> None:
     run_parser: argparse.ArgumentParser = sub.add_parser(
         "run",
         help="start a local control plane, install CRDs, apply examples and show them",
-        description="Start etcd and kube-apiserver on loopback, install the CRDs from --crds, start the "
+        description="Start kube-apiserver on a local store (default: SQLite through kine) on loopback, "
+        "install the CRDs from --crds, start the "
         "operator, apply every file in --examples with kubectl, wait until every Agent is Ready and print "
         "their statuses and compiled manifests. Runs until Ctrl-C, then stops everything it started.",
     )
     run_parser.add_argument(
         "--state-dir", type=pathlib.Path, default=pathlib.Path(".dev"), help="state folder"
+    )
+    run_parser.add_argument(
+        "--store",
+        choices=stores.STORES,
+        help="the resource store (default: the one the state folder was created with, else "
+        f"{DEFAULT_STORE}); naming another than the recorded one is refused",
     )
     run_parser.add_argument("--crds", type=pathlib.Path, default=pathlib.Path("crds"), help="CRD folder")
     run_parser.add_argument(
@@ -113,8 +126,13 @@ def _show_agents(kubectl: _Kubectl) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    state_dir: pathlib.Path = args.state_dir / "run"
-    print(f"==> starting etcd + kube-apiserver (state in {state_dir})", flush=True)
+    state_dir: pathlib.Path = (args.state_dir / "run").absolute()
+    try:
+        store = stores.choose_store(state_dir, args.store, default=DEFAULT_STORE)
+    except stores.StoreError as exc:
+        print(f"joch: {exc}", file=sys.stderr)
+        return 1
+    print(f"==> starting kube-apiserver on the {store} store (state in {state_dir})", flush=True)
     stop = threading.Event()
 
     def _interrupt(signum: int, frame: FrameType | None) -> None:
@@ -122,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         stop.set()
 
     try:
-        with cluster.ControlPlane(state_dir) as plane:
+        with cluster.ControlPlane(state_dir, store=store) as plane:
             print(f"    ready in {plane.startup_seconds:.1f}s at {plane.server}", flush=True)
             kubectl = _Kubectl(plane.kubeconfig)
             print(f"==> installing CRDs from {args.crds}/", flush=True)

@@ -1,9 +1,11 @@
-"""``python -m joch.devcluster``: run the dev control plane (etcd + kube-apiserver) on this machine.
+"""``python -m joch.devcluster``: run the dev control plane (a store + kube-apiserver) on this machine.
 
 python -m joch.devcluster up --state-dir .dev            # background; returns once /readyz is ok
+python -m joch.devcluster up --state-dir .dev --store sqlite   # etcd | sqlite | postgres
 python -m joch.devcluster up --state-dir .dev --foreground
 python -m joch.devcluster status --state-dir .dev
-python -m joch.devcluster down --state-dir .dev          # idempotent
+python -m joch.devcluster down --state-dir .dev          # idempotent; keeps the data
+python -m joch.devcluster clean --state-dir .dev         # down, then remove the state directory
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +23,7 @@ from pathlib import Path
 from types import FrameType
 
 import joch
+from joch.devcluster import stores
 from joch.devcluster.certs import ControlPlaneCerts
 from joch.devcluster.cluster import (
     ControlPlane,
@@ -101,10 +105,16 @@ def _running_supervisor(state_dir: Path) -> int | None:
     return None
 
 
+def _store_processes(state: ControlPlaneState) -> dict[str, int]:
+    """The store's processes by name in start order (etcd; kine; postgres, kine)."""
+    return dict(state.store_pids) or {"etcd": state.etcd_pid}
+
+
 def _describe(state: ControlPlaneState) -> str:
+    processes = ", ".join(f"{name} pid {pid}" for name, pid in _store_processes(state).items())
     return (
-        f"control plane ready in {state.startup_seconds:.1f}s: {state.server} "
-        f"(etcd pid {state.etcd_pid}, kube-apiserver pid {state.apiserver_pid}, "
+        f"control plane ready in {state.startup_seconds:.1f}s on the {state.store} store: {state.server} "
+        f"({processes}, kube-apiserver pid {state.apiserver_pid}, "
         f"supervisor pid {state.supervisor_pid})\n"
         f"  export KUBECONFIG={state.kubeconfig}"
     )
@@ -118,7 +128,13 @@ def _raise_system_exit(signum: int, _frame: FrameType | None) -> None:
     raise SystemExit(128 + signum)
 
 
-def up_foreground(state_dir: Path, kubeconfig: Path, timeout: float) -> int:
+def up_foreground(
+    state_dir: Path,
+    kubeconfig: Path,
+    timeout: float,
+    store: str | None = None,
+    store_port: int | None = None,
+) -> int:
     """Run the control plane in this process until SIGINT/SIGTERM or until etcd/apiserver exits."""
     state_dir.mkdir(parents=True, exist_ok=True)
     other = _running_supervisor(state_dir)
@@ -130,7 +146,9 @@ def up_foreground(state_dir: Path, kubeconfig: Path, timeout: float) -> int:
     signal.signal(signal.SIGTERM, _raise_system_exit)
     signal.signal(signal.SIGHUP, _raise_system_exit)
     try:
-        with ControlPlane(state_dir, kubeconfig=kubeconfig, ready_timeout=timeout) as control_plane:
+        with ControlPlane(
+            state_dir, kubeconfig=kubeconfig, ready_timeout=timeout, store=store, store_port=store_port
+        ) as control_plane:
             state = read_state(state_dir)
             if state is not None:
                 print(_describe(state), flush=True)
@@ -147,9 +165,30 @@ def up_foreground(state_dir: Path, kubeconfig: Path, timeout: float) -> int:
         _remove_pid_file(state_dir, pid)
 
 
-def up_background(state_dir: Path, kubeconfig: Path, timeout: float) -> int:
+def _store_problem(state_dir: Path, store: str | None) -> str | None:
+    """Why ``store`` cannot start in ``state_dir`` (another store's data, no usable directory), or None."""
+    try:
+        state_dir.mkdir(parents=True, exist_ok=True)
+        stores.choose_store(state_dir, store)
+    except OSError as exc:
+        return f"{store or 'the'} store: cannot use the state directory {state_dir}: {exc.strerror}"
+    except stores.StoreError as exc:
+        return str(exc)
+    return None
+
+
+def up_background(
+    state_dir: Path,
+    kubeconfig: Path,
+    timeout: float,
+    store: str | None = None,
+    store_port: int | None = None,
+) -> int:
     """Start a detached supervisor (``up --foreground``) and return once it reports ready."""
-    state_dir.mkdir(parents=True, exist_ok=True)
+    problem = _store_problem(state_dir, store)
+    if problem is not None:
+        print(f"error: {problem}", file=sys.stderr)
+        return EXIT_FAILED
     other = _running_supervisor(state_dir)
     if other is not None:
         state = read_state(state_dir)
@@ -173,6 +212,10 @@ def up_background(state_dir: Path, kubeconfig: Path, timeout: float) -> int:
         f"--kubeconfig={kubeconfig}",
         f"--timeout={timeout:g}",
     ]
+    if store is not None:
+        argv.append(f"--store={store}")
+    if store_port is not None:
+        argv.append(f"--store-port={store_port}")
     log_path = state_dir / SUPERVISOR_LOG
     with log_path.open("wb") as log:
         supervisor = subprocess.Popen(  # noqa: S603 - our own interpreter and module
@@ -225,7 +268,8 @@ def _cleanup_stale(state_dir: Path) -> None:
     """Kill leftovers recorded by a supervisor that is gone, then forget them."""
     state = read_state(state_dir)
     if state is not None:
-        _kill_groups([state.apiserver_pid, state.etcd_pid], state_dir, grace=10)
+        store_pids = list(_store_processes(state).values())
+        _kill_groups([state.apiserver_pid, *reversed(store_pids)], state_dir, grace=10)
     for name in (PID_FILE, "control-plane.json"):
         with contextlib.suppress(FileNotFoundError):
             (state_dir / name).unlink()
@@ -262,7 +306,8 @@ def down(state_dir: Path, grace: float) -> int:
             _wait_gone([supervisor], 5)
         stopped.append(f"supervisor {supervisor}")
     if state is not None:
-        names = {state.apiserver_pid: "kube-apiserver", state.etcd_pid: "etcd"}
+        names = {state.apiserver_pid: "kube-apiserver"}
+        names.update({pid: name for name, pid in reversed(_store_processes(state).items())})
         stopped.extend(f"{names[pid]} {pid}" for pid in _kill_groups(list(names), state_dir, grace))
     for name in (PID_FILE, "control-plane.json"):
         with contextlib.suppress(FileNotFoundError):
@@ -283,7 +328,7 @@ def status(state_dir: Path) -> int:
         return EXIT_FAILED
     processes = {
         "supervisor": state.supervisor_pid,
-        "etcd": state.etcd_pid,
+        **_store_processes(state),
         "kube-apiserver": state.apiserver_pid,
     }
     alive = {name: _belongs_to(pid, state_dir) for name, pid in processes.items()}
@@ -293,12 +338,22 @@ def status(state_dir: Path) -> int:
         )
     except (OSError, ValueError) as exc:
         ready, answer = False, str(exc)
+    print(f"store:      {state.store}")
     print(f"server:     {state.server}")
     print(f"kubeconfig: {state.kubeconfig}")
     for name, pid in processes.items():
         print(f"{name + ':':<15} pid {pid} {'running' if alive[name] else 'GONE'}")
     print(f"/readyz:    {answer.splitlines()[0] if answer else '?'}")
     return EXIT_OK if ready and all(alive.values()) else EXIT_FAILED
+
+
+def clean(state_dir: Path, grace: float) -> int:
+    """``down``, then remove the state directory with the store's data."""
+    down(state_dir, grace)
+    if state_dir.exists():
+        shutil.rmtree(state_dir)
+        print(f"removed {state_dir}")
+    return EXIT_OK
 
 
 # ---------------------------------------------------------------------------------------------- main
@@ -308,11 +363,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m joch.devcluster",
         description=(
-            "Run a local Kubernetes control plane (etcd + kube-apiserver, no controller-manager) for "
-            "development and tests. Binaries come from `make tools` ($JOCH_BIN_DIR, <repo>/bin or $PATH)."
+            "Run a local Kubernetes control plane (kube-apiserver on etcd, or on kine over SQLite or "
+            "PostgreSQL) for development and tests. Binaries come from `make tools` ($JOCH_BIN_DIR, "
+            "<repo>/bin or $PATH)."
         ),
     )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{up,down,status}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{up,down,clean,status}")
 
     def add_state_dir(sub: argparse.ArgumentParser) -> None:
         sub.add_argument(
@@ -337,12 +393,31 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument("--foreground", action="store_true", help="stay in the foreground until interrupted")
     up.add_argument("--timeout", type=float, default=90.0, help="seconds to wait for /readyz (default: 90)")
+    up.add_argument(
+        "--store",
+        choices=stores.STORES,
+        help="the resource store: etcd, sqlite (kine) or postgres (kine); default: the one the state "
+        "directory was created with, else etcd. Naming another than the recorded one is refused.",
+    )
+    up.add_argument(
+        "--store-port", type=int, help="the store's client port on 127.0.0.1 (default: a free one)"
+    )
 
     down_parser = commands.add_parser(
         "down", help="stop the control plane", description="Stop the control plane; fine if none runs."
     )
     add_state_dir(down_parser)
     down_parser.add_argument(
+        "--grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL (default: 10)"
+    )
+
+    clean_parser = commands.add_parser(
+        "clean",
+        help="stop the control plane and remove its data",
+        description="Stop the control plane (as `down`) and remove the state directory with its data.",
+    )
+    add_state_dir(clean_parser)
+    clean_parser.add_argument(
         "--grace", type=float, default=10.0, help="seconds between SIGTERM and SIGKILL (default: 10)"
     )
 
@@ -361,10 +436,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "up":
         kubeconfig: Path = (args.kubeconfig or state_dir / "kubeconfig").absolute()
         if args.foreground:
-            return up_foreground(state_dir, kubeconfig, args.timeout)
-        return up_background(state_dir, kubeconfig, args.timeout)
+            return up_foreground(state_dir, kubeconfig, args.timeout, args.store, args.store_port)
+        return up_background(state_dir, kubeconfig, args.timeout, args.store, args.store_port)
     if args.command == "down":
         return down(state_dir, args.grace)
+    if args.command == "clean":
+        return clean(state_dir, args.grace)
     return status(state_dir)
 
 
