@@ -5,7 +5,8 @@
 
 Reads every YAML document of the files (a directory: its *.yaml and *.yml files, sorted, not recursive;
 ``-`` is standard input). joch kinds the compiler reads are parsed and validated; a core Namespace
-contributes its labels (decision D5); every other document is skipped. ``kind: List`` documents (as
+contributes its labels (decision D5,
+docs/decisions.md); every other document is skipped. ``kind: List`` documents (as
 ``kubectl get -o yaml`` writes) are unpacked.
 
 Output: one YAML document per compiled Agent, sorted by namespace and name, each written as ``---``
@@ -72,7 +73,7 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--shared-namespaces",
         metavar="NS,NS",
-        help="operator setting sharedNamespaces (default: joch-system)",
+        help=f"operator setting sharedNamespaces (default: {','.join(OperatorSettings().shared_namespaces)})",
     )
     parser.set_defaults(handler=run)
 

@@ -93,7 +93,7 @@ def add_subcommands(parser: argparse.ArgumentParser) -> None:
         dest="context_file",
         required=True,
         metavar="CONTEXT.json",
-        help="the decision context, a JSON object (catalog.md 4.4), or - for stdin",
+        help="the decision context, a JSON object (docs/catalog.md section 4.4), or - for stdin",
     )
     evaluate.add_argument("--now", metavar="RFC3339", help="the current time (default: the clock)")
     evaluate.add_argument(
@@ -158,7 +158,7 @@ def add_subcommands(parser: argparse.ArgumentParser) -> None:
         "--shared-namespaces",
         metavar="NS,NS",
         help="namespaces whose policies govern every namespace (default: $JOCH_SHARED_NAMESPACES "
-        "or joch-system)",
+        f"or {','.join(OperatorSettings().shared_namespaces)})",
     )
     verbosity = serve.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="log every policy change")
@@ -188,7 +188,8 @@ def _add_settings(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--shared-namespaces",
         metavar="NS,NS",
-        help="operator setting sharedNamespaces (default: $JOCH_SHARED_NAMESPACES or joch-system)",
+        help="operator setting sharedNamespaces (default: $JOCH_SHARED_NAMESPACES or "
+        f"{','.join(OperatorSettings().shared_namespaces)})",
     )
     parser.add_argument(
         "--default-environment",

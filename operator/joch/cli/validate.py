@@ -7,7 +7,7 @@ Every document is parsed and judged exactly as the webhooks would judge it (joch
 with the other documents of the batch as the only other objects in existence: a reference to something
 the batch does not define is an error (``--allow-pending`` turns it into a warning). Documents that are
 not joch kinds (a Namespace...) are listed but not judged; a Namespace's labels still place the Agents
-of that namespace in their environment (D5).
+of that namespace in their environment (decision D5, docs/decisions.md).
 
 Exit status: 0 every document passes, 1 at least one is rejected (or a file does not parse), 2 usage
 errors (no input, an unreadable path). Diagnostics go to stdout, one block per document; nothing is
@@ -84,7 +84,8 @@ def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--shared-namespaces",
         metavar="NS,NS",
-        help="namespaces any object may reference (default: $JOCH_SHARED_NAMESPACES or joch-system)",
+        help="namespaces any object may reference (default: $JOCH_SHARED_NAMESPACES or "
+        f"{','.join(OperatorSettings().shared_namespaces)})",
     )
     parser.add_argument(
         "--default-environment",

@@ -10,7 +10,7 @@ Where a grant applies::
 
     namespaces   the namespaces the operator manages: cluster-wide (ClusterRole) with rbac.scope=cluster,
                  one Role per listed namespace with rbac.scope=namespace; read verbs also in the
-                 shared namespaces (decision D2) that are not managed
+                 shared namespaces (decision D2, docs/decisions.md) that are not managed
     cluster      cluster-scoped resources (Namespaces, FrameworkAdapter, Environment, Team, webhook
                  configurations): only with rbac.scope=cluster (a namespace-scoped install holds no
                  ClusterRole; see rbac.clusterReader for the read-only exception)

@@ -8,7 +8,7 @@ One webhook per kind, so the API server's message names it (``admission webhook
 ``/validate/<group>/<plural>`` and ``/mutate/<group>/<plural>``. Every joch kind is validated; only
 the kinds with dynamic defaults (joch.domain.admission.DEFAULTED_KINDS) are mutated.
 
-Settings every webhook carries (architecture.md, webhook mechanics):
+Settings every webhook carries (docs/admission.md, "Webhook configuration"):
 
 - ``failurePolicy: Fail``: no admission means no write (fail closed);
 - ``sideEffects: None``: the checks are pure, so dry-run requests are safe to send;
@@ -52,7 +52,7 @@ VALIDATING_NAME: Final = "joch-validating"
 MUTATING_NAME: Final = "joch-mutating"
 DEFAULT_OPERATOR_NAMESPACE: Final = "joch-operator"
 """The operator's namespace in the rendered files. It is exempt from admission, so it must not be a
-shared namespace (default joch-system), or shared Policies would go unchecked."""
+shared namespace (default joch-shared), or shared Policies would go unchecked."""
 TIMEOUT_SECONDS: Final = 5
 ADMISSION: Final = "admissionregistration.k8s.io/v1"
 MANAGED_BY: Final = {"app.kubernetes.io/managed-by": "joch", "app.kubernetes.io/part-of": "joch"}

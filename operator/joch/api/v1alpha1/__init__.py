@@ -1,4 +1,4 @@
-"""The joch resource catalog, v1alpha1: one module per kind (catalog.md section 2, decisions.md)."""
+"""The joch resource catalog, v1alpha1: one module per kind (docs/catalog.md section 2, docs/decisions.md)."""
 
 from __future__ import annotations
 

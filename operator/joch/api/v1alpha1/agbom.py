@@ -1,6 +1,6 @@
 """AgBOM (ops.joch.dev/v1alpha1): the AI bill of materials of one Agent, regenerated when its inputs change.
 
-Catalog section 2.16 and section 5 (formats default [cyclonedx], refresh.onChange default true).
+docs/catalog.md section 2.16 and section 5 (formats default [cyclonedx], refresh.onChange default true).
 """
 
 from __future__ import annotations

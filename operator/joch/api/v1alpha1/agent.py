@@ -1,7 +1,7 @@
 """Agent (joch.dev/v1alpha1): one agent's desired state, compiled into a CompiledAgentManifest.
 
-Catalog section 2.1; decisions D3 (tool names), D5 (environment), D7 (compiled manifest status), D13
-(inline budgets).
+docs/catalog.md section 2.1; docs/decisions.md D3 (tool names), D5 (environment), D7 (compiled manifest
+status), D13 (inline budgets).
 """
 
 from __future__ import annotations

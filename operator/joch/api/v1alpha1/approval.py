@@ -1,6 +1,6 @@
 """Approval (runtime.joch.dev/v1alpha1): a human decision a policy or a promotion gate asked for.
 
-Catalog section 2.8, section 5 (routing.timeoutMinutes default 30) and section 8 #30 (phases
+docs/catalog.md section 2.8, section 5 (routing.timeoutMinutes default 30) and section 8 #30 (phases
 Pending|Approved|Rejected|Expired|Overridden; requestedBy gains a user). Decisions are immutable: CEL
 transition rules on status reject changing decision, decidedBy or decidedAt once set, and leaving a final
 phase (except Rejected/Expired -> Overridden, the audited break-glass).

@@ -1,6 +1,6 @@
 """Artifact (ops.joch.dev/v1alpha1): a file or document produced by an Execution, with its provenance.
 
-Catalog section 2.23. status.uri is the artifact:// URI other objects use to refer to it.
+docs/catalog.md section 2.23. status.uri is the artifact:// URI other objects use to refer to it.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Budget (ops.joch.dev/v1alpha1): spending limits for teams, enforced by the model router and tool gateway.
 
-Catalog section 2.21 and section 5 (softLimitPct default 0.8); decision D13 (inline Agent caps are separate;
-Budget objects are aggregated by the budget service).
+docs/catalog.md section 2.21 and section 5 (softLimitPct default 0.8); docs/decisions.md D13 (inline Agent
+caps are separate; Budget objects are aggregated by the budget service).
 """
 
 from __future__ import annotations

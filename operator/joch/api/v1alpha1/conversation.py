@@ -1,6 +1,6 @@
 """Conversation (runtime.joch.dev/v1alpha1): the portable message history of an Agent's sessions.
 
-Catalog section 2.12. Messages are stored in the state store in the canonical format
+docs/catalog.md section 2.12. Messages are stored in the state store in the canonical format
 joch.dev/conversation.v1, so a conversation can move between model backends (see StateCheckpoint).
 """
 

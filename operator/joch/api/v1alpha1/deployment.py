@@ -1,7 +1,7 @@
 """Deployment (ops.joch.dev/v1alpha1): runs an Agent in an Environment with replicas and a rollout strategy.
 
-Catalog section 2.17; decisions D4 (short names jdeploy, jd: the kind clashes with apps/v1 Deployment) and
-D5 (environmentRef overrides the Agent's environment for this Deployment's checks).
+docs/catalog.md section 2.17; docs/decisions.md D4 (short names jdeploy, jd: the kind clashes with apps/v1
+Deployment) and D5 (environmentRef overrides the Agent's environment for this Deployment's checks).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Environment (ops.joch.dev/v1alpha1, cluster-scoped): a promotion boundary such as dev, staging or prod.
 
-Catalog section 2.19; decisions D2 (cluster scope), D5 (how an Agent joins an Environment), D8
+docs/catalog.md section 2.19; docs/decisions.md D2 (cluster scope), D5 (how an Agent joins an Environment), D8
 (spec.allowedProviders).
 """
 

@@ -1,8 +1,8 @@
 """Eval (ops.joch.dev/v1alpha1): a scored evaluation of an Agent, usable as a promotion gate.
 
-Catalog section 2.18 and section 8 #19: a threshold is a number (a minimum) or a comparison string such as
-"<=0.0" (a maximum). Unions are not structural in a CRD, so threshold values are free-form JSON in the schema
-and checked here (and by the validating webhook, which uses these models).
+docs/catalog.md section 2.18 and section 8 #19: a threshold is a number (a minimum) or a comparison string
+such as "<=0.0" (a maximum). Unions are not structural in a CRD, so threshold values are free-form JSON in the
+schema and checked here (and by the validating webhook, which uses these models).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Execution (runtime.joch.dev/v1alpha1): one run of an Agent.
 
-Catalog section 2.10. On Kubernetes the ExecutionController runs it as a batch/v1 Job of the same name;
-status.abomSnapshotRef pins the AgBOM generation live at start.
+docs/catalog.md section 2.10. On Kubernetes the ExecutionController runs it as a batch/v1 Job of the same
+name; status.abomSnapshotRef pins the AgBOM generation live at start.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """FrameworkAdapter (joch.dev/v1alpha1, cluster-scoped): how one agent SDK is run and bound to joch.
 
-Catalog section 2.2; decisions D1 (group), D2 (cluster scope). The conformance result is an observation, so
-its timestamp lives in status (status.conformance.lastPassedAt), not in spec as the catalog sketch shows.
+docs/catalog.md section 2.2; docs/decisions.md D1 (group), D2 (cluster scope). The conformance result is an
+observation, so its timestamp lives in status (status.conformance.lastPassedAt), not in spec as the catalog
+sketch shows.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Handoff (runtime.joch.dev/v1alpha1): one agent passing work to another during an Execution.
 
-Catalog section 2.23. fromAgent and toAgent are Agent names in the Handoff's namespace, as the catalog writes
-them; the receiving agent must be listed in the sender's spec.handoffs.allowedAgents.
+docs/catalog.md section 2.23. fromAgent and toAgent are Agent names in the Handoff's namespace, as the catalog
+writes them; the receiving agent must be listed in the sender's spec.handoffs.allowedAgents.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """KnowledgeSource (memory.joch.dev/v1alpha1): a body of documents that RAG pipelines index.
 
-Catalog section 2.15 (brief); decisions D2 (references in the same namespace by default), D12 (connector
-credentials are only referenced).
+docs/catalog.md section 2.15 (brief); docs/decisions.md D2 (references in the same namespace by default),
+D12 (connector credentials are only referenced).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """MCPServer (tools.joch.dev/v1alpha1): an MCP server whose tools agents may use, with trust controls.
 
-Catalog sections 2.6 and 7; decisions D2 (namespaced; servers shared fleet-wide live in a shared namespace).
-Quarantine (catalog 8 #24) is ``status.phase: Suspended`` plus a ``Quarantined`` condition with status
-True; there is no separate quarantine field.
+docs/catalog.md sections 2.6 and 7; docs/decisions.md D2 (namespaced; servers shared fleet-wide live in a
+shared namespace). Quarantine (catalog 8 #24) is ``status.phase: Suspended`` plus a ``Quarantined`` condition
+with status True; there is no separate quarantine field.
 """
 
 from __future__ import annotations

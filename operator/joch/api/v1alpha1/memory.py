@@ -1,7 +1,7 @@
 """Memory (memory.joch.dev/v1alpha1): a store of agent memories with its backend, retention and access.
 
-Catalog section 2.14; decisions D2 (namespaced, references in the same namespace by default), D12 (the
-connection secret is only referenced).
+docs/catalog.md section 2.14; docs/decisions.md D2 (namespaced, references in the same namespace by default),
+D12 (the connection secret is only referenced).
 """
 
 from __future__ import annotations

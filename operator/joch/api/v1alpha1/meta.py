@@ -6,9 +6,9 @@ Conventions every kind module follows (the CRD renderer in ``joch.manifests.crds
   :func:`camel`. ``model_dump(by_alias=True, exclude_none=True)`` gives the wire form.
 - Every field has a ``description``: it becomes the ``kubectl explain`` text, so it teaches the user.
 - Optional fields default to ``None`` and are omitted on the wire.
-- Static defaults (decisions D14) are declared on the field and rendered as CRD schema defaults, so the
-  API server and the models agree on them. A nested object that should always exist with its defaults
-  uses ``default_factory`` (rendered as ``default: {}``).
+- Static defaults (docs/decisions.md D14) are declared on the field and rendered as CRD schema defaults,
+  so the API server and the models agree on them. A nested object that should always exist with its
+  defaults uses ``default_factory`` (rendered as ``default: {}``).
 - Invariants inside one object are CEL rules, declared with :func:`cel_rules` on the model config and
   rendered as ``x-kubernetes-validations``.
 - Free-form JSON (schemas, payloads, policy matchers) uses :data:`JSONObject` / :data:`JSONValue`, which
@@ -144,7 +144,7 @@ class Ref(Schema):
         pattern=DNS1123_LABEL,
         description=(
             "Namespace of the referenced object. Defaults to the referrer's namespace. Another namespace "
-            "is allowed only if the operator lists it in sharedNamespaces (default joch-system)."
+            "is allowed only if the operator lists it as shared (setting sharedNamespaces, decision D2)."
         ),
     )
 

@@ -1,7 +1,7 @@
 """Model (model.joch.dev/v1alpha1): one provider model that routes can choose, with limits and pricing.
 
-Catalog section 2.3; decisions D2 (namespaced; shared namespaces hold fleet-wide models), D6 (a model is
-addressed as ``provider:name``), D12 (only secret references, never values).
+docs/catalog.md section 2.3; docs/decisions.md D2 (namespaced; shared namespaces hold fleet-wide models), D6
+(a model is addressed as ``provider:name``), D12 (only secret references, never values).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """ModelRoute (model.joch.dev/v1alpha1): which models an agent uses, in which order, under which limits.
 
-Catalog section 2.4; decisions D6 (models addressed as ``provider:name``, resolved in the route's namespace
-then the shared namespaces) and D9 (every referenced model is policy-checked at admission).
+docs/catalog.md section 2.4; docs/decisions.md D6 (models addressed as ``provider:name``, resolved in the
+route's namespace then the shared namespaces) and D9 (every referenced model is policy-checked at admission).
 """
 
 from __future__ import annotations

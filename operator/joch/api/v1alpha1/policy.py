@@ -1,7 +1,7 @@
 """Policy (joch.dev/v1alpha1): ordered rules that allow, deny or modify what governed agents do.
 
-Catalog sections 2.7 and 4; decisions D8 (rule normal form, version v<generation>) and D9 (preflight).
-The rules are free-form here: the policy engine parses and validates their grammar at admission.
+docs/catalog.md sections 2.7 and 4; docs/decisions.md D8 (rule normal form, version v<generation>) and D9
+(preflight). The rules are free-form here: the policy engine parses and validates their grammar at admission.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class PolicyAppliesTo(meta.Schema):
         max_length=256,
         json_schema_extra={"x-kubernetes-list-type": "set"},
         description="Namespaces whose Agents the policy governs. Naming another namespace takes effect only "
-        "for a policy in a shared namespace (sharedNamespaces, default joch-system).",
+        "for a policy in a shared namespace (operator setting sharedNamespaces).",
     )
     environments: list[meta.Name] | None = Field(
         default=None,

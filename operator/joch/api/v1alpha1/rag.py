@@ -1,7 +1,7 @@
 """RAG (memory.joch.dev/v1alpha1): a retrieval pipeline over KnowledgeSources, with chunking and citations.
 
-Catalog section 2.15; decisions D2 (references in the same namespace by default), D12 (the vector store
-secret is only referenced).
+docs/catalog.md section 2.15; docs/decisions.md D2 (references in the same namespace by default), D12 (the
+vector store secret is only referenced).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Secret (ops.joch.dev/v1alpha1): a reference to a credential held elsewhere. It never holds a value.
 
-Catalog section 2.22; decisions D4 (short names jsecret, jsec: the kind clashes with core/v1 Secret) and D12
-(the control plane never reads secret values and has no RBAC to read core Secrets). Values are resolved at
-the data-plane edge: provider keys by the model router, tool credentials by the tool gateway, MCP
+docs/catalog.md section 2.22; docs/decisions.md D4 (short names jsecret, jsec: the kind clashes with core/v1
+Secret) and D12 (the control plane never reads secret values and has no RBAC to read core Secrets). Values are
+resolved at the data-plane edge: provider keys by the model router, tool credentials by the tool gateway, MCP
 credentials by the MCP gateway.
 """
 

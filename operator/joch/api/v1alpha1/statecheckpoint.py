@@ -1,7 +1,7 @@
 """StateCheckpoint (runtime.joch.dev/v1alpha1): a portable snapshot of a Conversation's working state.
 
-Catalog section 2.13 (activeArtifacts and relevantMemoryRefs sit under summary, as in the k8s pages; catalog
-section 8 #5). A checkpoint lets a conversation move from one model backend to another.
+docs/catalog.md section 2.13 (activeArtifacts and relevantMemoryRefs sit under summary, as in the k8s pages;
+catalog section 8 #5). A checkpoint lets a conversation move from one model backend to another.
 """
 
 from __future__ import annotations

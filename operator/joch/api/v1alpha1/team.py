@@ -1,7 +1,7 @@
 """Team (ops.joch.dev/v1alpha1, cluster-scoped): people, roles, namespaces and default policies and budgets.
 
-Catalog section 2.20; decision D2 (cluster scope). defaultPolicies and budgetRefs are plain name lists, as the
-catalog writes them (catalog section 8 #8).
+docs/catalog.md section 2.20; docs/decisions.md D2 (cluster scope). defaultPolicies and budgetRefs are plain
+name lists, as the catalog writes them (catalog section 8 #8).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Tool (tools.joch.dev/v1alpha1): one callable capability with its schema, side effects and safety floor.
 
-Catalog section 2.5; decision D3: metadata.name is a Kubernetes name, spec.toolName is the name the model
-calls (it may contain '_'). spec.toolName defaults to metadata.name; the operator applies that default
-(the CRD schema cannot copy one field into another).
+docs/catalog.md section 2.5; docs/decisions.md D3: metadata.name is a Kubernetes name, spec.toolName is the
+name the model calls (it may contain '_'). spec.toolName defaults to metadata.name; the operator applies that
+default (the CRD schema cannot copy one field into another).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Trace (ops.joch.dev/v1alpha1): the recorded spans of one Execution and where they are exported.
 
-Catalog section 2.11 and section 5: retention.days defaults to 30. sampling.mode has no schema default: it
-depends on the environment (full in dev and staging, tail in prod), so the mutating webhook fills it in
-(decision D14).
+docs/catalog.md section 2.11 and section 5: retention.days defaults to 30. sampling.mode has no schema
+default: it depends on the environment (full in dev and staging, tail in prod), so the mutating webhook fills
+it in (docs/decisions.md D14).
 """
 
 from __future__ import annotations

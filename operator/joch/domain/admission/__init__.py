@@ -5,6 +5,8 @@
     verdict = admission.validate(request, world)         # errors (reject) and warnings (admit)
     verdict.allowed, verdict.message(), verdict.warning_messages()
 
+Decision numbers (D2, D9, ...) refer to docs/decisions.md, catalog sections to docs/catalog.md.
+
 ``world`` is a :class:`World`: the compiler's ``Lookup`` (the operator's store, a cluster Catalog, or
 nothing) with objects laid over it. Messages read ``<Kind>/<name>: <field path>: <reason>``.
 

@@ -1,6 +1,7 @@
 """An Agent judged against the world it would live in: references, capabilities and policy preflight (D9).
 
-This reuses the compiler's own steps, so admission and compilation always agree on what is allowed:
+This reuses the compiler's own steps, so admission and compilation always agree on what is allowed
+(D-numbers: docs/decisions.md):
 
     gathered = compilation.gather(agent, world, settings)           # D2, D5, D6, effective policies
     checks.capability_problems / requirement_problems / safety_problems

@@ -6,8 +6,9 @@ Steps (the same pipeline as the webhooks, with the batch laid over the world so 
 documents resolve, whatever their order):
 
 1. Each document is read: joch kinds are parsed (namespaced ones without ``metadata.namespace`` get
-   ``default_namespace``); core Namespaces contribute their labels (D5); any other kind is left to
-   the API server. A (kind, namespace, name) given twice is an error on the second document.
+   ``default_namespace``); core Namespaces contribute their labels (D5 in docs/decisions.md); any
+   other kind is left to the API server. A (kind, namespace, name) given twice is an error on the
+   second document.
 2. The mutating defaults are applied (defaulting.py), as the API server would before validating.
 3. Every joch document is judged (review.Admission.judge) against the world: the base (the cluster, or
    nothing offline) plus the whole batch. With ``strict_missing`` a missing reference is an error

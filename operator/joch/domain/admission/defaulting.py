@@ -1,7 +1,7 @@
 """Defaults that depend on the object's name or on other objects (decision D14), as JSON Patch operations.
 
-Static defaults live in the CRD schemas (the API server applies them before any webhook runs); the
-mutating webhook adds only these:
+Decision D14 (docs/decisions.md) splits the defaults: static defaults live in the CRD schemas (the API server
+applies them before any webhook runs); the mutating webhook adds only these:
 
 | kind | field | default |
 |---|---|---|

@@ -1,8 +1,9 @@
 """Which existing Agents a Policy, Environment, ModelRoute or Team change would put in violation.
 
-Such a change is admitted (the governing object is not wrong in itself; D9 rejects Agents, not the
-rules that govern them) with a warning listing the Agents that policy preflight would now deny. The
-operator then marks those Agents PolicyCompliant=False and keeps serving their last compliant manifest.
+Such a change is admitted (the governing object is not wrong in itself; D9 of docs/decisions.md rejects
+Agents, not the rules that govern them) with a warning listing the Agents that policy preflight would now
+deny. The operator then marks those Agents PolicyCompliant=False and keeps serving their last compliant
+manifest.
 
 Candidates, by the kind that changed:
 

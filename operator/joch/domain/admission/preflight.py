@@ -1,12 +1,13 @@
 """Policy preflight (D9) for admission: the compiler's preflight, with compiled policies cached by object.
 
-Semantics are exactly those of :func:`joch.domain.compilation.preflight.run_preflight` (the same contexts,
-the same ``PolicyDenied`` and ``InvalidPolicy`` problems, word for word; a unit test holds the two
-together). What differs is the cache: the compiler's ``PolicyCompiler`` is keyed by (namespace, name)
-and re-serialises each Policy spec (``spec.wire()``) to compare it on every call, which costs more than
-the evaluation itself on an admission hot path with dozens of effective policies. Here compiled
-policies are keyed by the identity of the Policy object (the operator's store replaces the object when
-the Policy changes), holding a strong reference so an identity is never reused while cached.
+Preflight is decision D9 of docs/decisions.md. Semantics are exactly those of
+:func:`joch.domain.compilation.preflight.run_preflight` (the same contexts, the same ``PolicyDenied`` and
+``InvalidPolicy`` problems, word for word; a unit test holds the two together). What differs is the cache: the
+compiler's ``PolicyCompiler`` is keyed by (namespace, name) and re-serialises each Policy spec
+(``spec.wire()``) to compare it on every call, which costs more than the evaluation itself on an admission hot
+path with dozens of effective policies. Here compiled policies are keyed by the identity of the Policy object
+(the operator's store replaces the object when the Policy changes), holding a strong reference so an identity
+is never reused while cached.
 """
 
 from __future__ import annotations

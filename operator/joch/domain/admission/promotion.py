@@ -1,6 +1,6 @@
 """Promotion gates of a joch Deployment: ``spec.promotion.requiresEval`` and ``requiresApproval``.
 
-Catalog section 2.17 ("cannot be applied until the promotion gates pass") and section 5, stage 5. Pure:
+docs/catalog.md section 2.17 ("cannot be applied until the promotion gates pass") and section 5. Pure:
 the Evals and Approvals come from the :class:`World` (the operator's store, the cluster listed by
 ``joch apply``, or the batch of ``joch validate``).
 

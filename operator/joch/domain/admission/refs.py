@@ -5,11 +5,11 @@
 points to, found from the field's name (:data:`TARGETS`). Which fields can hold a reference is worked
 out once per model class, so the walk skips free-form JSON (schemas, payloads) entirely.
 
-Rules, for a namespaced referrer (decision D2): a reference names its own namespace (or none, which
-means its own) or a shared namespace; anything else is an error naming the field. A cluster-scoped
-referrer (Environment, Team) has no namespace of its own: a reference without a namespace is resolved
-against each Agent's namespace, and one with a namespace outside the shared ones binds only the Agents
-of that namespace (the compiler reports it for the others), which earns a warning, not an error.
+Rules, for a namespaced referrer (decision D2 of docs/decisions.md): a reference names its own namespace (or
+none, which means its own) or a shared namespace; anything else is an error naming the field. A cluster-scoped
+referrer (Environment, Team) has no namespace of its own: a reference without a namespace is resolved against
+each Agent's namespace, and one with a namespace outside the shared ones binds only the Agents of that
+namespace (the compiler reports it for the others), which earns a warning, not an error.
 
 Missing targets (decision D10) are warnings, and only for kinds the World can answer for.
 """

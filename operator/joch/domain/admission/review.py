@@ -8,7 +8,7 @@ Validation, in order (every stage runs, so one answer names every problem):
 2. Parse into the kind's model (semantic.py can only judge a well-formed object): schema and
    validator errors, each with its field path.
 3. Semantic checks of the kind (semantic.py).
-4. References (refs.py): D2 errors, D10 warnings for missing targets.
+4. References (refs.py): D2 errors, D10 warnings for missing targets (decisions: docs/decisions.md).
 5. Policy preflight (D9) and compile-time checks (agents.py): Agent (its own environment), Deployment
    (the Agent in the Deployment's environmentRef), ModelRoute (an unlabelled Agent of its namespace).
    A Deployment's promotion gates (promotion.py), on CREATE and on an UPDATE changing its agentRef,

@@ -10,7 +10,7 @@ Modules: errors (the error tree), context (decision-context shape and paths), mo
 parsing (spec -> normal form, all errors), matchers (structured clauses -> closures), cel (CEL backends
 and limits), compiling (normal form -> CompiledPolicy, caches), index (PolicySet), evaluation (one
 decision), decision (the Decision value), composition (guardians), redaction (modify). The language is
-documented in docs/policy-language.md.
+documented in docs/policy-language.md; decision numbers (D8, D9) refer to docs/decisions.md.
 """
 
 from joch.domain.policy.cel import CelBackend, CelLimits, Program, get_backend

@@ -1,4 +1,4 @@
-"""Composing the decisions of several guardians into one (catalog.md 4.3).
+"""Composing the decisions of several guardians into one (docs/catalog.md section 4.3).
 
 ``compose(decisions)``, with the decisions in declared guardian order:
 

@@ -1,6 +1,6 @@
 """The decision context: what a rule can look at, and how a ``when`` path addresses it.
 
-A decision context is a plain nested mapping (JSON-shaped), catalog.md 4.4::
+A decision context is a plain nested mapping (JSON-shaped), docs/catalog.md section 4.4::
 
     hook          str         agentTrigger | toolCallRequest | toolCallResult | message | ... | preflight
     agent         {name, namespace, labels: {str: str}, version}
@@ -27,7 +27,8 @@ Paths. A ``when`` key is a dotted path into the context: ``tool.sideEffect``, ``
 
 Absence. A path that is absent, or whose value is ``null``, does not match, whatever the matcher
 (the one exception, ``not-allowlisted``, lives in matchers.py). ``RUNTIME_ONLY_ROOTS`` lists the parts
-that only exist while an agent runs; preflight (admission) skips the rules that read them (D9).
+that only exist while an agent runs; preflight (admission) skips the rules that read them
+(D9, docs/decisions.md).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The Decision value (catalog.md 4.3, plus the internal extensions of D8 and 4.3 [P]).
+"""The Decision value (docs/catalog.md section 4.3, with requires.approval from D8 of docs/decisions.md).
 
 ``Decision.to_dict()`` is the wire shape (camelCase; optional keys are omitted when empty)::
 

@@ -1,6 +1,6 @@
 """Evaluate compiled policies against one decision context: ``evaluate(policies, context) -> Decision``.
 
-Order and outcome (D8):
+Order and outcome (decision D8, docs/decisions.md):
 
 1. Policies in the order given, and each policy's rules in declared order.
 2. A rule whose ``when`` matches applies its effect. The first matching ``deny`` ends the evaluation

@@ -1,8 +1,8 @@
 """The normal form of a Policy spec (decision D8), produced by parsing.py and consumed by compiling.py.
 
-Everything here is a frozen value with no behaviour beyond ``to_dict()``, which renders the normal form
-back into the camelCase shape admission may store (``action`` always as ``{effect, reason?, redact?,
-redactionRules?}``).
+Decision D8 is in docs/decisions.md. Everything here is a frozen value with no behaviour beyond ``to_dict()``,
+which renders the normal form back into the camelCase shape admission may store (``action`` always as
+``{effect, reason?, redact?, redactionRules?}``).
 
 A rule::
 

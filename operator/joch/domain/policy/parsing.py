@@ -1,6 +1,6 @@
 """Policy spec (camelCase, as stored in the cluster) -> normal form (model.PolicySpec), with EVERY error.
 
-Grammar accepted (D8; catalog.md 4.1, 4.2)::
+Grammar accepted (docs/decisions.md D8; docs/catalog.md sections 4.1, 4.2)::
 
     description: str
     appliesTo:
