@@ -124,7 +124,7 @@ app.kubernetes.io/part-of: joch
 {{- fail "leaderElection.renewDeadlineSeconds must not exceed leaderElection.leaseDurationSeconds" }}
 {{- end }}
 {{- if and .Values.webhook.enabled (eq .Values.rbac.scope "cluster") (has .Release.Namespace .Values.operator.sharedNamespaces) }}
-{{- fail (printf "the release namespace %s is exempt from admission, so it cannot be a shared namespace (operator.sharedNamespaces): install into another namespace (e.g. joch-operator) or change operator.sharedNamespaces" .Release.Namespace) }}
+{{- fail (printf "the release namespace %s is exempt from admission, so it cannot also be a shared namespace (operator.sharedNamespaces=%s): list another namespace there (the default is joch-shared) or install into another namespace" .Release.Namespace (join "," .Values.operator.sharedNamespaces)) }}
 {{- end }}
 {{- if and (gt (int .Values.replicaCount) 1) (not .Values.leaderElection.enabled) }}
 {{- fail "replicaCount > 1 needs leaderElection.enabled: without it every replica would reconcile" }}

@@ -92,11 +92,14 @@ class OperatorSettings(_Model):
         "With rbac.scope=namespace, rbac.namespaces is used instead.",
     )
     shared_namespaces: list[str] = _field(
-        ["joch-system"],
-        "Namespaces whose objects may be referenced from any namespace (decision D2).",
+        ["joch-shared"],
+        "Namespaces whose objects may be referenced from any namespace (decision D2, docs/decisions.md). "
+        "Not the release namespace: that one is exempt from admission. The chart does not create them.",
     )
     default_environment: str = _field(
-        "dev", "Environment of an Agent whose labels and namespace name none (decision D5).", min_length=1
+        "dev",
+        "Environment of an Agent whose labels and namespace name none (decision D5, docs/decisions.md).",
+        min_length=1,
     )
     workers: int = _field(8, "Objects reconciled at once.", ge=1, le=256)
     extra_args: list[str] = _field([], "Extra command-line arguments for `joch operator`.")
@@ -423,8 +426,8 @@ ServiceAccount and least-privilege RBAC, the webhook Service and configurations 
 PodDisruptionBudget, a metrics Service and, optionally, a ServiceMonitor.
 
 ```sh
-helm install joch charts/joch --namespace joch-operator --create-namespace
-kubectl -n joch-operator rollout status deployment/joch
+helm install joch charts/joch -n joch-system --create-namespace
+kubectl -n joch-system rollout status deployment/joch
 kubectl apply -f examples/
 kubectl wait --for=condition=Ready agent/support-triage -n support --timeout=60s
 ```
@@ -437,8 +440,9 @@ helm install joch charts/joch -n team-a --set rbac.scope=namespace --set 'rbac.n
   --set 'operator.sharedNamespaces={team-a}'
 ```
 
-The release namespace is exempt from admission, so install into a namespace of its own (joch-operator),
-not into a shared namespace (operator.sharedNamespaces, default joch-system): the chart refuses that.
+The release namespace (joch-system above) is exempt from admission, so it is never a shared namespace:
+objects every namespace may reference live in operator.sharedNamespaces (default joch-shared; create it
+when you first share an object). The chart refuses to render when the two overlap.
 
 See docs/install.md for TLS modes, upgrades, Pod Security and kind, and docs/gitops.md for Argo CD and
 Flux health checks (argocd/ and flux/ in this chart).

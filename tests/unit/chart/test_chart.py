@@ -186,11 +186,11 @@ def test_namespace_scope_renders_roles_only() -> None:
     assert set(roles) == {
         ("team-a", "joch"),
         ("team-b", "joch"),
-        ("joch-system", "joch-shared"),  # the default shared namespace: read-only
+        ("joch-shared", "joch-shared"),  # the default shared namespace: read-only
         ("joch-operator", "joch-self"),
     }
     assert roles[("team-a", "joch")]["rules"] == rbac.rules(where=("namespaces",), names=NAMES)
-    shared = roles[("joch-system", "joch-shared")]["rules"]
+    shared = roles[("joch-shared", "joch-shared")]["rules"]
     assert all(set(r["verbs"]) <= set(rbac.READ_VERBS) for r in shared)
     assert len(helm.find(docs, "RoleBinding")) == 4
     args = _container(docs)["args"]
@@ -352,7 +352,7 @@ def test_service_monitor_is_optional() -> None:
         ),
         pytest.param(
             {"operator": {"sharedNamespaces": ["joch-operator"]}},
-            "cannot be a shared namespace",
+            "cannot also be a shared namespace (operator.sharedNamespaces=joch-operator)",
             id="release namespace shared",
         ),
     ],

@@ -57,7 +57,8 @@ def catalog(make: Make) -> policy.PolicySet:
             _policy(make, "elsewhere", namespace="team-b"),
             _policy(make, "cannot-reach-out", namespaces=["team-b"]),
             _policy(make, "support-in-b", namespace="team-b", agents=selector),
-        ]
+        ],
+        shared_namespaces=["joch-system"],
     )
 
 

@@ -2,8 +2,8 @@
 
 A policy applies to an agent (namespace, labels, environment) when ALL of these hold:
 
-- scope: the policy lives in the agent's namespace, or in a shared namespace (D2; default
-  ``joch-system``). A policy in a shared namespace governs every namespace unless
+- scope: the policy lives in the agent's namespace, or in a shared namespace (D2 of docs/decisions.md;
+  default ``joch-shared``). A policy in a shared namespace governs every namespace unless
   ``appliesTo.namespaces`` narrows it; elsewhere ``appliesTo.namespaces`` can only narrow (a list that
   omits the policy's own namespace makes it apply nowhere).
 - ``appliesTo.environments``, when given, contains the agent's environment (D5).
@@ -31,7 +31,8 @@ from typing import Any, Final, cast
 
 from joch.domain.policy import compiling, decision, evaluation
 
-DEFAULT_SHARED_NAMESPACES: Final = frozenset({"joch-system"})
+DEFAULT_SHARED_NAMESPACES: Final = frozenset({"joch-shared"})
+"""The default of the operator setting sharedNamespaces (decision D2); callers pass the setting."""
 MAX_CACHED_SELECTIONS: Final = 4096
 
 _BucketKey = tuple[str | None, str | None, str | None]
