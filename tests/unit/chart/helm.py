@@ -34,12 +34,24 @@ def _version(name: str) -> str:
 KUBE_VERSION = _version("KUBE_VERSION")
 
 
+def in_ci() -> bool:
+    """Whether this runs in CI ($CI set to true, as GitHub Actions, GitLab and most CI systems do)."""
+    return os.environ.get("CI", "").strip().lower() in {"true", "1", "yes"}
+
+
 def binary(name: str = "helm") -> str:
-    """bin/<name> (``helm``: the pinned Helm 3; ``helm4``: Helm 4, when hack/tools.sh builds it)."""
+    """bin/<name> (``helm``: the pinned Helm 3; ``helm4``: Helm 4; both built by ``make tools``).
+
+    A missing binary skips the calling test on a developer's machine, but FAILS it in CI (:func:`in_ci`):
+    there a skip would silently drop every chart test."""
     try:
         return str(find_binary(name))
     except BinaryNotFoundError as exc:
-        pytest.skip(f"{name} is not built: {exc}")
+        message = f"bin/{name} is not built ({exc}); `make tools` builds it"
+        if in_ci():
+            reason = "CI is set: the chart tests must run in CI, so a missing binary fails them"
+            pytest.fail(f"{message}. {reason}", pytrace=False)
+        pytest.skip(message)
 
 
 def helm(

@@ -1,7 +1,7 @@
 """Helm 4 renders charts/joch exactly as Helm 3 does (apiVersion v2, no function Helm 4 dropped).
 
-Runs when bin/helm4 exists (a Helm 4 build next to the pinned Helm 3; hack/tools.sh does not build it
-yet, so until then this module skips and says so).
+Needs bin/helm4 (Helm 4, built by ``make tools`` next to the pinned Helm 3). Without it the module skips
+on a developer's machine and fails in CI (tests/unit/chart/helm.py, ``binary``).
 """
 
 from __future__ import annotations
