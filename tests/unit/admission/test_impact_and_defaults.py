@@ -11,7 +11,7 @@ Impact:
 | Team binding a denying default policy | warning |
 | a world that cannot list Agents | no impact analysis |
 
-Defaults (D14):
+Defaults (decision D14, docs/decisions.md):
 | kind | field | expected |
 |---|---|---|
 | Tool | spec.toolName | metadata.name; kept when set |
@@ -19,10 +19,12 @@ Defaults (D14):
 | Trace | spec.retention.days | the Environment's traceRetentionDays, else 30 |
 | Agent | spec.modelRoute | the Environment's defaults.modelRouteRef when absent |
 | any | kopf annotation/finalizer UPDATE | no patch |
+| any | malformed spec, metadata or labels | exactly the defaults that still apply, as clean JSON Patch adds |
 """
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -218,17 +220,60 @@ def test_defaulting_is_idempotent() -> None:
     assert not again
 
 
+def _applies_cleanly(doc: dict[str, Any], patch: tuple[dict[str, Any], ...]) -> None:
+    """Every operation is a JSON Patch ``add`` whose parent exists and is an object and whose target is
+    absent: the API server can apply it, and it never overwrites what the client sent."""
+    current = copy.deepcopy(doc)
+    for op in patch:
+        assert op["op"] == "add", op
+        *parents, leaf = op["path"].split("/")[1:]
+        node: Any = current
+        for key in parents:
+            assert isinstance(node, dict), f"{op['path']}: parent {key!r} is not an object"
+            assert key in node, f"{op['path']}: parent {key!r} does not exist"
+            node = node[key]
+        assert isinstance(node, dict), f"{op['path']}: the parent is not an object"
+        assert leaf not in node, f"{op['path']}: would overwrite {node[leaf]!r}"
+        node[leaf] = op["value"]
+
+
 @pytest.mark.parametrize(
-    "doc",
+    ("doc", "expected_patch"),
     [
         pytest.param(
-            {"kind": "Trace", "metadata": {"name": "t"}, "spec": "not an object"}, id="spec a string"
+            {"kind": "Trace", "metadata": {"name": "t"}, "spec": "not an object"},
+            [],
+            id="spec a string: nothing to add to",
         ),
-        pytest.param({"kind": "Trace", "metadata": [], "spec": {"sampling": 3}}, id="sampling a number"),
-        pytest.param({"kind": "Agent", "metadata": {"labels": {"env": 5}}, "spec": {}}, id="odd labels"),
-        pytest.param({"kind": "Tool", "metadata": {"name": None}, "spec": {}}, id="no name"),
+        pytest.param(
+            {"kind": "Trace", "metadata": [], "spec": {"sampling": 3}},
+            [{"op": "add", "path": "/spec/retention", "value": {"days": 30}}],
+            id="sampling a number: left for validation, retention still defaulted",
+        ),
+        pytest.param(
+            {"kind": "Agent", "metadata": {"labels": {"env": 5}}, "spec": {}},
+            [],
+            id="odd labels: no environment, no route",
+        ),
+        pytest.param(
+            {"kind": "Tool", "metadata": {"name": None}, "spec": {}},
+            [],
+            id="no name: no toolName to copy",
+        ),
     ],
 )
-def test_defaulting_odd_shapes_adds_nothing_or_stays_well_formed(doc: dict[str, Any]) -> None:
+def test_defaulting_odd_shapes_adds_nothing_or_stays_well_formed(
+    doc: dict[str, Any], expected_patch: list[dict[str, Any]]
+) -> None:
+    sent = copy.deepcopy(doc)
     mutation = defaults_for(doc["kind"], doc, namespace=f.NS, world=f.world(), settings=f.SETTINGS)
-    apply_patch(doc, mutation.patch)
+    assert list(mutation.patch) == expected_patch
+    assert doc == sent, "defaulting must not change the request object in place"
+    _applies_cleanly(doc, mutation.patch)
+    result = apply_patch(doc, mutation.patch)
+    # Only additions: every field the client sent is still there, unchanged.
+    assert {k: result[k] for k in doc if k != "spec"} == {k: doc[k] for k in doc if k != "spec"}
+    if isinstance(doc["spec"], dict):
+        assert {k: result["spec"][k] for k in doc["spec"]} == doc["spec"]
+    else:
+        assert result["spec"] == doc["spec"]
