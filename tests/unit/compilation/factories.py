@@ -1,16 +1,18 @@
-"""Factories for compilation tests: each returns a parsed model with sensible defaults and overrides.
+"""The compilation tests' fleet, built with the factories of tests/factories.py.
 
-``world()`` builds a small, fully consistent fleet (one Agent in namespace ``team-a`` that uses every
-kind of reference) that compiles without problems; tests change one thing and look at the effect.
-Every factory takes ``generation`` and ``uid`` so the source hash can be exercised.
+Each kind here is :func:`tests.factories.preset` of the one factory for that kind: the same arguments, the
+names of this fleet as defaults (namespace ``team-a``, Agent triage, route default, models openai:big and
+anthropic:backup, Tools search and create-ticket...), and a parsed model as the result. ``world()`` builds
+the fleet, fully consistent (one Agent that uses every kind of reference) and compiling without problems;
+tests change one thing and look at the effect. Every object takes ``generation`` and ``uid`` so the source
+hash can be exercised.
 """
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from joch.api.v1alpha1 import meta
@@ -27,6 +29,7 @@ from joch.api.v1alpha1.team import Team
 from joch.api.v1alpha1.tool import Tool
 from joch.domain import compilation
 from joch.domain.settings import OperatorSettings
+from tests import factories
 
 NS = "team-a"
 SETTINGS = OperatorSettings()
@@ -42,282 +45,73 @@ ALL_CAPABILITIES = {
 FULL_MODEL_CAPABILITIES = {"text": True, "toolCalling": True, "structuredOutput": True, "streaming": True}
 
 
-def _metadata(
-    name: str, namespace: str | None, generation: int | None, uid: str | None, **extra: Any
-) -> dict[str, Any]:
-    out: dict[str, Any] = {"name": name}
-    if namespace is not None:
-        out["namespace"] = namespace
-    if generation is not None:
-        out["generation"] = generation
-    if uid is not None:
-        out["uid"] = uid
-    out.update({k: v for k, v in extra.items() if v is not None})
-    return out
-
-
-def _merge(base: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
-    """Recursive merge; an override value of None deletes the key."""
-    out = copy.deepcopy(base)
-    for key, value in overrides.items():
-        if value is None:
-            out.pop(key, None)
-        elif isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
-
-
-def agent(
-    name: str = "triage",
-    namespace: str = NS,
-    *,
-    labels: Mapping[str, str] | None = None,
-    generation: int | None = 1,
-    uid: str | None = "uid-agent",
-    **spec: Any,
-) -> Agent:
-    base: dict[str, Any] = {
-        "framework": {"adapterRef": {"name": "py-sdk"}, "entrypoint": "./agent.py", "image": "reg/agent:1"},
-        "modelRoute": {"routeRef": {"name": "default"}},
-        "tools": [{"name": "search"}, {"name": "create-ticket"}],
-        "mcpServers": [{"name": "github"}],
-        "memories": {"working": {"name": "scratch"}},
-        "ragRefs": [{"name": "docs"}],
-        "policies": [{"name": "explicit"}],
-        "budgets": {"tokenLimitPerRun": 1000},
-    }
-    return Agent.model_validate(
-        {
-            "apiVersion": "joch.dev/v1alpha1",
-            "kind": "Agent",
-            "metadata": _metadata(name, namespace, generation, uid, labels=dict(labels or {"team": "a"})),
-            "spec": _merge(base, spec),
-        }
-    )
-
-
-def adapter(
-    name: str = "py-sdk",
-    *,
-    capabilities: Mapping[str, bool] | None = None,
-    bindings: Mapping[str, str] | None = None,
-    generation: int | None = 1,
-    uid: str | None = "uid-adapter",
-) -> FrameworkAdapter:
-    spec: dict[str, Any] = {
-        "framework": "custom-python",
-        "adapterImage": "reg/adapter:1",
-        "capabilities": dict(ALL_CAPABILITIES if capabilities is None else capabilities),
-    }
-    if bindings is not None:
-        spec["bindings"] = dict(bindings)
-    return FrameworkAdapter.model_validate(
-        {
-            "apiVersion": "joch.dev/v1alpha1",
-            "kind": "FrameworkAdapter",
-            "metadata": _metadata(name, None, generation, uid),
-            "spec": spec,
-        }
-    )
-
-
-def model(
-    name: str = "big",
-    provider: str = "openai",
-    namespace: str = NS,
-    *,
-    capabilities: Mapping[str, bool] | None = None,
-    context_window: int | None = 200_000,
-    generation: int | None = 1,
-    uid: str | None = None,
-    status: Mapping[str, Any] | None = None,
-) -> Model:
-    spec: dict[str, Any] = {
-        "provider": provider,
-        "model": f"{name}-id",
-        "capabilities": dict(FULL_MODEL_CAPABILITIES if capabilities is None else capabilities),
-    }
-    if context_window is not None:
-        spec["limits"] = {"contextWindowTokens": context_window}
-    doc: dict[str, Any] = {
-        "apiVersion": "model.joch.dev/v1alpha1",
-        "kind": "Model",
-        "metadata": _metadata(name, namespace, generation, uid or f"uid-model-{namespace}-{name}"),
-        "spec": spec,
-    }
-    if status is not None:
-        doc["status"] = dict(status)
-    return Model.model_validate(doc)
-
-
-def route(
-    name: str = "default",
-    namespace: str = NS,
-    *,
-    primary: str = "openai:big",
-    fallback: Iterable[str] | None = ("anthropic:backup",),
-    requirements: Mapping[str, Any] | None = None,
-    generation: int | None = 1,
-    uid: str | None = "uid-route",
-) -> ModelRoute:
-    strategy: dict[str, Any] = {"primary": primary}
-    if fallback is not None:
-        strategy["fallback"] = list(fallback)
-    spec: dict[str, Any] = {"strategy": strategy}
-    if requirements is not None:
-        spec["requirements"] = dict(requirements)
-    return ModelRoute.model_validate(
-        {
-            "apiVersion": "model.joch.dev/v1alpha1",
-            "kind": "ModelRoute",
-            "metadata": _metadata(name, namespace, generation, uid),
-            "spec": spec,
-        }
-    )
-
-
-def tool(
-    name: str = "search",
-    namespace: str = NS,
-    *,
-    generation: int | None = 1,
-    uid: str | None = None,
-    **spec: Any,
-) -> Tool:
-    base: dict[str, Any] = {
-        "type": "function",
-        "inputSchema": {"type": "object", "properties": {"q": {"type": "string"}}},
-        "sideEffects": {"level": "read_only"},
-    }
-    return Tool.model_validate(
-        {
-            "apiVersion": "tools.joch.dev/v1alpha1",
-            "kind": "Tool",
-            "metadata": _metadata(name, namespace, generation, uid or f"uid-tool-{name}"),
-            "spec": _merge(base, spec),
-        }
-    )
-
-
-def mcp_server(
-    name: str = "github",
-    namespace: str = NS,
-    *,
-    pinned_version: str | None = "1.2.3",
-    trust_score: float | None = 0.9,
-    generation: int | None = 1,
-    uid: str | None = None,
-) -> MCPServer:
-    security: dict[str, Any] = {}
-    if pinned_version is not None:
-        security["pinnedVersion"] = pinned_version
-    doc: dict[str, Any] = {
-        "apiVersion": "tools.joch.dev/v1alpha1",
-        "kind": "MCPServer",
-        "metadata": _metadata(name, namespace, generation, uid or f"uid-mcp-{name}"),
-        "spec": {
-            "transport": "streamable_http",
-            "endpoint": {"url": "https://mcp.example.com"},
-            "security": security,
-        },
-    }
-    if trust_score is not None:
-        doc["status"] = {"trustScore": trust_score}
-    return MCPServer.model_validate(doc)
-
-
-def memory(name: str = "scratch", namespace: str = NS, *, generation: int | None = 1) -> Memory:
-    return Memory.model_validate(
-        {
-            "apiVersion": "memory.joch.dev/v1alpha1",
-            "kind": "Memory",
-            "metadata": _metadata(name, namespace, generation, f"uid-memory-{name}"),
-            "spec": {"type": "working", "backend": {"type": "redis"}},
-        }
-    )
-
-
-def rag(name: str = "docs", namespace: str = NS, *, generation: int | None = 1) -> RAG:
-    return RAG.model_validate(
-        {
-            "apiVersion": "memory.joch.dev/v1alpha1",
-            "kind": "RAG",
-            "metadata": _metadata(name, namespace, generation, f"uid-rag-{name}"),
-            "spec": {"sources": [{"name": "handbook"}]},
-        }
-    )
-
-
-NOOP_RULES: list[dict[str, Any]] = [{"when": {"cost.runUsd": ">1000"}, "action": "deny"}]
-"""A rule that never fires at compile time (cost is runtime-only, so preflight skips it)."""
+AGENT_SPEC: Mapping[str, Any] = {
+    "framework": {"adapterRef": {"name": "py-sdk"}, "entrypoint": "./agent.py", "image": "reg/agent:1"},
+    "modelRoute": {"routeRef": {"name": "default"}},
+    "tools": [{"name": "search"}, {"name": "create-ticket"}],
+    "mcpServers": [{"name": "github"}],
+    "memories": {"working": {"name": "scratch"}},
+    "ragRefs": [{"name": "docs"}],
+    "policies": [{"name": "explicit"}],
+    "budgets": {"tokenLimitPerRun": 1000},
+}
+"""The Agent triage uses every kind of reference."""
 
 SELECTS_NOTHING: Mapping[str, Any] = {
     "agents": {"selector": {"matchLabels": {"joch.test/selected": "never"}}}
 }
-"""The default appliesTo of :func:`policy`: bound only explicitly, by an Environment or by a Team. (A Policy
-without appliesTo governs every Agent of its namespace.)"""
+"""The default appliesTo of :func:`policy` here: bound only explicitly, by an Environment or by a Team. (A
+Policy without appliesTo governs every Agent of its namespace; pass ``applies_to=None`` for that.)"""
 
+# This suite's fleet: the factories of tests/factories.py with this world's names, returning models.
+agent: Callable[..., Agent] = factories.preset(
+    factories.agent, name="triage", namespace=NS, labels={"team": "a"}, uid="uid-agent", **AGENT_SPEC
+)
+adapter: Callable[..., FrameworkAdapter] = factories.preset(
+    factories.adapter,
+    capabilities=ALL_CAPABILITIES,
+    spec={"adapterImage": "reg/adapter:1"},
+    uid="uid-adapter",
+)
+model: Callable[..., Model] = factories.preset(
+    factories.model, name="big", provider="openai", namespace=NS, uid_prefix="uid-model"
+)
+route: Callable[..., ModelRoute] = factories.preset(
+    factories.route,
+    name="default",
+    namespace=NS,
+    primary="openai:big",
+    fallback=("anthropic:backup",),
+    uid="uid-route",
+)
+tool: Callable[..., Tool] = factories.preset(
+    factories.tool,
+    name="search",
+    namespace=NS,
+    uid_prefix="uid-tool",
+    inputSchema={"type": "object", "properties": {"q": {"type": "string"}}},
+)
+mcp_server: Callable[..., MCPServer] = factories.preset(
+    factories.mcp_server,
+    namespace=NS,
+    pinned_version="1.2.3",
+    trust_score=0.9,
+    uid_prefix="uid-mcp",
+    endpoint={"url": "https://mcp.example.com"},
+)
+memory: Callable[..., Memory] = factories.preset(factories.memory, namespace=NS, uid_prefix="uid-memory")
+rag: Callable[..., RAG] = factories.preset(factories.rag, namespace=NS, uid_prefix="uid-rag")
+policy: Callable[..., Policy] = factories.preset(
+    factories.policy, namespace=NS, applies_to=SELECTS_NOTHING, uid_prefix="uid-policy"
+)
+environment: Callable[..., Environment] = factories.preset(
+    factories.environment, policies=(), uid_prefix="uid-env"
+)
+team: Callable[..., Team] = factories.preset(
+    factories.team, name="team-a", namespaces=(NS,), uid_prefix="uid-team"
+)
 
-def policy(
-    name: str,
-    namespace: str = NS,
-    *,
-    rules: list[dict[str, Any]] | None = None,
-    applies_to: Mapping[str, Any] | None = SELECTS_NOTHING,
-    generation: int | None = 1,
-    uid: str | None = None,
-) -> Policy:
-    """A Policy; ``applies_to=None`` leaves spec.appliesTo out."""
-    spec: dict[str, Any] = {"rules": copy.deepcopy(rules if rules is not None else NOOP_RULES)}
-    if applies_to is not None:
-        spec["appliesTo"] = copy.deepcopy(dict(applies_to))
-    return Policy.model_validate(
-        {
-            "apiVersion": "joch.dev/v1alpha1",
-            "kind": "Policy",
-            "metadata": _metadata(name, namespace, generation, uid or f"uid-policy-{namespace}-{name}"),
-            "spec": spec,
-        }
-    )
-
-
-def environment(
-    name: str = "dev",
-    *,
-    policies: Iterable[Mapping[str, str]] = (),
-    allowed_providers: Iterable[str] | None = None,
-    generation: int | None = 1,
-) -> Environment:
-    spec: dict[str, Any] = {"policies": [dict(p) for p in policies]}
-    if allowed_providers is not None:
-        spec["allowedProviders"] = list(allowed_providers)
-    return Environment.model_validate(
-        {
-            "apiVersion": "ops.joch.dev/v1alpha1",
-            "kind": "Environment",
-            "metadata": _metadata(name, None, generation, f"uid-env-{name}"),
-            "spec": spec,
-        }
-    )
-
-
-def team(
-    name: str = "team-a",
-    *,
-    namespaces: Iterable[str] = (NS,),
-    default_policies: Iterable[str] = (),
-    generation: int | None = 1,
-) -> Team:
-    return Team.model_validate(
-        {
-            "apiVersion": "ops.joch.dev/v1alpha1",
-            "kind": "Team",
-            "metadata": _metadata(name, None, generation, f"uid-team-{name}"),
-            "spec": {"namespaces": list(namespaces), "defaultPolicies": list(default_policies)},
-        }
-    )
+NOOP_RULES = factories.NOOP_RULES
 
 
 def world() -> list[meta.Resource]:

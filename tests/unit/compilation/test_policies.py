@@ -55,7 +55,7 @@ def test_versions_are_pinned_from_metadata_generation() -> None:
 def test_policy_in_a_shared_namespace_is_written_with_its_namespace() -> None:
     objects = [
         *f.world(),
-        f.policy("guard", "joch-system"),
+        f.policy("guard", namespace="joch-system"),
         f.environment("dev", policies=[{"name": "guard", "namespace": "joch-system"}]),
     ]
     compiled = f.compile_one(objects)
@@ -170,7 +170,7 @@ LABELS = {"team": "a", "tier": "gold"}
     ],
 )
 def test_applies_to_selection(namespace: str, applies_to: dict[str, Any] | None, selected: bool) -> None:
-    candidate = f.policy("candidate", namespace, applies_to=applies_to)
+    candidate = f.policy("candidate", namespace=namespace, applies_to=applies_to)
     compiled_policy = policy_engine.compile_policy(
         name="candidate", namespace=namespace, generation=1, spec=candidate.spec.wire()
     )
@@ -248,7 +248,7 @@ def deny(when: dict[str, Any]) -> Any:
             id="fallback model",
         ),
         pytest.param(
-            [deny({"model.provider": "not-allowlisted"}), f.environment("dev", allowed_providers=["openai"])],
+            [deny({"model.provider": "not-allowlisted"}), f.environment("dev", allowed=["openai"])],
             "ModelRoute/team-a/default: spec.strategy.fallback[0]",
             "denies model anthropic:backup",
             id="provider not allow-listed in the environment",
