@@ -164,7 +164,7 @@ def test_service_account_credentials_are_least_privilege(
             )
             assert status_of(lambda: core.list_namespaced_config_map(other)) == 200
             assert status_of(core.list_namespace) == 200
-            # Core Secrets: forbidden, everywhere, by list or by name (decision D12).
+            # Core Secrets: forbidden, everywhere, by list or by name (decision D12, docs/decisions.md).
             assert status_of(core.list_secret_for_all_namespaces) == 403
             assert status_of(lambda: core.list_namespaced_secret(other)) == 403
             assert status_of(lambda: core.read_namespaced_secret("provider-keys", other)) == 403

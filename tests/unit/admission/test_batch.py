@@ -14,6 +14,8 @@
 | promotion gates against a cluster: the cluster's status, not the document's | as the cluster says |
 | an existing Deployment only scaled, its Eval now failing | pass (gates not due); agentRef changed: denied |
 | joch validate: exit codes, YAML errors, missing paths | 0 / 1 / 2, never a traceback |
+
+Decision numbers (D2, D5, ...) refer to docs/decisions.md.
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@
 | cross-namespace reference (D2) | Agent, Tool, RAG, Deployment... | the reference field |
 | missing references (D10) | any | warning at the reference field |
 | UPDATE leaving spec and labels alone (kopf patches) | any | admitted unjudged |
+
+Decision numbers (D2, D5, ...) refer to docs/decisions.md.
 """
 
 from __future__ import annotations

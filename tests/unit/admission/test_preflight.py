@@ -18,6 +18,8 @@
 | Deployment environmentRef prod for a dev Agent | denied at spec.environmentRef |
 | ModelRoute whose model the namespace's environment denies | denied at spec.strategy.primary |
 | ModelRoute model missing a route requirement | RequirementUnmet |
+
+Decision numbers (D2, D5, ...) refer to docs/decisions.md.
 """
 
 from __future__ import annotations

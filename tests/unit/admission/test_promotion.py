@@ -18,6 +18,8 @@
 | UPDATE scaling replicas / metadata only, gates failing | both | admitted unjudged by the gates |
 | UPDATE of agentRef, environmentRef, promotion; old object unparsable | both | gates checked |
 | thresholds and approver addresses | pure functions | table |
+
+Decision numbers (D2, D5, ...) refer to docs/decisions.md.
 """
 
 from __future__ import annotations

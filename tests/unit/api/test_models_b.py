@@ -3,7 +3,7 @@
 Case matrix, per kind:
 
 - a minimal valid object parses and round-trips to the same wire form;
-- static defaults (catalog section 5, decision D14) appear after parse and in the CRD schema;
+- static defaults (docs/catalog.md section 5, decision D14) appear after parse and in the CRD schema;
 - an unknown enum value is rejected by pydantic, and the error names the field;
 - the CRD renders structurally: no ``$ref``, every property described, group/scope/shortNames/categories
   as decided (D1, D2, D4), every CEL rule carries a message and compiles, every list/string/map is bounded
@@ -13,6 +13,8 @@ Then the cross-field rules that pydantic mirrors (autoscaling bounds, metric tar
 Approval tool_call refs, Eval thresholds) and a few kind-specific points (Trace sampling has no schema
 default, Approval status carries oldSelf transition rules, StateCheckpoint's ``from`` alias).
 CEL semantics are exercised against a real API server by the integration tests.
+
+Decision numbers (D2, D5, ...) refer to docs/decisions.md.
 """
 
 from __future__ import annotations

@@ -7,6 +7,8 @@ ns/name, unknown, ambiguous); --namespace-labels feeds D5; -n for objects withou
 --default-environment / --shared-namespaces; problems go to stderr in the documented format with exit
 1 and the agent is not printed; unusable input (missing path, empty directory, bad YAML, an object that
 fails validation, a non-object document, a duplicate, a malformed flag) exits 2 with a clear message.
+
+Decision numbers (D2, D5, ...) refer to docs/decisions.md.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ Cases: the desired ConfigMap (name, namespace, labels, annotations, ownerReferen
 to manifest_yaml); long agent names give a valid, stable label value; the manifest selector;
 generation_from_labels; stale_manifests keeps the newest 3 (or keep) generations, deletes the rest
 oldest first, copes with gaps, duplicates and fewer than keep.
+
+Decision numbers (D2, D5, ...) refer to docs/decisions.md.
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 Cases: the env label wins; else the Namespace label joch.dev/environment; else the operator default
 (settable); the Environment object of that name supplies policies; an absent Environment is not a
 problem but a dependency; the manifest records the environment.
+
+Decision numbers (D2, D5, ...) refer to docs/decisions.md.
 """
 
 from __future__ import annotations

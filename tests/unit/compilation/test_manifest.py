@@ -1,10 +1,12 @@
-"""Manifest fields: where each comes from (catalog.md section 3, docs/compiled-manifest.md).
+"""Manifest fields: where each comes from (docs/catalog.md section 3, docs/compiled-manifest.md).
 
 Cases: envelope and name <agent>-g<generation>; gateway and router URLs from the adapter's bindings,
 else from the settings; requiresApproval from the Tool, else by side-effect level; toolName defaulting to
 metadata.name; schemaSha over {inputSchema, outputSchema} and omitted without schemas; MCP pinnedVersion
 and trustScore snapshot; memories, ragRefs, handoffs, budgets, team, observability; optional fields
 omitted; an over-long manifest name; status_ref for Agent status.
+
+Decision numbers (D2, D5, ...) refer to docs/decisions.md.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ first occurrence kept; versions pinned as v<generation>; policies outside the Ag
 namespace/name@vN; missing policies reported per source; the appliesTo selection table; a require.approval
 rule forcing requiresApproval (by side effect, by tool name, not by runtime-only rules); preflight denies
 for a model (including not-allowlisted providers), a tool and an MCP server; an invalid policy.
+
+Decision numbers (D2, D5, ...) refer to docs/decisions.md.
 """
 
 from __future__ import annotations

@@ -5,6 +5,8 @@ RAG) with its path and message, and the key still listed as a dependency (D10: t
 when it appears); references into non-shared namespaces (D2) and into a shared one; the dependency set
 (Namespace included only when its label could decide the environment); D6 model resolution: the route's
 namespace first, then the shared namespaces in order, the provider must match.
+
+Decision numbers (D2, D5, ...) refer to docs/decisions.md.
 """
 
 from __future__ import annotations

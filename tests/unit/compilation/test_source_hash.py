@@ -7,6 +7,8 @@ server's trustScore (the manifest snapshots it).
 No change: an unreferenced object's generation; a non-selecting Policy; a Model in a namespace the
 route does not search; status-only and label-only changes; Agent labels that select nothing new;
 operator settings (those change sha256 only).
+
+Decision numbers (D2, D5, ...) refer to docs/decisions.md.
 """
 
 from __future__ import annotations

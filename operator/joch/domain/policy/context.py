@@ -88,7 +88,7 @@ class CostFacts(TypedDict, total=False):
 
 
 class DecisionContext(TypedDict, total=False):
-    """The typed spelling of a decision context (catalog.md 4.4). Every key is optional."""
+    """The typed spelling of a decision context (docs/catalog.md section 4.4). Every key is optional."""
 
     hook: str
     agent: AgentFacts
