@@ -93,7 +93,8 @@ def _point_at(kubectl: Kubectl, url: str, ca_pem: bytes) -> None:
 
 
 def _forbidden_ref_agent(namespace: str) -> dict[str, Any]:
-    """An Agent referencing an MCP server in a namespace that is not shared: admission rejects it (D2)."""
+    """An Agent referencing an MCP server in a namespace that is not shared: admission rejects it
+    (decision D2, docs/decisions.md)."""
     doc = f.agent(mcpServers=[{"name": "github", "namespace": "not-shared"}])
     doc["metadata"]["namespace"] = namespace
     doc["metadata"].pop("generation", None)

@@ -41,7 +41,7 @@
 - apiGroups: ["tools.joch.dev"]
   resources: ["mcpservers/status", "tools/status"]
   verbs: ["get", "patch", "update"]
-# controllers: CompiledAgentManifest ConfigMaps <agent>-g<generation> (decision D7)
+# controllers: CompiledAgentManifest ConfigMaps <agent>-g<generation> (decision D7, docs/decisions.md)
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "list", "watch", "create", "update", "delete"]
@@ -76,7 +76,7 @@
 - apiGroups: ["tools.joch.dev"]
   resources: ["mcpservers", "tools"]
   verbs: ["get", "list", "watch"]
-# controllers: CompiledAgentManifest ConfigMaps <agent>-g<generation> (decision D7)
+# controllers: CompiledAgentManifest ConfigMaps <agent>-g<generation> (decision D7, docs/decisions.md)
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "list", "watch"]
@@ -99,7 +99,7 @@
 - apiGroups: ["ops.joch.dev"]
   resources: ["environments/status", "teams/status"]
   verbs: ["get", "patch", "update"]
-# controllers: Namespace labels choose an Agent's environment (decision D5)
+# controllers: Namespace labels choose an Agent's environment (decision D5, docs/decisions.md)
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["get", "list", "watch"]
@@ -126,7 +126,7 @@
 - apiGroups: ["ops.joch.dev"]
   resources: ["environments", "teams"]
   verbs: ["get", "list", "watch"]
-# controllers: Namespace labels choose an Agent's environment (decision D5)
+# controllers: Namespace labels choose an Agent's environment (decision D5, docs/decisions.md)
 - apiGroups: [""]
   resources: ["namespaces"]
   verbs: ["get", "list", "watch"]

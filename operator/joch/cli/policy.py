@@ -97,7 +97,9 @@ def add_subcommands(parser: argparse.ArgumentParser) -> None:
     )
     evaluate.add_argument("--now", metavar="RFC3339", help="the current time (default: the clock)")
     evaluate.add_argument(
-        "--preflight", action="store_true", help="skip rules that read runtime-only facts (D9)"
+        "--preflight",
+        action="store_true",
+        help="skip rules that read runtime-only facts (decision D9, docs/decisions.md)",
     )
     evaluate.add_argument(
         "--all-policies",
@@ -117,7 +119,8 @@ def add_subcommands(parser: argparse.ArgumentParser) -> None:
         "preview",
         help="list the Agents of the cluster a policy change would newly deny, and why",
         description="Evaluate every Agent of the cluster with the current policies and with the given "
-        "ones (admission preflight, D9: one context per model, tool and MCP server) and list each item "
+        "ones (admission preflight, decision D9 of docs/decisions.md: one context per model, tool and "
+        "MCP server) and list each item "
         "whose decision flips to deny. Exit status: 0 none, 3 some, 2 unusable input, 1 cluster error.",
     )
     _add_files(check)

@@ -124,7 +124,7 @@ GRANTS: Final[tuple[Grant, ...]] = (
     *_catalog_grants(),
     Grant(
         "controllers",
-        "CompiledAgentManifest ConfigMaps <agent>-g<generation> (decision D7)",
+        "CompiledAgentManifest ConfigMaps <agent>-g<generation> (decision D7, docs/decisions.md)",
         "",
         ("configmaps",),
         ("get", "list", "watch", "create", "update", "delete"),
@@ -135,7 +135,7 @@ GRANTS: Final[tuple[Grant, ...]] = (
     ),
     Grant(
         "controllers",
-        "Namespace labels choose an Agent's environment (decision D5)",
+        "Namespace labels choose an Agent's environment (decision D5, docs/decisions.md)",
         "",
         ("namespaces",),
         READ_VERBS,

@@ -1,7 +1,7 @@
 """ToolCall (runtime.joch.dev/v1alpha1): one call of a Tool by an Agent, recorded by the tool gateway.
 
 docs/catalog.md section 2.9 and section 4.3 (hook decisions). Users do not write ToolCalls. Calls that share
-an idempotencyKey collapse into one within the gateway's window.
+an idempotencyKey collapse into one within the gateway's window. Decision D3: docs/decisions.md.
 """
 
 from __future__ import annotations

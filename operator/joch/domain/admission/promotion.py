@@ -31,8 +31,8 @@ name, so it gates whatever environment the Deployment deploys to.
 - and is decided: ``status.phase`` Approved with ``status.decision`` approve, or Overridden (an audited
   break-glass of a rejection or expiry).
 
-A missing Eval or Approval fails the gate (an error, not a D10 warning): the gate is a precondition of
-the write, not a reference the operator can resolve later. Every error is reported at
+A missing Eval or Approval fails the gate (an error, not a D10 warning; docs/decisions.md): the gate
+is a precondition of the write, not a reference the operator can resolve later. Every error is reported at
 ``spec.promotion.requiresEval`` / ``spec.promotion.requiresApproval`` with reason
 :data:`REASON` (403 Forbidden).
 """
