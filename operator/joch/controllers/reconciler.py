@@ -35,7 +35,8 @@ run on it without awaiting (one consistent snapshot per compile), API calls run 
 thread pool (joch.kube.client: bounded concurrency, write token bucket, 429 Retry-After). The queue
 guarantees one worker per key. A failed key is retried with exponential backoff (0.5 s doubling to
 60 s), except after 403 (RBAC) or 422 (a rejected write), which retrying cannot fix: those wait for the
-key's next change. There is no periodic resync.
+key's next change. A low-frequency safety resync (``ControllerConfig.resync_period``, 10 minutes by
+default) queues every object again; over a converged fleet it compiles and writes nothing.
 
 Agent deletion: no finalizer. The watch's DELETED event queues the Agent, whose reconcile finds it gone
 and deletes its ConfigMaps itself (nothing relies on the garbage collector, decision D7); the start-up
@@ -99,6 +100,10 @@ class ControllerConfig:
     audit_delay: float = 2.0
     """Seconds after kopf's last listing event of a kind before it is checked for deletions the listing
     cannot report (joch.controllers.audit)."""
+    resync_period: float = 600.0
+    """Seconds between safety resyncs: every managed object is queued again and its status re-derived
+    from the cache (nothing is written when it is already right), so a lost event or a race can never
+    leave an object stuck. 0 disables it."""
     event_rate: float = 20.0
     event_burst: int = 50
     event_capacity: int = 1000
@@ -171,6 +176,8 @@ class Controller:
             max_low_wait=self.config.report_max_wait,
         )
         self._reports: dict[ObjectKey, _PendingReport] = {}
+        self._status_locks: dict[ObjectKey, asyncio.Lock] = {}
+        """One lock per Agent: its status writes never overlap (see :meth:`_report`)."""
         """Agents compiled whose status is not written yet: their latest compile."""
         self.recorder = EventRecorder(
             kube,
@@ -220,6 +227,8 @@ class Controller:
         for number in range(self.config.workers):
             self._spawn(self._worker(), f"joch worker {number}")
         self._spawn(self._initial_sync(), "joch initial sync")
+        if self.config.resync_period > 0:
+            self._spawn(self._resync_loop(self.config.resync_period), "joch resync")
 
     def _spawn(self, coro: Any, name: str) -> None:
         self._tasks.append(asyncio.get_running_loop().create_task(coro, name=name))
@@ -249,6 +258,37 @@ class Controller:
             referenced,
             self.describe_counts(),
         )
+
+    def resync(self) -> int:
+        """Queue every managed Agent and referenced object (the safety resync); how many were queued.
+
+        A compile over an unchanged cache gives the same manifest bytes and status, so an object whose
+        ConfigMap and status are right costs a compile and no write; one that a lost event or a race
+        left wrong is repaired.
+        """
+        queued = 0
+        for entry in self.store.entries("Agent"):
+            if self.manages(entry.namespace):
+                self.queue.add(entry.key)
+                queued += 1
+        for kind in status.REFERENCED_KINDS:
+            for entry in self.store.entries(kind):
+                if self.manages(entry.namespace):
+                    self.queue.add(entry.key)
+                    queued += 1
+        self.counts["resyncs"] += 1
+        return queued
+
+    async def _resync_loop(self, period: float) -> None:
+        while True:
+            await asyncio.sleep(period)
+            if not self.synced:
+                continue
+            before = self.counts["configmaps_written"] + self.counts["status_patches"]
+            queued = self.resync()
+            await self.queue.wait_idle()
+            repaired = self.counts["configmaps_written"] + self.counts["status_patches"] - before
+            logger.info("resync: %d objects re-derived, %d writes", queued, repaired)
 
     def describe_counts(self) -> str:
         keys = ("reconciles", "compiles", "configmaps_written", "configmaps_deleted", "status_patches")
@@ -482,7 +522,7 @@ class Controller:
             self.queue.add(AgentReport(key))
             return
         self._reports.pop(key, None)
-        await self._report(key, latest, desired)
+        await self._report(key, _PendingReport(compiled, entry.uid))
 
     def _still_stored(self, key: ObjectKey, uid: str) -> Entry | None:
         """The stored Agent if it is still the one compiled (same uid). Otherwise it was deleted or
@@ -493,30 +533,72 @@ class Controller:
             return None
         return latest
 
-    async def _report(self, key: ObjectKey, latest: Entry, desired: Mapping[str, Any]) -> None:
-        before = latest.status
-        patched = await self._write_status(latest, desired, owned=status.AGENT_FIELDS)
-        self._agent_warnings(latest, before, desired)
-        logger.debug(
-            "reported Agent/%s/%s phase=%s status=%s",
-            key.namespace,
-            key.name,
-            desired["phase"],
-            "patched" if patched else "unchanged",
-        )
+    def _status_lock(self, key: ObjectKey) -> asyncio.Lock:
+        lock = self._status_locks.get(key)
+        if lock is None:
+            lock = self._status_locks[key] = asyncio.Lock()
+        return lock
+
+    async def _report(self, key: ObjectKey, compiled: _PendingReport) -> None:
+        """Write an Agent's status for ``compiled``, serialised with every other status write of it.
+
+        The compiling worker (key ``Agent``) and the report worker (key ``AgentReport``) are different
+        queue keys, so both may reach here at once for one Agent. Each write is a merge patch of the
+        fields that differ from the cached status, so two patches computed against the same cached
+        status could merge into a status that no compile produced (phase Ready from one, conditions
+        False from the other). The lock makes the second writer compute its patch against what the
+        first one wrote; the patch also carries the cached resourceVersion, so a cache behind the API
+        server makes it fail with 409 (Conflict), which refreshes the cache and recomputes.
+        """
+        async with self._status_lock(key):
+            await self._report_locked(key, compiled)
+
+    async def _report_locked(self, key: ObjectKey, compiled: _PendingReport) -> None:
+        for attempt in range(2):
+            latest = self._still_stored(key, compiled.uid)
+            if latest is None:
+                return
+            desired = status.agent_status(compiled.compiled, current=latest.status, now=self._now())
+            before = latest.status
+            try:
+                patched = await self._write_status(
+                    latest, desired, owned=status.AGENT_FIELDS, precondition=True
+                )
+            except errors.Conflict:
+                if attempt:
+                    raise
+                await self._refresh(latest)
+                continue
+            self._agent_warnings(latest, before, desired)
+            logger.debug(
+                "reported Agent/%s/%s phase=%s status=%s",
+                key.namespace,
+                key.name,
+                desired["phase"],
+                "patched" if patched else "unchanged",
+            )
+            return
+
+    async def _refresh(self, entry: Entry) -> None:
+        """Read one object from the API server into the store (after a 409 on a stale cache)."""
+        resource = RESOURCE_TYPES[entry.kind]
+        try:
+            body = await self.kube.request("GET", resource.object_path(entry.namespace, entry.name))
+        except errors.NotFound:
+            return
+        self.store.upsert(parse_entry(WATCHED_KINDS[entry.kind], body))
 
     async def report_agent(self, key: ObjectKey) -> None:
         """Write an Agent's status from its latest compile (a no-op when it has none pending)."""
-        pending = self._reports.get(key)
-        if pending is None:
-            return
-        latest = self._still_stored(key, pending.uid)
-        if latest is None:
-            return
-        desired = status.agent_status(pending.compiled, current=latest.status, now=self._now())
-        await self._report(key, latest, desired)
-        if self._reports.get(key) is pending:
-            del self._reports[key]
+        async with self._status_lock(key):
+            # Under the lock: a compile that wrote meanwhile took the pending report away, and a newer
+            # deferred compile replaced it; either way only the latest result is written.
+            pending = self._reports.get(key)
+            if pending is None:
+                return
+            await self._report_locked(key, pending)
+            if self._reports.get(key) is pending:
+                del self._reports[key]
 
     async def _apply_manifest(self, desired: Mapping[str, Any]) -> configmaps.Outcome:
         metadata = desired["metadata"]
@@ -557,18 +639,28 @@ class Controller:
 
     async def _forget_agent(self, key: ObjectKey) -> None:
         self._reports.pop(key, None)
+        lock = self._status_locks.get(key)
+        if lock is not None and not lock.locked():
+            del self._status_locks[key]
         for dependency in self.index.remove(key):
             if dependency.kind in status.COUNTED_KINDS:
                 self._queue_status(dependency)
         await self._collect_garbage(key.namespace or "", key.name, None)
 
-    async def _write_status(self, entry: Entry, desired: Mapping[str, Any], *, owned: Iterable[str]) -> bool:
+    async def _write_status(
+        self, entry: Entry, desired: Mapping[str, Any], *, owned: Iterable[str], precondition: bool = False
+    ) -> bool:
+        """Patch the fields of ``desired`` that differ from the cached status; whether it wrote. With
+        ``precondition``, the patch only applies to the resourceVersion cached (else 409 Conflict)."""
         patch = status.status_patch(desired, entry.status, owned=tuple(owned))
         if patch is None:
             return False
         resource = RESOURCE_TYPES[entry.kind]
+        version = entry.resource_version if precondition else None
         try:
-            body = await kube_status.patch_status(self.kube, resource, entry.namespace, entry.name, patch)
+            body = await kube_status.patch_status(
+                self.kube, resource, entry.namespace, entry.name, patch, resource_version=version
+            )
         except errors.NotFound:
             return False
         self.store.set_status(entry.kind, entry.namespace, entry.name, body)

@@ -4,7 +4,8 @@ Objects live in a dict keyed by (group, plural, namespace, name); every write bu
 resourceVersion. Supported: LIST (with equality label selectors and no paging; metadata-only when
 asked for PartialObjectMetadataList), GET, POST (409
 AlreadyExists), PUT (409 on a stale resourceVersion), DELETE, and merge PATCH of the status
-subresource. ``requests`` records (method, path) of every call; ``fail`` queues errors to raise;
+subresource (409 when the patch names a resourceVersion that is not the stored one). ``requests``
+records (method, path) of every call; ``fail`` queues errors to raise;
 ``forbidden`` holds path patterns answered with 403 (an operator with little RBAC).
 """
 
@@ -125,6 +126,9 @@ class FakeKube:
         if method == "PUT":
             return answer(self._replace(key, body))
         assert (method, sub, content_type) == ("PATCH", "status", "application/merge-patch+json"), path
+        precondition = (body.get("metadata") or {}).get("resourceVersion")
+        if precondition and precondition != self.objects[key]["metadata"]["resourceVersion"]:
+            raise errors.Conflict(f"{key}: the object has been modified", status=409, reason="Conflict")
         return self._patch_status(key, body["status"])
 
     def _list(self, group: str, plural: str, namespace: str | None, selector: str | None) -> dict[str, Any]:
