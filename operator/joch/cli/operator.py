@@ -60,6 +60,16 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _seconds_or_zero(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"must be 0 (off) or a positive number of seconds, not {text}")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kubeconfig", metavar="PATH", help="kubeconfig file (default: in-cluster or $KUBECONFIG)"
@@ -80,6 +90,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--workers", type=_positive_int, default=16, help="keys reconciled at once (default 16)"
+    )
+    parser.add_argument(
+        "--resync-period",
+        type=_seconds_or_zero,
+        default=600.0,
+        metavar="SECONDS",
+        help="seconds between safety resyncs, which re-derive every status from the cache and write "
+        "only what is wrong (default 600; 0 disables)",
     )
     parser.add_argument(
         "--shared-namespaces",
@@ -428,6 +446,7 @@ def options_from(args: argparse.Namespace) -> controller_operator.OperatorOption
             settings=settings,
             namespaces=tuple(dict.fromkeys(args.namespaces)),
             workers=args.workers,
+            resync_period=args.resync_period,
             event_rate=args.event_rate,
         ),
         limits=client.Limits(

@@ -13,6 +13,7 @@ import argparse
 from typing import Any
 
 import kopf
+import pytest
 
 from joch.cli import operator as operator_cli
 from joch.controllers import registry
@@ -92,3 +93,13 @@ def test_cli_registers_the_operator_command() -> None:
     assert args.handler is operator_cli.run
     assert args.all_namespaces is True
     assert args.event_rate == 5.0
+
+
+def test_resync_period_flag(capsys: Any) -> None:
+    assert operator_cli.options_from(parse()).controller.resync_period == 600.0
+    assert operator_cli.options_from(parse("--resync-period", "0")).controller.resync_period == 0.0
+    assert operator_cli.options_from(parse("--resync-period", "30")).controller.resync_period == 30.0
+    for bad in ("-1", "soon", "nan", "inf"):
+        with pytest.raises(SystemExit):
+            parse("--resync-period", bad)
+        assert "--resync-period" in capsys.readouterr().err
