@@ -110,7 +110,7 @@ def recorded_store(state_dir: Path) -> str | None:
     except FileNotFoundError:
         return "etcd" if (state_dir / "etcd" / "member").is_dir() else None
     except OSError as exc:
-        raise StoreError(f"cannot read {state_dir / STORE_FILE}: {exc.strerror}") from exc
+        raise StoreError(f"cannot use the state directory {state_dir}: {exc.strerror}") from None
     return name or None
 
 
