@@ -1,4 +1,5 @@
-"""The dev/test control plane: a real etcd + kube-apiserver on loopback ports, no Docker.
+"""The dev/test control plane: a real kube-apiserver on loopback ports on a store (etcd, or kine over
+SQLite or PostgreSQL: joch.devcluster.stores), no Docker.
 
 ``ControlPlane`` starts it in-process (tests use it through the pytest fixtures in tests/conftest.py);
 ``python -m joch.devcluster up|down|status`` runs it in the background for ``make dev-up``.
