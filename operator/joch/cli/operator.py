@@ -60,6 +60,17 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _seconds(text: str) -> float:
+    """A number of seconds >= 0 (0: disabled)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of seconds >= 0")
+    return value
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kubeconfig", metavar="PATH", help="kubeconfig file (default: in-cluster or $KUBECONFIG)"
@@ -103,6 +114,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--write-burst", type=_positive_int, default=50, help="write burst size (default 50)")
     parser.add_argument(
         "--event-rate", type=_positive_float, default=20.0, help="Kubernetes Events per second (default 20)"
+    )
+    parser.add_argument(
+        "--resync-period",
+        type=_seconds,
+        default=600.0,
+        metavar="SECONDS",
+        help="seconds between safety resyncs that re-derive every status from the cache and repair what "
+        "differs (default 600; 0 disables)",
     )
     _add_serving_arguments(parser)
     verbosity = parser.add_mutually_exclusive_group()
@@ -429,6 +448,7 @@ def options_from(args: argparse.Namespace) -> controller_operator.OperatorOption
             namespaces=tuple(dict.fromkeys(args.namespaces)),
             workers=args.workers,
             event_rate=args.event_rate,
+            resync_period=args.resync_period,
         ),
         limits=client.Limits(
             concurrency=args.concurrency, writes_per_second=args.write_rate, write_burst=args.write_burst

@@ -32,10 +32,23 @@ then), and "initial sync complete" is logged.
 
 Concurrency: the workers and the watch handlers share one event loop; ``gather`` and ``compile_agent``
 run on it without awaiting (one consistent snapshot per compile), API calls run in the kube client's
-thread pool (joch.kube.client: bounded concurrency, write token bucket, 429 Retry-After). The queue
+aiohttp client (joch.kube.client: bounded concurrency, write token bucket, 429 Retry-After). The queue
 guarantees one worker per key. A failed key is retried with exponential backoff (0.5 s doubling to
 60 s), except after 403 (RBAC) or 422 (a rejected write), which retrying cannot fix: those wait for the
-key's next change. There is no periodic resync.
+key's next change.
+
+Status writes (:meth:`Controller._write_status`): one object's status is decided and written under that
+object's lock (an Agent's compile and its report are different keys, so the queue alone would let both
+write at once); a report writes only while its compile is still the newest one; every patch carries the
+resourceVersion it was computed against, so a status changed behind the cache fails with 409 and is
+read again and recomputed; after a write the stored status is checked against the decision once more.
+Together these make the GitOps-burst race (the report of an older compile landing after the newest
+compile's status: phase Ready, conditions False, forever) impossible.
+
+Safety resync (:meth:`Controller.resync`, every ``ControllerConfig.resync_period`` seconds, default 600,
+0 disables): every managed object's status (and each Agent's ConfigMaps and dependencies) is re-derived
+from the cache; only the keys whose stored state differs are queued, so a pass over a converged fleet
+sends no request. It repairs what a lost event or an unforeseen race left behind.
 
 Agent deletion: no finalizer. The watch's DELETED event queues the Agent, whose reconcile finds it gone
 and deletes its ConfigMaps itself (nothing relies on the garbage collector, decision D7); the start-up
@@ -63,7 +76,7 @@ from joch.controllers import fanout, status
 from joch.controllers.access import Access
 from joch.controllers.audit import DeletionAudit
 from joch.controllers.manifests import ManifestCache
-from joch.controllers.queue import QueueShutDown, WorkQueue
+from joch.controllers.queue import KeyedLocks, QueueShutDown, WorkQueue
 from joch.controllers.recorder import EventRecorder
 from joch.controllers.store import WATCHED_KINDS, Entry, Store, parse_entry, validation_message
 from joch.domain import compilation
@@ -74,6 +87,7 @@ from joch.domain.policy import errors as policy_errors
 from joch.domain.settings import OperatorSettings
 from joch.kube import client, configmaps, errors, events, listing, paths, watch
 from joch.kube import status as kube_status
+from joch.kube.configmaps import ManifestConfigMap
 
 __all__ = ["AgentReport", "Controller", "ControllerConfig"]
 
@@ -99,6 +113,8 @@ class ControllerConfig:
     audit_delay: float = 2.0
     """Seconds after kopf's last listing event of a kind before it is checked for deletions the listing
     cannot report (joch.controllers.audit)."""
+    resync_period: float = 600.0
+    """Seconds between safety resyncs (:meth:`Controller.resync`); 0 disables them."""
     event_rate: float = 20.0
     event_burst: int = 50
     event_capacity: int = 1000
@@ -129,6 +145,14 @@ WorkKey = ObjectKey | AgentReport
 class _PendingReport:
     compiled: compilation.Compiled
     uid: str
+
+
+STATUS_ATTEMPTS: Final = 4
+"""Status writes of one object in one reconcile before giving up (the key is then retried with backoff):
+each 409 (the object changed since the cache saw it) costs one GET and one more attempt."""
+
+Desire = Callable[[Entry], Mapping[str, Any] | None]
+"""The status an object should have, given its stored entry (None: write nothing)."""
 
 
 def _utcnow() -> datetime.datetime:
@@ -172,6 +196,9 @@ class Controller:
         )
         self._reports: dict[ObjectKey, _PendingReport] = {}
         """Agents compiled whose status is not written yet: their latest compile."""
+        self._status_locks: KeyedLocks[ObjectKey] = KeyedLocks()
+        """Held while one object's status is decided and written: an Agent's compile and its report
+        are different queue keys but must never write the same status at once."""
         self.recorder = EventRecorder(
             kube,
             rate=self.config.event_rate,
@@ -220,6 +247,8 @@ class Controller:
         for number in range(self.config.workers):
             self._spawn(self._worker(), f"joch worker {number}")
         self._spawn(self._initial_sync(), "joch initial sync")
+        if self.config.resync_period > 0:
+            self._spawn(self._resync_loop(self.config.resync_period), "joch resync")
 
     def _spawn(self, coro: Any, name: str) -> None:
         self._tasks.append(asyncio.get_running_loop().create_task(coro, name=name))
@@ -249,6 +278,70 @@ class Controller:
             referenced,
             self.describe_counts(),
         )
+
+    async def _resync_loop(self, period: float) -> None:
+        while True:
+            await asyncio.sleep(period)
+            if not self.synced:
+                continue
+            started = time.perf_counter()
+            queued = await self.resync()
+            logger.info(
+                "resync: %d objects differed from what the cache implies, queued (%.2fs)",
+                len(queued),
+                time.perf_counter() - started,
+            )
+
+    async def resync(self, *, batch: int = 200) -> list[ObjectKey]:
+        """The safety net against lost events and races: re-derive every managed object's status (and
+        each Agent's ConfigMaps and dependencies) from the cache, and queue the keys whose stored state
+        differs. Writes nothing and sends no request for objects already right. Yields to the event
+        loop every ``batch`` objects. Returns the keys queued."""
+        queued: list[ObjectKey] = []
+        checked = 0
+        for kind in ("Agent", *sorted(status.REFERENCED_KINDS)):
+            for entry in list(self.store.entries(kind)):
+                if not self.manages(entry.namespace) or entry.key in self._reports:
+                    continue
+                drift = self._agent_drift(entry) if kind == "Agent" else self._referenced_drift(entry)
+                if drift and self.store.entry(kind, entry.namespace, entry.name) is entry:
+                    self.queue.add(entry.key)
+                    queued.append(entry.key)
+                checked += 1
+                if checked % batch == 0:
+                    await asyncio.sleep(0)
+        self.counts["resyncs"] += 1
+        self.counts["resync_queued"] += len(queued)
+        return queued
+
+    def _agent_drift(self, entry: Entry) -> bool:
+        """Whether a compile of this Agent now would change anything (status, ConfigMaps, index)."""
+        try:
+            agent = entry.load()
+        except pydantic.ValidationError as exc:
+            desired = status.invalid_agent_status(
+                validation_message(exc), generation=entry.generation, current=entry.status, now=self._now()
+            )
+            return status.status_patch(desired, entry.status, owned=()) is not None
+        assert isinstance(agent, Agent)
+        key, namespace = entry.key, entry.namespace or ""
+        gathered = compilation.gather(agent, self.store, self.settings)
+        compiled = compilation.compile_agent(gathered, self.settings, programs=self.programs)
+        if self.index.dependencies(key) != gathered.dependencies:
+            return True
+        if compiled.ok:
+            wanted = ManifestConfigMap.from_body(desired_configmap(compiled, entry.uid))
+            current = self.manifests.get(wanted.namespace, wanted.name)
+            if current is None or not current.same_content(wanted):
+                return True
+        if self._doomed(namespace, entry.name, entry.uid):
+            return True
+        desired = status.agent_status(compiled, current=entry.status, now=self._now())
+        return status.status_patch(desired, entry.status, owned=status.AGENT_FIELDS) is not None
+
+    def _referenced_drift(self, entry: Entry) -> bool:
+        desired = self._referenced_desired(entry)
+        return desired is not None and status.status_patch(desired, entry.status) is not None
 
     def describe_counts(self) -> str:
         keys = ("reconciles", "compiles", "configmaps_written", "configmaps_deleted", "status_patches")
@@ -437,11 +530,17 @@ class Controller:
         try:
             agent = entry.load()
         except pydantic.ValidationError as exc:
-            self._reports.pop(key, None)
-            desired = status.invalid_agent_status(
-                validation_message(exc), generation=entry.generation, current=entry.status, now=self._now()
-            )
-            await self._write_status(entry, desired, owned=())
+            message = validation_message(exc)
+            async with self._status_locks.hold(key):
+                self._reports.pop(key, None)
+                await self._write_status(
+                    key,
+                    entry.uid,
+                    lambda stored: status.invalid_agent_status(
+                        message, generation=stored.generation, current=stored.status, now=self._now()
+                    ),
+                    owned=(),
+                )
             return
         assert isinstance(agent, Agent)
 
@@ -473,16 +572,24 @@ class Controller:
             compiled.ok,
             outcome or "not written",
         )
-        latest = self._still_stored(key, entry.uid)
-        if latest is None:
-            return
-        desired = status.agent_status(compiled, current=latest.status, now=self._now())
-        if status.only_manifest_moved(latest.status, desired):
-            self._reports[key] = _PendingReport(compiled, entry.uid)
-            self.queue.add(AgentReport(key))
-            return
-        self._reports.pop(key, None)
-        await self._report(key, latest, desired)
+        async with self._status_locks.hold(key):  # the report of an older compile may be writing
+            latest = self._still_stored(key, entry.uid)
+            if latest is None:
+                return
+            desired = status.agent_status(compiled, current=latest.status, now=self._now())
+            if status.only_manifest_moved(latest.status, desired):
+                self._reports[key] = _PendingReport(compiled, entry.uid)
+                self.queue.add(AgentReport(key))
+                return
+            # This compile is the newest: a report of an older one must not write after it.
+            self._reports.pop(key, None)
+
+            def desire(stored: Entry) -> Mapping[str, Any] | None:
+                if stored.generation != entry.generation:
+                    return None  # the spec moved on; its own event queued a newer compile
+                return status.agent_status(compiled, current=stored.status, now=self._now())
+
+            await self._report(key, latest, desire)
 
     def _still_stored(self, key: ObjectKey, uid: str) -> Entry | None:
         """The stored Agent if it is still the one compiled (same uid). Otherwise it was deleted or
@@ -493,9 +600,12 @@ class Controller:
             return None
         return latest
 
-    async def _report(self, key: ObjectKey, latest: Entry, desired: Mapping[str, Any]) -> None:
+    async def _report(self, key: ObjectKey, latest: Entry, desire: Desire) -> None:
+        """Write an Agent's status (the caller holds its status lock) and its warning Events."""
         before = latest.status
-        patched = await self._write_status(latest, desired, owned=status.AGENT_FIELDS)
+        patched, desired = await self._write_status(key, latest.uid, desire, owned=status.AGENT_FIELDS)
+        if desired is None:
+            return
         self._agent_warnings(latest, before, desired)
         logger.debug(
             "reported Agent/%s/%s phase=%s status=%s",
@@ -507,16 +617,22 @@ class Controller:
 
     async def report_agent(self, key: ObjectKey) -> None:
         """Write an Agent's status from its latest compile (a no-op when it has none pending)."""
-        pending = self._reports.get(key)
-        if pending is None:
-            return
-        latest = self._still_stored(key, pending.uid)
-        if latest is None:
-            return
-        desired = status.agent_status(pending.compiled, current=latest.status, now=self._now())
-        await self._report(key, latest, desired)
-        if self._reports.get(key) is pending:
-            del self._reports[key]
+        async with self._status_locks.hold(key):
+            pending = self._reports.get(key)
+            if pending is None:
+                return  # written meanwhile by a newer compile
+            latest = self._still_stored(key, pending.uid)
+            if latest is None:
+                return
+
+            def desire(stored: Entry) -> Mapping[str, Any] | None:
+                if self._reports.get(key) is not pending or stored.generation != pending.compiled.generation:
+                    return None  # never write an outcome older than the newest compile
+                return status.agent_status(pending.compiled, current=stored.status, now=self._now())
+
+            await self._report(key, latest, desire)
+            if self._reports.get(key) is pending:
+                del self._reports[key]
 
     async def _apply_manifest(self, desired: Mapping[str, Any]) -> configmaps.Outcome:
         metadata = desired["metadata"]
@@ -534,15 +650,18 @@ class Controller:
             self.counts["configmaps_written"] += 1
         return outcome
 
-    async def _collect_garbage(self, namespace: str, agent: str, uid: str | None) -> None:
-        """Delete ConfigMaps of an earlier Agent with this name, and all but the newest generations."""
+    def _doomed(self, namespace: str, agent: str, uid: str | None) -> list[str]:
+        """ConfigMaps of an earlier Agent with this name, and all but the newest generations."""
         known = self.manifests.of(namespace, agent)
         if uid is None:
-            doomed = [item.name for item in known]
-        else:
-            doomed = [item.name for item in known if item.owner_uid is not None and item.owner_uid != uid]
-            mine = [(i.name, i.generation) for i in known if i.owner_uid == uid and i.generation is not None]
-            doomed += stale_manifests(mine, keep=self.settings.keep_manifests)
+            return [item.name for item in known]
+        doomed = [item.name for item in known if item.owner_uid is not None and item.owner_uid != uid]
+        mine = [(i.name, i.generation) for i in known if i.owner_uid == uid and i.generation is not None]
+        return doomed + stale_manifests(mine, keep=self.settings.keep_manifests)
+
+    async def _collect_garbage(self, namespace: str, agent: str, uid: str | None) -> None:
+        """Delete ConfigMaps of an earlier Agent with this name, and all but the newest generations."""
+        doomed = self._doomed(namespace, agent, uid)
         if not doomed:
             return
         for doomed_name in doomed:
@@ -562,18 +681,54 @@ class Controller:
                 self._queue_status(dependency)
         await self._collect_garbage(key.namespace or "", key.name, None)
 
-    async def _write_status(self, entry: Entry, desired: Mapping[str, Any], *, owned: Iterable[str]) -> bool:
-        patch = status.status_patch(desired, entry.status, owned=tuple(owned))
-        if patch is None:
-            return False
-        resource = RESOURCE_TYPES[entry.kind]
-        try:
-            body = await kube_status.patch_status(self.kube, resource, entry.namespace, entry.name, patch)
-        except errors.NotFound:
-            return False
-        self.store.set_status(entry.kind, entry.namespace, entry.name, body)
-        self.counts["status_patches"] += 1
-        return True
+    async def _write_status(
+        self, key: ObjectKey, uid: str, desire: Desire, *, owned: Iterable[str]
+    ) -> tuple[bool, Mapping[str, Any] | None]:
+        """Make the object's stored status what ``desire`` says; (whether it wrote, the last desired).
+
+        The caller holds the object's status lock. Each patch is computed against the stored status
+        and carries its resourceVersion as a precondition: a status changed behind the cache (409) is
+        read again and the patch recomputed. After each write the stored status is checked against
+        ``desire`` once more, so what is left on the server is what the newest decision implies.
+        """
+        owned = tuple(owned)
+        resource = RESOURCE_TYPES[key.kind]
+        written = False
+        desired: Mapping[str, Any] | None = None
+        for _ in range(STATUS_ATTEMPTS):
+            entry = self.store.entry(key.kind, key.namespace, key.name)
+            if entry is None or entry.uid != uid:
+                return written, desired
+            wanted = desire(entry)
+            if wanted is None:
+                return written, desired
+            desired = wanted
+            patch = status.status_patch(desired, entry.status, owned=owned)
+            if patch is None:
+                return written, desired
+            try:
+                body = await kube_status.patch_status(
+                    self.kube,
+                    resource,
+                    entry.namespace,
+                    entry.name,
+                    patch,
+                    resource_version=entry.resource_version or None,
+                )
+            except errors.NotFound:
+                return written, desired
+            except errors.Conflict:
+                self.counts["status_conflicts"] += 1
+                try:
+                    fresh = await kube_status.read(self.kube, resource, entry.namespace, entry.name)
+                except errors.NotFound:
+                    return written, desired
+                self.observe(key.kind, "MODIFIED", fresh)
+                continue
+            self.store.set_status(entry.kind, entry.namespace, entry.name, body)
+            self.counts["status_patches"] += 1
+            written = True
+        raise errors.Conflict(f"{key}: its status kept changing while it was written", status=409)
 
     @staticmethod
     def _involved(entry: Entry) -> events.InvolvedObject:
@@ -601,6 +756,13 @@ class Controller:
         entry = self.store.entry(key.kind, key.namespace, key.name)
         if entry is None or entry.obj is None:
             return
+        async with self._status_locks.hold(key):
+            await self._write_status(key, entry.uid, self._referenced_desired, owned=())
+
+    def _referenced_desired(self, entry: Entry) -> dict[str, Any] | None:
+        """The status a referenced object should have, from the cache (None: it does not parse)."""
+        if entry.obj is None:
+            return None
         policy_error = None
         if isinstance(entry.obj, Policy):
             try:
@@ -612,16 +774,15 @@ class Controller:
                 )
             except policy_errors.PolicyError as exc:
                 policy_error = str(exc)
-        desired = status.referenced_status(
+        return status.referenced_status(
             entry.obj,
             current=entry.status,
             lookup=self.store,
             settings=self.settings,
-            agents=self._count_agents(key),
+            agents=self._count_agents(entry.key),
             policy_error=policy_error,
             now=self._now(),
         )
-        await self._write_status(entry, desired, owned=())
 
     def _count_agents(self, key: ObjectKey) -> int:
         return sum(

@@ -13,6 +13,7 @@ import argparse
 from typing import Any
 
 import kopf
+import pytest
 
 from joch.cli import operator as operator_cli
 from joch.controllers import registry
@@ -83,6 +84,17 @@ def test_cli_options(monkeypatch: Any) -> None:
     assert options.controller.settings.default_environment == "prod"
     assert options.controller.workers == 4
     assert (options.limits.concurrency, options.limits.writes_per_second) == (8, 50.0)
+
+
+def test_cli_resync_period(capsys: Any) -> None:
+    assert operator_cli.options_from(parse()).controller.resync_period == 600.0
+    assert operator_cli.options_from(parse("--resync-period", "0")).controller.resync_period == 0.0
+    assert operator_cli.options_from(parse("--resync-period", "2.5")).controller.resync_period == 2.5
+    for bad in ("-1", "soon", "inf", "nan"):
+        with pytest.raises(SystemExit) as exited:
+            parse("--resync-period", bad)
+        assert exited.value.code == 2
+        assert "--resync-period" in capsys.readouterr().err
 
 
 def test_cli_registers_the_operator_command() -> None:
