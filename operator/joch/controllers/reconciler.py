@@ -292,7 +292,7 @@ class Controller:
                 time.perf_counter() - started,
             )
 
-    async def resync(self, *, batch: int = 200) -> list[ObjectKey]:
+    async def resync(self, *, batch: int = 50) -> list[ObjectKey]:
         """The safety net against lost events and races: re-derive every managed object's status (and
         each Agent's ConfigMaps and dependencies) from the cache, and queue the keys whose stored state
         differs. Writes nothing and sends no request for objects already right. Yields to the event
