@@ -427,13 +427,16 @@ def extension(serving: Serving) -> controller_operator.Extend:
             context = tls
             health.add_readiness("webhook-tls", lambda: context.ready)
         if serving.decision_port:
+            # One cache: the controller lists and watches Policies and Environments once and feeds the
+            # decision service, which compiles through the controller's policy compiler.
+            service = decisions.DecisionService(settings=controller.settings, compiler=controller.programs)
+            controller.feeds.append(service)
             decisions.register(
                 registry,
                 host=serving.decision_host,
                 port=serving.decision_port,
-                kube=controller.kube,
-                settings=controller.settings,
-                namespaces=controller.watch_namespaces(),
+                service=service,
+                watch=False,
             )
         elector = _elector(serving)
         tasks: list[asyncio.Task[None]] = []

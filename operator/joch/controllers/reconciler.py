@@ -64,8 +64,8 @@ import dataclasses
 import datetime
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar, Final
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Final, Protocol
 
 import pydantic
 
@@ -151,6 +151,18 @@ STATUS_ATTEMPTS: Final = 4
 """Status writes of one object in one reconcile before giving up (the key is then retried with backoff):
 each 409 (the object changed since the cache saw it) costs one GET and one more attempt."""
 
+
+class Feed(Protocol):
+    """Another reader of the watched objects (the decision service): it gets the start-up LIST and every
+    watch event the controller gets, so the process lists and watches each kind once."""
+
+    def primed(self, listed: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+        """The start-up LIST, by kind (every watched kind the operator may read)."""
+
+    def observe(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """One watch event (or a deletion found by the audit)."""
+
+
 Desire = Callable[[Entry], Mapping[str, Any] | None]
 """The status an object should have, given its stored entry (None: write nothing)."""
 
@@ -207,6 +219,9 @@ class Controller:
             clock=clock,
         )
         self.programs = policy_compiling.PolicyCompiler()
+        """The process's one policy compiler (the decision service is given it too)."""
+        self.feeds: list[Feed] = []
+        self.primed = False
         self.counts: collections.Counter[str] = collections.Counter()
         self.synced = False
         self._clock = clock
@@ -234,8 +249,10 @@ class Controller:
     # --- life cycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Prime the store with one LIST per kind, then start the workers (see the module docstring)."""
-        await self.prime()
+        """Prime the store with one LIST per kind (unless already primed: a leader elected after start-up
+        keeps the warm store), then start the workers (see the module docstring)."""
+        if not self.primed:
+            await self.prime()
         for namespace in self.store.namespaces_with_agents():
             if self.manages(namespace):
                 for name in self.store.agent_names(namespace):
@@ -368,20 +385,19 @@ class Controller:
         manifest_lists = [configmaps.list_manifest_configmaps(self.kube, namespace=ns) for ns in scoped]
         results = await asyncio.gather(*(job for _, job in jobs), *manifest_lists)
         listed, manifests_listed = results[: len(jobs)], results[len(jobs) :]
-        namespaces = 0
+        by_kind: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
         for (kind, _), items in zip(jobs, listed, strict=True):
-            for item in items:
-                if kind == "Namespace":
-                    namespaces += 1
-                    self.store.set_namespace(_name(item)[1], (item.get("metadata") or {}).get("labels") or {})
-                else:
-                    self.store.upsert(parse_entry(WATCHED_KINDS[kind], item))
+            by_kind[kind].extend(items)
+        namespaces = self._store_listed(by_kind)
         for namespace, (found, version) in zip(scoped, manifests_listed, strict=True):
             versions = {}
             for manifest in found:
                 self.manifests.put(manifest)
                 versions[(manifest.namespace, manifest.name)] = manifest.resource_version or ""
             self.manifest_lists[namespace] = watch.Listed(versions, version)
+        self.primed = True
+        for feed in self.feeds:
+            feed.primed(by_kind)
         logger.info(
             "primed: %s; %d namespaces; %d manifest ConfigMaps",
             ", ".join(f"{kind}={self.store.count(kind)}" for kind in WATCHED_KINDS),
@@ -394,6 +410,16 @@ class Controller:
             if kind in self.access.kinds:
                 self.audit.listed(kind)
 
+    def _store_listed(self, by_kind: Mapping[str, Sequence[Mapping[str, Any]]]) -> int:
+        """Put a start-up LIST into the store; how many Namespaces it held."""
+        for kind, items in by_kind.items():
+            for item in items:
+                if kind == "Namespace":
+                    self.store.set_namespace(_name(item)[1], (item.get("metadata") or {}).get("labels") or {})
+                else:
+                    self.store.upsert(parse_entry(WATCHED_KINDS[kind], item))
+        return len(by_kind.get("Namespace", ()))
+
     # --- watch events -----------------------------------------------------------------------------
 
     def observe(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
@@ -401,6 +427,8 @@ class Controller:
         listing the kind (at start, or after 410 Gone): the kind is then audited for deletions."""
         if event_type is None:
             self.audit.listed(kind)
+        for feed in self.feeds:
+            feed.observe(kind, event_type, body)
         stored = self._store_event(kind, event_type, body)
         if stored is None:
             return
