@@ -727,10 +727,12 @@ class Controller:
             entry = self.store.entry(key.kind, key.namespace, key.name)
             if entry is None or entry.uid != uid:
                 return written, desired
-            wanted = desire(entry)
-            if wanted is None:
-                return written, desired
-            desired = wanted
+            if not written:  # after a write: checked against the decision just written, not a newer
+                wanted = desire(entry)  # one (a decision that moved on has its own key queued)
+                if wanted is None:
+                    return written, desired
+                desired = wanted
+            assert desired is not None
             patch = status.status_patch(desired, entry.status, owned=owned)
             if patch is None:
                 return written, desired
@@ -746,6 +748,7 @@ class Controller:
             except errors.NotFound:
                 return written, desired
             except errors.Conflict:
+                written = False  # the stored status is someone else's now: decide again
                 self.counts["status_conflicts"] += 1
                 try:
                     fresh = await kube_status.read(self.kube, resource, entry.namespace, entry.name)
