@@ -74,6 +74,7 @@ bench: venv tools ## Benchmarks: each figure next to a baseline measured in the 
 	$(PY) benchmarks/webhook_bench.py
 	$(PY) benchmarks/client_bench.py
 	$(PY) benchmarks/operator_bench.py
+	$(PY) benchmarks/resync_bench.py
 	$(PY) benchmarks/store_bench.py
 
 ##@ Local control plane

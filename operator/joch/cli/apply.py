@@ -18,25 +18,16 @@
 Exit status: 0 applied (or, with ``--dry-run``, would apply), 1 rejected, 2 usage or connection errors.
 Per-document diagnostics go to stdout; nothing is a traceback.
 
-The API calls live here (not in joch.kube) because they need what joch.kube's client does not expose
-yet: response Warning headers and untruncated Status messages.
+The API calls go through :mod:`joch.kube.rest` (synchronous, with response Warning headers and
+untruncated Status messages).
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
-import re
 import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Final, TextIO
-from urllib.parse import quote
-
-import urllib3
-from kubernetes import client as k8s
-from kubernetes.client.rest import ApiException
-from kubernetes.config.config_exception import ConfigException
 
 from joch.api import v1alpha1
 from joch.api.v1alpha1 import meta
@@ -44,155 +35,11 @@ from joch.cli import validate
 from joch.domain.admission import ALL_KINDS, Admission, DocumentResult, check_batch, promotion
 from joch.domain.compilation import Catalog
 from joch.domain.settings import SettingsError
-from joch.kube import client as kube_client
+from joch.kube.rest import Cluster, ClusterError
 
 __all__ = ["ClusterError", "register", "run"]
 
-APPLY_PATCH: Final = "application/apply-patch+yaml"
-PAGE: Final = 500
-_WARNING = re.compile(r'^\s*\d{3}\s+\S+\s+"(?P<text>(?:[^"\\]|\\.)*)"')
 _KIND_ORDER: Final = {kind.crd.kind: index for index, kind in enumerate(v1alpha1.KINDS)}
-
-
-class ClusterError(Exception):
-    """The cluster cannot be reached or answers in a way that stops the whole apply."""
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class RestMapping:
-    """Where a kind is served: its collection path and whether it is namespaced."""
-
-    base: str
-    plural: str
-    namespaced: bool
-
-    def object_path(self, namespace: str | None, name: str) -> str:
-        where = f"/namespaces/{quote(namespace, safe='')}" if self.namespaced and namespace else ""
-        return f"{self.base}{where}/{self.plural}/{quote(name, safe='')}"
-
-
-@dataclasses.dataclass(frozen=True, slots=True)
-class Answer:
-    """One API answer: the decoded body (or None), the Warning headers, and an error message if any."""
-
-    status: int
-    body: Any
-    warnings: tuple[str, ...]
-    error: str | None = None
-
-
-def _warnings(headers: Any) -> tuple[str, ...]:
-    if headers is None:
-        return ()
-    values: list[str] = []
-    getlist = getattr(headers, "getlist", None)
-    raw = (
-        getlist("Warning")
-        if callable(getlist)
-        else [headers.get("Warning")]
-        if headers.get("Warning")
-        else []
-    )
-    for value in raw:
-        match = _WARNING.match(value)
-        text = match.group("text") if match else value
-        values.append(text.replace('\\"', '"').replace("\\\\", "\\"))
-    return tuple(values)
-
-
-def _status_message(status: int, body: Any) -> str:
-    if isinstance(body, bytes):
-        body = body.decode("utf-8", "replace")
-    try:
-        parsed = json.loads(body) if isinstance(body, str) and body else None
-    except ValueError:
-        parsed = None
-    if isinstance(parsed, Mapping) and parsed.get("message"):
-        return str(parsed["message"])
-    text = body if isinstance(body, str) else ""
-    return text[:1000] or f"HTTP {status}"
-
-
-class Cluster:
-    """The few API calls ``joch apply`` makes, synchronously, through the official client."""
-
-    def __init__(self, api: k8s.ApiClient) -> None:
-        self.api = api
-        self._discovered: dict[str, dict[str, RestMapping]] = {}
-
-    @classmethod
-    def connect(cls, kubeconfig: str | None, context: str | None) -> Cluster:
-        try:
-            configuration = kube_client.load_configuration(kubeconfig, context=context)
-        except (ConfigException, OSError, TypeError, ValueError) as exc:
-            raise ClusterError(f"cannot load the kubeconfig: {exc}") from None
-        return cls(kube_client.new_api_client(configuration, pool_size=4))
-
-    @property
-    def server(self) -> str:
-        return str(self.api.configuration.host)
-
-    def call(
-        self, method: str, path: str, *, query: Mapping[str, str] | None = None, body: Any = None
-    ) -> Answer:
-        headers = {"Accept": "application/json"}
-        if body is not None:
-            headers["Content-Type"] = APPLY_PATCH if method == "PATCH" else "application/json"
-        try:
-            response = self.api.call_api(
-                path,
-                method,
-                query_params=list((query or {}).items()),
-                header_params=headers,
-                body=body,
-                auth_settings=["BearerToken"],
-                _preload_content=False,
-                _request_timeout=60,
-            )
-        except ApiException as exc:
-            if not exc.status:
-                raise ClusterError(f"{self.server}: {exc.reason}") from None
-            return Answer(exc.status, None, _warnings(exc.headers), _status_message(exc.status, exc.body))
-        except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise ClusterError(f"cannot reach {self.server}: {exc}") from None
-        data = response.data
-        return Answer(response.status, json.loads(data) if data else None, _warnings(response.headers))
-
-    def list_all(self, path: str) -> list[dict[str, Any]]:
-        """Every item of a collection (following ``continue``); [] when the type is not served."""
-        items: list[dict[str, Any]] = []
-        token = ""
-        while True:
-            query = {"limit": str(PAGE), **({"continue": token} if token else {})}
-            answer = self.call("GET", path, query=query)
-            if answer.status == 404:
-                return []
-            if answer.error is not None:
-                raise ClusterError(f"GET {path}: {answer.error}")
-            items.extend(answer.body.get("items") or ())
-            token = (answer.body.get("metadata") or {}).get("continue") or ""
-            if not token:
-                return items
-
-    def mapping(self, api_version: str, kind: str) -> RestMapping | None:
-        """The REST mapping of a kind (joch kinds from their CRD info, others from discovery)."""
-        model = v1alpha1.kind_for(api_version, kind)
-        if model is not None:
-            crd = model.crd
-            return RestMapping(f"/apis/{crd.group}/{meta.VERSION}", crd.plural, crd.scope == "Namespaced")
-        if api_version not in self._discovered:
-            base = f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
-            answer = self.call("GET", base)
-            found: dict[str, RestMapping] = {}
-            if answer.error is None and isinstance(answer.body, Mapping):
-                for resource in answer.body.get("resources") or ():
-                    name = str(resource.get("name") or "")
-                    if "/" not in name and resource.get("kind"):
-                        found[str(resource["kind"])] = RestMapping(
-                            base, name, bool(resource.get("namespaced"))
-                        )
-            self._discovered[api_version] = found
-        return self._discovered[api_version].get(kind)
 
 
 def cluster_catalog(cluster: Cluster, settings_shared: Sequence[str]) -> tuple[Catalog, set[str]]:

@@ -2,8 +2,8 @@
 
     joch operator [--kubeconfig PATH] [--context NAME] [-n NS ...|-A] [--workers N]
                   [--shared-namespaces NS,NS] [--default-environment ENV]
-                  [--concurrency N] [--write-rate N] [--write-burst N] [--event-rate N] [-v|--debug|-q]
-                  [--webhook-port N] [--no-webhooks] [--webhook-cert-dir DIR]
+                  [--concurrency N] [--write-rate N] [--write-burst N] [--event-rate N] [--resync-period S]
+                  [-v|--debug|-q] [--webhook-port N] [--no-webhooks] [--webhook-cert-dir DIR]
                   [--webhook-tls-secret NS/NAME --webhook-service SVC.NS.svc --webhook-configuration NAME
                    --webhook-cert-validity-days N | --webhook-tls-dir DIR]
                   [--decision-port N] [--decision-host HOST] [--metrics-port N] [--health-port N]
@@ -18,6 +18,11 @@ Without ``--kubeconfig`` it runs in-cluster when in a pod, else with $KUBECONFIG
 Without ``--namespace`` it manages every namespace (cluster-wide). Operator settings not given as flags
 come from the JOCH_* environment variables (joch.domain.settings). SIGINT or SIGTERM stops it cleanly.
 Also runnable as ``python -m joch.cli.operator``. docs/operator.md explains what it does.
+
+Ports (joch.cli.ports): every server's port is bound once before anything starts; one that cannot be
+bound stops the operator at once (exit 1, naming the address and the flag). Outside a cluster (no
+$KUBERNETES_SERVICE_HOST) the decision service, metrics and health listen on 127.0.0.1, and a default
+port that is taken is replaced by a free one; the ports used are printed at start.
 """
 
 from __future__ import annotations
@@ -31,11 +36,12 @@ import os
 import signal
 import sys
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 import kopf
 
 from joch import decisions, metrics, webhooks
+from joch.cli import ports
 from joch.controllers import operator as controller_operator
 from joch.controllers.reconciler import Controller, ControllerConfig
 from joch.domain.settings import OperatorSettings, SettingsError
@@ -44,6 +50,9 @@ from joch.kube import client, errors, leader, webhook_tls
 __all__ = ["Serving", "build_parser", "extension", "main", "options_from", "register", "run", "serving_from"]
 
 logger = logging.getLogger("joch.operator")
+
+LOOPBACK: Final = "127.0.0.1"
+ANY_ADDRESS: Final = "0.0.0.0"  # noqa: S104 - in a Pod, Services and probes come from outside it
 
 
 def _positive_int(text: str) -> int:
@@ -60,13 +69,14 @@ def _positive_float(text: str) -> float:
     return value
 
 
-def _seconds_or_zero(text: str) -> float:
+def _seconds(text: str) -> float:
+    """A number of seconds >= 0 (0: disabled)."""
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number of seconds, not {text!r}") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
     if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"must be 0 (off) or a positive number of seconds, not {text}")
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of seconds >= 0")
     return value
 
 
@@ -92,14 +102,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--workers", type=_positive_int, default=16, help="keys reconciled at once (default 16)"
     )
     parser.add_argument(
-        "--resync-period",
-        type=_seconds_or_zero,
-        default=600.0,
-        metavar="SECONDS",
-        help="seconds between safety resyncs, which re-derive every status from the cache and write "
-        "only what is wrong (default 600; 0 disables)",
-    )
-    parser.add_argument(
         "--shared-namespaces",
         metavar="NS,NS",
         help="namespaces any Agent may reference (default: $JOCH_SHARED_NAMESPACES or joch-system)",
@@ -122,6 +124,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--event-rate", type=_positive_float, default=20.0, help="Kubernetes Events per second (default 20)"
     )
+    parser.add_argument(
+        "--resync-period",
+        type=_seconds,
+        default=600.0,
+        metavar="SECONDS",
+        help="seconds between safety resyncs that re-derive every status from the cache and repair what "
+        "differs (default 600; 0 disables)",
+    )
     _add_serving_arguments(parser)
     verbosity = parser.add_mutually_exclusive_group()
     verbosity.add_argument("-v", "--verbose", action="store_true", help="log every reconcile")
@@ -139,7 +149,7 @@ def _port(text: str) -> int:
 def _add_serving_arguments(parser: argparse.ArgumentParser) -> None:
     hooks = parser.add_argument_group("admission webhooks")
     hooks.add_argument(
-        "--webhook-port", type=_port, default=9443, help="port of the webhook HTTPS server (default 9443)"
+        "--webhook-port", type=_port, default=None, help="port of the webhook HTTPS server (default 9443)"
     )
     hooks.add_argument("--no-webhooks", action="store_true", help="do not serve the admission webhooks")
     hooks.add_argument(
@@ -179,21 +189,22 @@ def _add_serving_arguments(parser: argparse.ArgumentParser) -> None:
     serving.add_argument(
         "--decision-port",
         type=_port,
-        default=8082,
+        default=None,
         help="port of POST /v1/policy/evaluate (default 8082; 0 disables)",
     )
     serving.add_argument(
         "--decision-host",
-        default="0.0.0.0",  # noqa: S104 - the chart's Service reaches it from outside the Pod
-        help="address the decision service listens on (default 0.0.0.0)",
+        default=None,
+        help="address the decision service listens on (default 127.0.0.1 outside a cluster, 0.0.0.0 in a "
+        "Pod; metrics and health listen on the same default)",
     )
     serving.add_argument(
-        "--metrics-port", type=_port, default=8080, help="port of /metrics (default 8080; 0 disables)"
+        "--metrics-port", type=_port, default=None, help="port of /metrics (default 8080; 0 disables)"
     )
     serving.add_argument(
         "--health-port",
         type=_port,
-        default=8081,
+        default=None,
         help="port of /healthz and /readyz (default 8081; 0 disables)",
     )
     election = parser.add_argument_group("leader election")
@@ -229,17 +240,67 @@ class Serving:
     webhook_service: str | None = None
     webhook_configuration: str | None = None
     webhook_cert_validity_days: int = 365
-    decision_host: str = "0.0.0.0"  # noqa: S104 - the chart's Service reaches it from outside the Pod
+    decision_host: str = LOOPBACK
     decision_port: int = 8082
     metrics_port: int = 8080
     health_port: int = 8081
     lease: leader.LeaseConfig | None = None
     pod_namespace: str | None = None
+    local: bool = True
+    """Outside a cluster (no $KUBERNETES_SERVICE_HOST): servers listen on loopback, and a default port
+    that is taken is replaced by a free one (joch.cli.ports)."""
+    listen_host: str = LOOPBACK
+    """Where metrics and health listen (loopback in local mode, every address in a Pod)."""
+    explicit_ports: frozenset[str] = frozenset()
+    """The ports given on the command line (by listener name), which must be free."""
+
+    def listeners(self) -> list[ports.Listener]:
+        """The servers to start, with the ports asked for."""
+        wanted = [
+            ("webhooks", "--webhook-port", self.webhook_host, self.webhook_port if self.webhooks else 0),
+            ("decisions", "--decision-port", self.decision_host, self.decision_port),
+            ("metrics", "--metrics-port", self.listen_host, self.metrics_port),
+            ("health", "--health-port", self.listen_host, self.health_port),
+        ]
+        return [
+            ports.Listener(name, flag, host, port, explicit=name in self.explicit_ports)
+            for name, flag, host, port in wanted
+            if port
+        ]
+
+    @property
+    def webhook_host(self) -> str:
+        """Local webhooks (own CA, url mode) listen on loopback; in a Pod the Service reaches them."""
+        in_pod = self.webhook_tls_secret or self.webhook_tls_dir
+        return ANY_ADDRESS if in_pod else LOOPBACK
+
+    def with_ports(self, chosen: Mapping[str, int]) -> Serving:
+        """This, with the ports :func:`joch.cli.ports.reserve` chose."""
+        return dataclasses.replace(
+            self,
+            webhook_port=chosen.get("webhooks", self.webhook_port),
+            decision_port=chosen.get("decisions", self.decision_port),
+            metrics_port=chosen.get("metrics", self.metrics_port),
+            health_port=chosen.get("health", self.health_port),
+        )
+
+
+DEFAULT_PORTS: Final = {"webhooks": 9443, "decisions": 8082, "metrics": 8080, "health": 8081}
+_PORT_ARGS: Final = {
+    "webhooks": "webhook_port",
+    "decisions": "decision_port",
+    "metrics": "metrics_port",
+    "health": "health_port",
+}
 
 
 def serving_from(args: argparse.Namespace, environ: Mapping[str, str] = os.environ) -> Serving:
     """The serving options from parsed arguments (raises SettingsError on unusable combinations)."""
     pod_namespace = environ.get("POD_NAMESPACE") or None
+    local = not environ.get("KUBERNETES_SERVICE_HOST")
+    listen_host = LOOPBACK if local else ANY_ADDRESS
+    given = {name: getattr(args, attribute) for name, attribute in _PORT_ARGS.items()}
+    chosen = {name: DEFAULT_PORTS[name] if port is None else port for name, port in given.items()}
     if args.webhook_tls_secret:
         namespace, _, name = args.webhook_tls_secret.partition("/")
         if not namespace or not name or "/" in name:
@@ -268,19 +329,22 @@ def serving_from(args: argparse.Namespace, environ: Mapping[str, str] = os.envir
         kubeconfig=args.kubeconfig,
         context=args.context,
         webhooks=not args.no_webhooks,
-        webhook_port=args.webhook_port,
+        webhook_port=chosen["webhooks"],
         webhook_cert_dir=args.webhook_cert_dir,
         webhook_tls_secret=args.webhook_tls_secret,
         webhook_tls_dir=args.webhook_tls_dir,
         webhook_service=args.webhook_service,
         webhook_configuration=args.webhook_configuration,
         webhook_cert_validity_days=args.webhook_cert_validity_days,
-        decision_host=args.decision_host,
-        decision_port=args.decision_port,
-        metrics_port=args.metrics_port,
-        health_port=args.health_port,
+        decision_host=args.decision_host or listen_host,
+        decision_port=chosen["decisions"],
+        metrics_port=chosen["metrics"],
+        health_port=chosen["health"],
         lease=lease,
         pod_namespace=pod_namespace,
+        local=local,
+        listen_host=listen_host,
+        explicit_ports=frozenset(name for name, port in given.items() if port is not None),
     )
 
 
@@ -363,13 +427,16 @@ def extension(serving: Serving) -> controller_operator.Extend:
             context = tls
             health.add_readiness("webhook-tls", lambda: context.ready)
         if serving.decision_port:
+            # One cache: the controller lists and watches Policies and Environments once and feeds the
+            # decision service, which compiles through the controller's policy compiler.
+            service = decisions.DecisionService(settings=controller.settings, compiler=controller.programs)
+            controller.feeds.append(service)
             decisions.register(
                 registry,
                 host=serving.decision_host,
                 port=serving.decision_port,
-                kube=controller.kube,
-                settings=controller.settings,
-                namespaces=controller.watch_namespaces(),
+                service=service,
+                watch=False,
             )
         elector = _elector(serving)
         tasks: list[asyncio.Task[None]] = []
@@ -385,6 +452,7 @@ def extension(serving: Serving) -> controller_operator.Extend:
             if serving.metrics_port or serving.health_port:
                 servers.append(
                     await metrics.serve(
+                        host=serving.listen_host,
                         metrics_port=serving.metrics_port or None,
                         health_port=serving.health_port or None,
                         health=health,
@@ -446,8 +514,8 @@ def options_from(args: argparse.Namespace) -> controller_operator.OperatorOption
             settings=settings,
             namespaces=tuple(dict.fromkeys(args.namespaces)),
             workers=args.workers,
-            resync_period=args.resync_period,
             event_rate=args.event_rate,
+            resync_period=args.resync_period,
         ),
         limits=client.Limits(
             concurrency=args.concurrency, writes_per_second=args.write_rate, write_burst=args.write_burst
@@ -462,6 +530,14 @@ def run(args: argparse.Namespace) -> int:
     except SettingsError as exc:
         sys.stderr.write(f"joch operator: error: {exc}\n")
         return 2
+    try:
+        serving = serving.with_ports(ports.reserve(serving.listeners(), local=serving.local))
+    except ports.PortError as exc:
+        sys.stderr.write(f"joch operator: error: {exc}\n")
+        return 1
+    listening = ", ".join(f"{x.name} on {x.host}:{x.port}" for x in serving.listeners())
+    sys.stdout.write(f"joch operator: {listening or 'no servers'}\n")
+    sys.stdout.flush()
     kopf.configure(debug=args.debug, verbose=args.verbose, quiet=args.quiet, log_format=kopf.LogFormat.PLAIN)
     if not args.debug:
         # kopf logs every handler invocation at INFO; the operator's own log says what matters.

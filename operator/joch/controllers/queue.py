@@ -18,11 +18,12 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import AsyncIterator, Callable, Hashable
 from typing import Generic, TypeVar
 
-__all__ = ["QueueShutDown", "WorkQueue"]
+__all__ = ["KeyedLocks", "QueueShutDown", "WorkQueue"]
 
 K = TypeVar("K", bound=Hashable)
 
@@ -185,3 +186,35 @@ class WorkQueue(Generic[K]):
             if not waiter.done():
                 waiter.set_result(None)
         self._idle_waiters.clear()
+
+
+class KeyedLocks(Generic[K]):
+    """One asyncio lock per key, held only while in use (so 10,000 keys cost nothing at rest).
+
+    The queue serialises the work of one key; this serialises work on one *object* that several keys
+    touch (an Agent's compile and its deferred status report both write the Agent's status)."""
+
+    def __init__(self) -> None:
+        self._locks: dict[K, tuple[asyncio.Lock, int]] = {}
+
+    def __len__(self) -> int:
+        """Keys locked or waited for."""
+        return len(self._locks)
+
+    def waiting(self, key: K) -> int:
+        """Holders plus waiters of ``key`` (0: free)."""
+        return self._locks.get(key, (None, 0))[1]
+
+    @contextlib.asynccontextmanager
+    async def hold(self, key: K) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users <= 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)

@@ -32,11 +32,23 @@ then), and "initial sync complete" is logged.
 
 Concurrency: the workers and the watch handlers share one event loop; ``gather`` and ``compile_agent``
 run on it without awaiting (one consistent snapshot per compile), API calls run in the kube client's
-thread pool (joch.kube.client: bounded concurrency, write token bucket, 429 Retry-After). The queue
+aiohttp client (joch.kube.client: bounded concurrency, write token bucket, 429 Retry-After). The queue
 guarantees one worker per key. A failed key is retried with exponential backoff (0.5 s doubling to
 60 s), except after 403 (RBAC) or 422 (a rejected write), which retrying cannot fix: those wait for the
-key's next change. A low-frequency safety resync (``ControllerConfig.resync_period``, 10 minutes by
-default) queues every object again; over a converged fleet it compiles and writes nothing.
+key's next change.
+
+Status writes (:meth:`Controller._write_status`): one object's status is decided and written under that
+object's lock (an Agent's compile and its report are different keys, so the queue alone would let both
+write at once); a report writes only while its compile is still the newest one; every patch carries the
+resourceVersion it was computed against, so a status changed behind the cache fails with 409 and is
+read again and recomputed; after a write the stored status is checked against the decision once more.
+Together these make the GitOps-burst race (the report of an older compile landing after the newest
+compile's status: phase Ready, conditions False, forever) impossible.
+
+Safety resync (:meth:`Controller.resync`, every ``ControllerConfig.resync_period`` seconds, default 600,
+0 disables): every managed object's status (and each Agent's ConfigMaps and dependencies) is re-derived
+from the cache; only the keys whose stored state differs are queued, so a pass over a converged fleet
+sends no request. It repairs what a lost event or an unforeseen race left behind.
 
 Agent deletion: no finalizer. The watch's DELETED event queues the Agent, whose reconcile finds it gone
 and deletes its ConfigMaps itself (nothing relies on the garbage collector, decision D7); the start-up
@@ -52,8 +64,8 @@ import dataclasses
 import datetime
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any, ClassVar, Final
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, ClassVar, Final, Protocol
 
 import pydantic
 
@@ -64,7 +76,7 @@ from joch.controllers import fanout, status
 from joch.controllers.access import Access
 from joch.controllers.audit import DeletionAudit
 from joch.controllers.manifests import ManifestCache
-from joch.controllers.queue import QueueShutDown, WorkQueue
+from joch.controllers.queue import KeyedLocks, QueueShutDown, WorkQueue
 from joch.controllers.recorder import EventRecorder
 from joch.controllers.store import WATCHED_KINDS, Entry, Store, parse_entry, validation_message
 from joch.domain import compilation
@@ -75,6 +87,7 @@ from joch.domain.policy import errors as policy_errors
 from joch.domain.settings import OperatorSettings
 from joch.kube import client, configmaps, errors, events, listing, paths, watch
 from joch.kube import status as kube_status
+from joch.kube.configmaps import ManifestConfigMap
 
 __all__ = ["AgentReport", "Controller", "ControllerConfig"]
 
@@ -101,9 +114,7 @@ class ControllerConfig:
     """Seconds after kopf's last listing event of a kind before it is checked for deletions the listing
     cannot report (joch.controllers.audit)."""
     resync_period: float = 600.0
-    """Seconds between safety resyncs: every managed object is queued again and its status re-derived
-    from the cache (nothing is written when it is already right), so a lost event or a race can never
-    leave an object stuck. 0 disables it."""
+    """Seconds between safety resyncs (:meth:`Controller.resync`); 0 disables them."""
     event_rate: float = 20.0
     event_burst: int = 50
     event_capacity: int = 1000
@@ -134,6 +145,26 @@ WorkKey = ObjectKey | AgentReport
 class _PendingReport:
     compiled: compilation.Compiled
     uid: str
+
+
+STATUS_ATTEMPTS: Final = 4
+"""Status writes of one object in one reconcile before giving up (the key is then retried with backoff):
+each 409 (the object changed since the cache saw it) costs one GET and one more attempt."""
+
+
+class Feed(Protocol):
+    """Another reader of the watched objects (the decision service): it gets the start-up LIST and every
+    watch event the controller gets, so the process lists and watches each kind once."""
+
+    def primed(self, listed: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+        """The start-up LIST, by kind (every watched kind the operator may read)."""
+
+    def observe(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """One watch event (or a deletion found by the audit)."""
+
+
+Desire = Callable[[Entry], Mapping[str, Any] | None]
+"""The status an object should have, given its stored entry (None: write nothing)."""
 
 
 def _utcnow() -> datetime.datetime:
@@ -176,9 +207,10 @@ class Controller:
             max_low_wait=self.config.report_max_wait,
         )
         self._reports: dict[ObjectKey, _PendingReport] = {}
-        self._status_locks: dict[ObjectKey, asyncio.Lock] = {}
-        """One lock per Agent: its status writes never overlap (see :meth:`_report`)."""
         """Agents compiled whose status is not written yet: their latest compile."""
+        self._status_locks: KeyedLocks[ObjectKey] = KeyedLocks()
+        """Held while one object's status is decided and written: an Agent's compile and its report
+        are different queue keys but must never write the same status at once."""
         self.recorder = EventRecorder(
             kube,
             rate=self.config.event_rate,
@@ -187,6 +219,9 @@ class Controller:
             clock=clock,
         )
         self.programs = policy_compiling.PolicyCompiler()
+        """The process's one policy compiler (the decision service is given it too)."""
+        self.feeds: list[Feed] = []
+        self.primed = False
         self.counts: collections.Counter[str] = collections.Counter()
         self.synced = False
         self._clock = clock
@@ -214,8 +249,10 @@ class Controller:
     # --- life cycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Prime the store with one LIST per kind, then start the workers (see the module docstring)."""
-        await self.prime()
+        """Prime the store with one LIST per kind (unless already primed: a leader elected after start-up
+        keeps the warm store), then start the workers (see the module docstring)."""
+        if not self.primed:
+            await self.prime()
         for namespace in self.store.namespaces_with_agents():
             if self.manages(namespace):
                 for name in self.store.agent_names(namespace):
@@ -259,36 +296,69 @@ class Controller:
             self.describe_counts(),
         )
 
-    def resync(self) -> int:
-        """Queue every managed Agent and referenced object (the safety resync); how many were queued.
-
-        A compile over an unchanged cache gives the same manifest bytes and status, so an object whose
-        ConfigMap and status are right costs a compile and no write; one that a lost event or a race
-        left wrong is repaired.
-        """
-        queued = 0
-        for entry in self.store.entries("Agent"):
-            if self.manages(entry.namespace):
-                self.queue.add(entry.key)
-                queued += 1
-        for kind in status.REFERENCED_KINDS:
-            for entry in self.store.entries(kind):
-                if self.manages(entry.namespace):
-                    self.queue.add(entry.key)
-                    queued += 1
-        self.counts["resyncs"] += 1
-        return queued
-
     async def _resync_loop(self, period: float) -> None:
         while True:
             await asyncio.sleep(period)
             if not self.synced:
                 continue
-            before = self.counts["configmaps_written"] + self.counts["status_patches"]
-            queued = self.resync()
-            await self.queue.wait_idle()
-            repaired = self.counts["configmaps_written"] + self.counts["status_patches"] - before
-            logger.info("resync: %d objects re-derived, %d writes", queued, repaired)
+            started = time.perf_counter()
+            queued = await self.resync()
+            logger.info(
+                "resync: %d objects differed from what the cache implies, queued (%.2fs)",
+                len(queued),
+                time.perf_counter() - started,
+            )
+
+    async def resync(self, *, batch: int = 50) -> list[ObjectKey]:
+        """The safety net against lost events and races: re-derive every managed object's status (and
+        each Agent's ConfigMaps and dependencies) from the cache, and queue the keys whose stored state
+        differs. Writes nothing and sends no request for objects already right. Yields to the event
+        loop every ``batch`` objects. Returns the keys queued."""
+        queued: list[ObjectKey] = []
+        checked = 0
+        for kind in ("Agent", *sorted(status.REFERENCED_KINDS)):
+            for entry in list(self.store.entries(kind)):
+                if not self.manages(entry.namespace) or entry.key in self._reports:
+                    continue
+                drift = self._agent_drift(entry) if kind == "Agent" else self._referenced_drift(entry)
+                if drift and self.store.entry(kind, entry.namespace, entry.name) is entry:
+                    self.queue.add(entry.key)
+                    queued.append(entry.key)
+                checked += 1
+                if checked % batch == 0:
+                    await asyncio.sleep(0)
+        self.counts["resyncs"] += 1
+        self.counts["resync_queued"] += len(queued)
+        return queued
+
+    def _agent_drift(self, entry: Entry) -> bool:
+        """Whether a compile of this Agent now would change anything (status, ConfigMaps, index)."""
+        try:
+            agent = entry.load()
+        except pydantic.ValidationError as exc:
+            desired = status.invalid_agent_status(
+                validation_message(exc), generation=entry.generation, current=entry.status, now=self._now()
+            )
+            return status.status_patch(desired, entry.status, owned=()) is not None
+        assert isinstance(agent, Agent)
+        key, namespace = entry.key, entry.namespace or ""
+        gathered = compilation.gather(agent, self.store, self.settings)
+        compiled = compilation.compile_agent(gathered, self.settings, programs=self.programs)
+        if self.index.dependencies(key) != gathered.dependencies:
+            return True
+        if compiled.ok:
+            wanted = ManifestConfigMap.from_body(desired_configmap(compiled, entry.uid))
+            current = self.manifests.get(wanted.namespace, wanted.name)
+            if current is None or not current.same_content(wanted):
+                return True
+        if self._doomed(namespace, entry.name, entry.uid):
+            return True
+        desired = status.agent_status(compiled, current=entry.status, now=self._now())
+        return status.status_patch(desired, entry.status, owned=status.AGENT_FIELDS) is not None
+
+    def _referenced_drift(self, entry: Entry) -> bool:
+        desired = self._referenced_desired(entry)
+        return desired is not None and status.status_patch(desired, entry.status) is not None
 
     def describe_counts(self) -> str:
         keys = ("reconciles", "compiles", "configmaps_written", "configmaps_deleted", "status_patches")
@@ -315,20 +385,19 @@ class Controller:
         manifest_lists = [configmaps.list_manifest_configmaps(self.kube, namespace=ns) for ns in scoped]
         results = await asyncio.gather(*(job for _, job in jobs), *manifest_lists)
         listed, manifests_listed = results[: len(jobs)], results[len(jobs) :]
-        namespaces = 0
+        by_kind: dict[str, list[dict[str, Any]]] = collections.defaultdict(list)
         for (kind, _), items in zip(jobs, listed, strict=True):
-            for item in items:
-                if kind == "Namespace":
-                    namespaces += 1
-                    self.store.set_namespace(_name(item)[1], (item.get("metadata") or {}).get("labels") or {})
-                else:
-                    self.store.upsert(parse_entry(WATCHED_KINDS[kind], item))
+            by_kind[kind].extend(items)
+        namespaces = self._store_listed(by_kind)
         for namespace, (found, version) in zip(scoped, manifests_listed, strict=True):
             versions = {}
             for manifest in found:
                 self.manifests.put(manifest)
                 versions[(manifest.namespace, manifest.name)] = manifest.resource_version or ""
             self.manifest_lists[namespace] = watch.Listed(versions, version)
+        self.primed = True
+        for feed in self.feeds:
+            feed.primed(by_kind)
         logger.info(
             "primed: %s; %d namespaces; %d manifest ConfigMaps",
             ", ".join(f"{kind}={self.store.count(kind)}" for kind in WATCHED_KINDS),
@@ -341,6 +410,16 @@ class Controller:
             if kind in self.access.kinds:
                 self.audit.listed(kind)
 
+    def _store_listed(self, by_kind: Mapping[str, Sequence[Mapping[str, Any]]]) -> int:
+        """Put a start-up LIST into the store; how many Namespaces it held."""
+        for kind, items in by_kind.items():
+            for item in items:
+                if kind == "Namespace":
+                    self.store.set_namespace(_name(item)[1], (item.get("metadata") or {}).get("labels") or {})
+                else:
+                    self.store.upsert(parse_entry(WATCHED_KINDS[kind], item))
+        return len(by_kind.get("Namespace", ()))
+
     # --- watch events -----------------------------------------------------------------------------
 
     def observe(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
@@ -348,6 +427,8 @@ class Controller:
         listing the kind (at start, or after 410 Gone): the kind is then audited for deletions."""
         if event_type is None:
             self.audit.listed(kind)
+        for feed in self.feeds:
+            feed.observe(kind, event_type, body)
         stored = self._store_event(kind, event_type, body)
         if stored is None:
             return
@@ -477,11 +558,17 @@ class Controller:
         try:
             agent = entry.load()
         except pydantic.ValidationError as exc:
-            self._reports.pop(key, None)
-            desired = status.invalid_agent_status(
-                validation_message(exc), generation=entry.generation, current=entry.status, now=self._now()
-            )
-            await self._write_status(entry, desired, owned=())
+            message = validation_message(exc)
+            async with self._status_locks.hold(key):
+                self._reports.pop(key, None)
+                await self._write_status(
+                    key,
+                    entry.uid,
+                    lambda stored: status.invalid_agent_status(
+                        message, generation=stored.generation, current=stored.status, now=self._now()
+                    ),
+                    owned=(),
+                )
             return
         assert isinstance(agent, Agent)
 
@@ -513,16 +600,24 @@ class Controller:
             compiled.ok,
             outcome or "not written",
         )
-        latest = self._still_stored(key, entry.uid)
-        if latest is None:
-            return
-        desired = status.agent_status(compiled, current=latest.status, now=self._now())
-        if status.only_manifest_moved(latest.status, desired):
-            self._reports[key] = _PendingReport(compiled, entry.uid)
-            self.queue.add(AgentReport(key))
-            return
-        self._reports.pop(key, None)
-        await self._report(key, _PendingReport(compiled, entry.uid))
+        async with self._status_locks.hold(key):  # the report of an older compile may be writing
+            latest = self._still_stored(key, entry.uid)
+            if latest is None:
+                return
+            desired = status.agent_status(compiled, current=latest.status, now=self._now())
+            if status.only_manifest_moved(latest.status, desired):
+                self._reports[key] = _PendingReport(compiled, entry.uid)
+                self.queue.add(AgentReport(key))
+                return
+            # This compile is the newest: a report of an older one must not write after it.
+            self._reports.pop(key, None)
+
+            def desire(stored: Entry) -> Mapping[str, Any] | None:
+                if stored.generation != entry.generation:
+                    return None  # the spec moved on; its own event queued a newer compile
+                return status.agent_status(compiled, current=stored.status, now=self._now())
+
+            await self._report(key, latest, desire)
 
     def _still_stored(self, key: ObjectKey, uid: str) -> Entry | None:
         """The stored Agent if it is still the one compiled (same uid). Otherwise it was deleted or
@@ -533,70 +628,37 @@ class Controller:
             return None
         return latest
 
-    def _status_lock(self, key: ObjectKey) -> asyncio.Lock:
-        lock = self._status_locks.get(key)
-        if lock is None:
-            lock = self._status_locks[key] = asyncio.Lock()
-        return lock
-
-    async def _report(self, key: ObjectKey, compiled: _PendingReport) -> None:
-        """Write an Agent's status for ``compiled``, serialised with every other status write of it.
-
-        The compiling worker (key ``Agent``) and the report worker (key ``AgentReport``) are different
-        queue keys, so both may reach here at once for one Agent. Each write is a merge patch of the
-        fields that differ from the cached status, so two patches computed against the same cached
-        status could merge into a status that no compile produced (phase Ready from one, conditions
-        False from the other). The lock makes the second writer compute its patch against what the
-        first one wrote; the patch also carries the cached resourceVersion, so a cache behind the API
-        server makes it fail with 409 (Conflict), which refreshes the cache and recomputes.
-        """
-        async with self._status_lock(key):
-            await self._report_locked(key, compiled)
-
-    async def _report_locked(self, key: ObjectKey, compiled: _PendingReport) -> None:
-        for attempt in range(2):
-            latest = self._still_stored(key, compiled.uid)
-            if latest is None:
-                return
-            desired = status.agent_status(compiled.compiled, current=latest.status, now=self._now())
-            before = latest.status
-            try:
-                patched = await self._write_status(
-                    latest, desired, owned=status.AGENT_FIELDS, precondition=True
-                )
-            except errors.Conflict:
-                if attempt:
-                    raise
-                await self._refresh(latest)
-                continue
-            self._agent_warnings(latest, before, desired)
-            logger.debug(
-                "reported Agent/%s/%s phase=%s status=%s",
-                key.namespace,
-                key.name,
-                desired["phase"],
-                "patched" if patched else "unchanged",
-            )
+    async def _report(self, key: ObjectKey, latest: Entry, desire: Desire) -> None:
+        """Write an Agent's status (the caller holds its status lock) and its warning Events."""
+        before = latest.status
+        patched, desired = await self._write_status(key, latest.uid, desire, owned=status.AGENT_FIELDS)
+        if desired is None:
             return
-
-    async def _refresh(self, entry: Entry) -> None:
-        """Read one object from the API server into the store (after a 409 on a stale cache)."""
-        resource = RESOURCE_TYPES[entry.kind]
-        try:
-            body = await self.kube.request("GET", resource.object_path(entry.namespace, entry.name))
-        except errors.NotFound:
-            return
-        self.store.upsert(parse_entry(WATCHED_KINDS[entry.kind], body))
+        self._agent_warnings(latest, before, desired)
+        logger.debug(
+            "reported Agent/%s/%s phase=%s status=%s",
+            key.namespace,
+            key.name,
+            desired["phase"],
+            "patched" if patched else "unchanged",
+        )
 
     async def report_agent(self, key: ObjectKey) -> None:
         """Write an Agent's status from its latest compile (a no-op when it has none pending)."""
-        async with self._status_lock(key):
-            # Under the lock: a compile that wrote meanwhile took the pending report away, and a newer
-            # deferred compile replaced it; either way only the latest result is written.
+        async with self._status_locks.hold(key):
             pending = self._reports.get(key)
             if pending is None:
+                return  # written meanwhile by a newer compile
+            latest = self._still_stored(key, pending.uid)
+            if latest is None:
                 return
-            await self._report_locked(key, pending)
+
+            def desire(stored: Entry) -> Mapping[str, Any] | None:
+                if self._reports.get(key) is not pending or stored.generation != pending.compiled.generation:
+                    return None  # never write an outcome older than the newest compile
+                return status.agent_status(pending.compiled, current=stored.status, now=self._now())
+
+            await self._report(key, latest, desire)
             if self._reports.get(key) is pending:
                 del self._reports[key]
 
@@ -616,15 +678,18 @@ class Controller:
             self.counts["configmaps_written"] += 1
         return outcome
 
-    async def _collect_garbage(self, namespace: str, agent: str, uid: str | None) -> None:
-        """Delete ConfigMaps of an earlier Agent with this name, and all but the newest generations."""
+    def _doomed(self, namespace: str, agent: str, uid: str | None) -> list[str]:
+        """ConfigMaps of an earlier Agent with this name, and all but the newest generations."""
         known = self.manifests.of(namespace, agent)
         if uid is None:
-            doomed = [item.name for item in known]
-        else:
-            doomed = [item.name for item in known if item.owner_uid is not None and item.owner_uid != uid]
-            mine = [(i.name, i.generation) for i in known if i.owner_uid == uid and i.generation is not None]
-            doomed += stale_manifests(mine, keep=self.settings.keep_manifests)
+            return [item.name for item in known]
+        doomed = [item.name for item in known if item.owner_uid is not None and item.owner_uid != uid]
+        mine = [(i.name, i.generation) for i in known if i.owner_uid == uid and i.generation is not None]
+        return doomed + stale_manifests(mine, keep=self.settings.keep_manifests)
+
+    async def _collect_garbage(self, namespace: str, agent: str, uid: str | None) -> None:
+        """Delete ConfigMaps of an earlier Agent with this name, and all but the newest generations."""
+        doomed = self._doomed(namespace, agent, uid)
         if not doomed:
             return
         for doomed_name in doomed:
@@ -639,33 +704,62 @@ class Controller:
 
     async def _forget_agent(self, key: ObjectKey) -> None:
         self._reports.pop(key, None)
-        lock = self._status_locks.get(key)
-        if lock is not None and not lock.locked():
-            del self._status_locks[key]
         for dependency in self.index.remove(key):
             if dependency.kind in status.COUNTED_KINDS:
                 self._queue_status(dependency)
         await self._collect_garbage(key.namespace or "", key.name, None)
 
     async def _write_status(
-        self, entry: Entry, desired: Mapping[str, Any], *, owned: Iterable[str], precondition: bool = False
-    ) -> bool:
-        """Patch the fields of ``desired`` that differ from the cached status; whether it wrote. With
-        ``precondition``, the patch only applies to the resourceVersion cached (else 409 Conflict)."""
-        patch = status.status_patch(desired, entry.status, owned=tuple(owned))
-        if patch is None:
-            return False
-        resource = RESOURCE_TYPES[entry.kind]
-        version = entry.resource_version if precondition else None
-        try:
-            body = await kube_status.patch_status(
-                self.kube, resource, entry.namespace, entry.name, patch, resource_version=version
-            )
-        except errors.NotFound:
-            return False
-        self.store.set_status(entry.kind, entry.namespace, entry.name, body)
-        self.counts["status_patches"] += 1
-        return True
+        self, key: ObjectKey, uid: str, desire: Desire, *, owned: Iterable[str]
+    ) -> tuple[bool, Mapping[str, Any] | None]:
+        """Make the object's stored status what ``desire`` says; (whether it wrote, the last desired).
+
+        The caller holds the object's status lock. Each patch is computed against the stored status
+        and carries its resourceVersion as a precondition: a status changed behind the cache (409) is
+        read again and the patch recomputed. After each write the stored status is checked against
+        ``desire`` once more, so what is left on the server is what the newest decision implies.
+        """
+        owned = tuple(owned)
+        resource = RESOURCE_TYPES[key.kind]
+        written = False
+        desired: Mapping[str, Any] | None = None
+        for _ in range(STATUS_ATTEMPTS):
+            entry = self.store.entry(key.kind, key.namespace, key.name)
+            if entry is None or entry.uid != uid:
+                return written, desired
+            if not written:  # after a write: checked against the decision just written, not a newer
+                wanted = desire(entry)  # one (a decision that moved on has its own key queued)
+                if wanted is None:
+                    return written, desired
+                desired = wanted
+            assert desired is not None
+            patch = status.status_patch(desired, entry.status, owned=owned)
+            if patch is None:
+                return written, desired
+            try:
+                body = await kube_status.patch_status(
+                    self.kube,
+                    resource,
+                    entry.namespace,
+                    entry.name,
+                    patch,
+                    resource_version=entry.resource_version or None,
+                )
+            except errors.NotFound:
+                return written, desired
+            except errors.Conflict:
+                written = False  # the stored status is someone else's now: decide again
+                self.counts["status_conflicts"] += 1
+                try:
+                    fresh = await kube_status.read(self.kube, resource, entry.namespace, entry.name)
+                except errors.NotFound:
+                    return written, desired
+                self.observe(key.kind, "MODIFIED", fresh)
+                continue
+            self.store.set_status(entry.kind, entry.namespace, entry.name, body)
+            self.counts["status_patches"] += 1
+            written = True
+        raise errors.Conflict(f"{key}: its status kept changing while it was written", status=409)
 
     @staticmethod
     def _involved(entry: Entry) -> events.InvolvedObject:
@@ -693,6 +787,13 @@ class Controller:
         entry = self.store.entry(key.kind, key.namespace, key.name)
         if entry is None or entry.obj is None:
             return
+        async with self._status_locks.hold(key):
+            await self._write_status(key, entry.uid, self._referenced_desired, owned=())
+
+    def _referenced_desired(self, entry: Entry) -> dict[str, Any] | None:
+        """The status a referenced object should have, from the cache (None: it does not parse)."""
+        if entry.obj is None:
+            return None
         policy_error = None
         if isinstance(entry.obj, Policy):
             try:
@@ -704,16 +805,15 @@ class Controller:
                 )
             except policy_errors.PolicyError as exc:
                 policy_error = str(exc)
-        desired = status.referenced_status(
+        return status.referenced_status(
             entry.obj,
             current=entry.status,
             lookup=self.store,
             settings=self.settings,
-            agents=self._count_agents(key),
+            agents=self._count_agents(entry.key),
             policy_error=policy_error,
             now=self._now(),
         )
-        await self._write_status(entry, desired, owned=())
 
     def _count_agents(self, key: ObjectKey) -> int:
         return sum(

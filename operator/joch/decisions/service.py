@@ -37,7 +37,7 @@ import collections
 import dataclasses
 import datetime
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import pydantic
@@ -152,7 +152,7 @@ class DecisionService:
         compiler: engine.PolicyCompiler | None = None,
     ) -> None:
         self.settings = settings or OperatorSettings()
-        self.compiler = compiler or engine.PolicyCompiler()
+        self.compiler = compiler if compiler is not None else engine.PolicyCompiler()
         self.ready = False
         """Set once the initial listing is in (the HTTP layer answers 503 before)."""
         self.counts: collections.Counter[str] = collections.Counter()
@@ -164,6 +164,22 @@ class DecisionService:
         self._set: engine.PolicySet | None = None
 
     # --- watch events ------------------------------------------------------------------------------------
+
+    def observe(self, kind: str, event_type: str | None, body: Mapping[str, Any]) -> None:
+        """A watch event of any kind (fed by the operator's controller, which watches every kind once)."""
+        if kind == "Policy":
+            self.observe_policy(event_type, body)
+        elif kind == "Environment":
+            self.observe_environment(event_type, body)
+
+    def primed(self, listed: Mapping[str, Sequence[Mapping[str, Any]]]) -> None:
+        """The operator's start-up LIST, by kind: replaces everything and makes the service ready."""
+        self.load(listed.get("Policy", ()), listed.get("Environment", ()))
+        logger.info(
+            "decision service primed: %d policies, %d environments",
+            len(listed.get("Policy", ())),
+            len(listed.get("Environment", ())),
+        )
 
     def observe_policy(self, event_type: str | None, body: Mapping[str, Any]) -> None:
         """One watch event (ADDED, MODIFIED, DELETED, or None for a listed object) of a Policy."""

@@ -123,15 +123,29 @@ def register(
     namespaces: Sequence[str] = (),
     max_body: int = endpoint.DEFAULT_MAX_BODY,
     service: DecisionService | None = None,
+    watch: bool = True,
 ) -> Registration:
     """Add the decision service's handlers to ``registry`` (see the module docstring).
 
     ``namespaces``: the namespaces the operator watches (() = all), listed at start-up. Without
     ``kube`` nothing is listed and the service is ready at once (decisions before kopf's first
-    listing arrives then see no policies: pass ``kube`` in production).
+    listing arrives then see no policies: pass ``kube`` in production). ``watch=False``: the service
+    lists and watches nothing itself; whoever does feeds it (``joch operator``: the controller, through
+    ``DecisionService.primed`` and ``DecisionService.observe``), and it answers 503 until primed.
     """
     service = service or DecisionService(settings=settings)
     server = DecisionServer(endpoint.build_app(service, max_body=max_body), host=host, port=port)
+    if not watch:
+
+        @kopf.on.startup(registry=registry, id="joch-decisions-startup")
+        async def serve(**_: Any) -> None:
+            await server.start()
+
+        @kopf.on.cleanup(registry=registry, id="joch-decisions-cleanup")
+        async def stop(**_: Any) -> None:
+            await server.stop()
+
+        return Registration(service, server)
 
     @kopf.on.event(
         POLICIES.group, POLICIES.version, POLICIES.plural, registry=registry, id="joch-decisions-policies"

@@ -4,17 +4,21 @@ Objects live in a dict keyed by (group, plural, namespace, name); every write bu
 resourceVersion. Supported: LIST (with equality label selectors and no paging; metadata-only when
 asked for PartialObjectMetadataList), GET, POST (409
 AlreadyExists), PUT (409 on a stale resourceVersion), DELETE, and merge PATCH of the status
-subresource (409 when the patch names a resourceVersion that is not the stored one). ``requests``
-records (method, path) of every call; ``fail`` queues errors to raise;
-``forbidden`` holds path patterns answered with 403 (an operator with little RBAC).
+subresource (409 when the patch's ``metadata.resourceVersion`` precondition is stale). ``requests``
+records (method, path) of every call; ``fail`` queues errors to raise; ``forbidden`` holds path patterns
+answered with 403 (an operator with little RBAC); ``gates`` hold chosen requests back until a test
+releases them (:class:`Gate`: forcing an interleaving of concurrent writes); ``landed`` lists the
+(method, path, body) of every write that reached the store, in order.
 """
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import dataclasses
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from joch.kube import errors
@@ -46,6 +50,21 @@ def _matches(labels: Mapping[str, str], selector: str | None) -> bool:
     return True
 
 
+@dataclasses.dataclass
+class Gate:
+    """Holds back the first request ``matches`` accepts until :meth:`release` (it is then sent as is).
+
+    ``reached`` is set once such a request is waiting; ``body`` is what it carries."""
+
+    matches: Callable[[str, str, Any], bool]
+    reached: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    opened: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    body: Any = None
+
+    def release(self) -> None:
+        self.opened.set()
+
+
 class FakeKube:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str, str | None, str], dict[str, Any]] = {}
@@ -53,6 +72,9 @@ class FakeKube:
         self.fail: list[errors.KubeError] = []
         self.forbidden: set[str] = set()
         """Regular expressions of paths (without the query) answered with 403."""
+        self.gates: list[Gate] = []
+        self.landed: list[tuple[str, str, Any]] = []
+        self.on_landed: Callable[[str, str, Any], None] | None = None
         self._rv = 100
 
     # --- test helpers -----------------------------------------------------------------------------
@@ -89,7 +111,18 @@ class FakeKube:
         content_type: str | None = None,
         accept: str = "application/json",
     ) -> Any:
-        return self.send(method, path, body=body, query=query, content_type=content_type, accept=accept)
+        gate = next((g for g in self.gates if g.matches(method, path, body)), None)
+        if gate is not None:
+            self.gates.remove(gate)
+            gate.body = copy.deepcopy(body)
+            gate.reached.set()
+            await gate.opened.wait()
+        answer = self.send(method, path, body=body, query=query, content_type=content_type, accept=accept)
+        if method != "GET":
+            self.landed.append((method, path, copy.deepcopy(body)))
+            if self.on_landed is not None:
+                self.on_landed(method, path, body)
+        return answer
 
     def send(
         self,
@@ -127,8 +160,8 @@ class FakeKube:
             return answer(self._replace(key, body))
         assert (method, sub, content_type) == ("PATCH", "status", "application/merge-patch+json"), path
         precondition = (body.get("metadata") or {}).get("resourceVersion")
-        if precondition and precondition != self.objects[key]["metadata"]["resourceVersion"]:
-            raise errors.Conflict(f"{key}: the object has been modified", status=409, reason="Conflict")
+        if precondition is not None and precondition != self.objects[key]["metadata"]["resourceVersion"]:
+            raise errors.Conflict(f"{path}: the object has been modified", status=409, reason="Conflict")
         return self._patch_status(key, body["status"])
 
     def _list(self, group: str, plural: str, namespace: str | None, selector: str | None) -> dict[str, Any]:

@@ -1,0 +1,140 @@
+"""``joch operator``'s ports, with real sockets: loopback outside a cluster, a taken port stops it at once.
+
+Cases:
+- outside a cluster (no $KUBERNETES_SERVICE_HOST) the decision service, metrics and health listen on
+  127.0.0.1 (webhooks too, in local mode); in a Pod on every address; --decision-host still wins;
+- a port given on the command line that another socket holds: ``joch operator`` exits 1 at once, before
+  contacting any API server, with a message naming the address, the flag and the reason;
+- a default port that is taken: in local mode replaced by a free port (and printed); in a Pod an error;
+- two listeners on one explicit port share it (metrics and health as one server).
+"""
+
+from __future__ import annotations
+
+import argparse
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from joch.cli import operator as operator_cli
+from joch.cli import ports
+
+
+@pytest.fixture
+def occupied() -> Iterator[int]:
+    """A port some other process listens on (127.0.0.1)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen(1)
+        yield held.getsockname()[1]
+
+
+def parse(*argv: str) -> argparse.Namespace:
+    return operator_cli.build_parser().parse_args(list(argv))
+
+
+def test_local_mode_listens_on_loopback_and_a_pod_on_every_address() -> None:
+    local = operator_cli.serving_from(parse(), environ={})
+    assert local.local is True
+    assert {(x.name, x.host, x.port) for x in local.listeners()} == {
+        ("webhooks", "127.0.0.1", 9443),
+        ("decisions", "127.0.0.1", 8082),
+        ("metrics", "127.0.0.1", 8080),
+        ("health", "127.0.0.1", 8081),
+    }
+    assert not any(x.explicit for x in local.listeners())
+
+    pod = operator_cli.serving_from(
+        parse("--webhook-tls-dir", "/tls", "--metrics-port", "9090"),
+        environ={"KUBERNETES_SERVICE_HOST": "10.0.0.1", "POD_NAMESPACE": "joch"},
+    )
+    assert pod.local is False
+    assert {(x.name, x.host, x.port, x.explicit) for x in pod.listeners()} == {
+        ("webhooks", "0.0.0.0", 9443, False),
+        ("decisions", "0.0.0.0", 8082, False),
+        ("metrics", "0.0.0.0", 9090, True),
+        ("health", "0.0.0.0", 8081, False),
+    }
+    chosen = operator_cli.serving_from(parse("--decision-host", "192.0.2.1"), environ={})
+    assert chosen.decision_host == "192.0.2.1"
+    assert chosen.listen_host == "127.0.0.1"
+    disabled = operator_cli.serving_from(
+        parse("--no-webhooks", "--decision-port=0", "--metrics-port=0", "--health-port=0"), environ={}
+    )
+    assert disabled.listeners() == []
+
+
+def test_a_taken_port_given_as_a_flag_stops_the_operator_at_once(
+    occupied: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    started = time.monotonic()
+    code = operator_cli.main(
+        [
+            "--kubeconfig",
+            "/nonexistent/kubeconfig",  # reached only if the port check let it through
+            "--no-webhooks",
+            "--decision-port=0",
+            "--health-port=0",
+            f"--metrics-port={occupied}",
+        ]
+    )
+    assert code == 1
+    assert time.monotonic() - started < 5
+    err = capsys.readouterr().err
+    assert f"cannot listen on 127.0.0.1:{occupied} for the metrics (--metrics-port)" in err
+    assert "in use" in err.lower()
+    assert "Traceback" not in err
+    assert "kubeconfig" not in err
+
+
+def test_a_taken_default_port_is_replaced_locally_and_refused_in_a_pod(occupied: int) -> None:
+    taken = ports.Listener("metrics", "--metrics-port", "127.0.0.1", occupied, explicit=False)
+    chosen = ports.reserve([taken], local=True)
+    assert chosen["metrics"] not in (0, occupied)
+    with socket.socket() as check:  # the free port really is free
+        check.bind(("127.0.0.1", chosen["metrics"]))
+
+    with pytest.raises(ports.PortError, match=rf"127\.0\.0\.1:{occupied} .*\(--metrics-port\)"):
+        ports.reserve([taken], local=False)
+    explicit = ports.Listener("health", "--health-port", "127.0.0.1", occupied, explicit=True)
+    with pytest.raises(ports.PortError, match=r"health \(--health-port\)"):
+        ports.reserve([explicit], local=True)
+
+
+def test_free_ports_are_chosen_and_shared_ports_bound_once() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    chosen = ports.reserve(
+        [
+            ports.Listener("metrics", "--metrics-port", "127.0.0.1", port),
+            ports.Listener("health", "--health-port", "127.0.0.1", port),
+            ports.Listener("decisions", "--decision-port", "127.0.0.1", 0),
+        ],
+        local=True,
+    )
+    assert chosen["metrics"] == chosen["health"] == port
+    assert chosen["decisions"] not in (0, port)
+
+
+def test_the_chosen_ports_are_printed_and_used(
+    capsys: pytest.CaptureFixture[str], occupied: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A default port taken (as by a second ``make run``): a free one is used, printed, and handed on.
+    monkeypatch.setitem(operator_cli.DEFAULT_PORTS, "metrics", occupied)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    ran: list[operator_cli.Serving] = []
+
+    def extension(serving: operator_cli.Serving) -> None:
+        ran.append(serving)
+
+    monkeypatch.setattr(operator_cli, "extension", extension)
+    monkeypatch.setattr(operator_cli.controller_operator, "run", lambda options, *, extend: None)
+    code = operator_cli.main(["--no-webhooks", "--decision-port=0", "--health-port=0"])
+    assert code == 0
+    [serving] = ran
+    assert serving.metrics_port not in (0, occupied)
+    out = capsys.readouterr().out
+    assert f"joch operator: metrics on 127.0.0.1:{serving.metrics_port}\n" in out
