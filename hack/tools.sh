@@ -41,13 +41,28 @@ build() {
 }
 
 # build_helm LINK MAJOR VERSION: go install helm.sh/helm/<MAJOR>/cmd/helm@VERSION, linked as bin/LINK.
+# Helm 3 reads the Kubernetes version it assumes for `helm template` (and kubeVersion checks) from
+# variables its release Makefile sets from the client-go version it builds with; a plain `go install`
+# leaves them at v1.20, and charts requiring a newer Kubernetes then fail to render. Set them the same
+# way (client-go v0.N.P -> Kubernetes 1.N). Helm 4 derives the version from its build information.
 build_helm() {
 	local link=$1 major=$2 version=$3
-	local dest="$cache/$link-$version"
+	local ldflags="-s -w" key="$version"
+	if [[ $major == v3 ]]; then
+		local clientgo
+		clientgo=$(go mod download -json "helm.sh/helm/$major@$version" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+		clientgo=$(sed -n 's/^[[:space:]]*k8s.io\/client-go v0\.\([0-9]*\)\..*/\1/p' "$clientgo" | head -1)
+		[[ -n $clientgo ]] || { echo "cannot read helm $version's client-go version" >&2; exit 1; }
+		for pkg in pkg/lint/rules pkg/chartutil; do
+			ldflags+=" -X helm.sh/helm/$major/$pkg.k8sVersionMajor=1 -X helm.sh/helm/$major/$pkg.k8sVersionMinor=$clientgo"
+		done
+		key="$version-k8s1.$clientgo"
+	fi
+	local dest="$cache/$link-$key"
 	if [[ ! -x "$dest/helm" ]]; then
 		echo ">> building helm $version into $dest" >&2
 		mkdir -p "$dest"
-		GOBIN="$dest" go install "helm.sh/helm/$major/cmd/helm@$version"
+		GOBIN="$dest" go install -ldflags "$ldflags" "helm.sh/helm/$major/cmd/helm@$version"
 	fi
 	ln -sfn "$dest/helm" "$bindir/$link"
 }
