@@ -104,4 +104,3 @@ def test_cli_registers_the_operator_command() -> None:
     assert args.handler is operator_cli.run
     assert args.all_namespaces is True
     assert args.event_rate == 5.0
-
