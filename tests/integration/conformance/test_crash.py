@@ -104,6 +104,10 @@ def _kill_everything(plane: ControlPlane, operator: OperatorProcess) -> list[int
     return pids
 
 
+# SIGKILL cuts the burst client's connection mid-request; the kubernetes client's urllib3 pool then
+# drops that socket without closing it, and it is garbage-collected later with a ResourceWarning. Only
+# that warning is let through here; every assertion about the stored data stays.
+@pytest.mark.filterwarnings("ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning")
 def test_sigkill_of_every_process_mid_burst_loses_no_acknowledged_write(store: str, tmp_path: Path) -> None:
     state_dir = tmp_path / "cp"
     namespace = "crash"
