@@ -29,7 +29,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -145,20 +144,6 @@ def tail(path: Path, lines: int = 40) -> str:
         return f"<cannot read {path}: {exc}>"
     text = data.decode("utf-8", errors="replace")
     return "\n".join(text.splitlines()[-lines:])
-
-
-def _free_ports(count: int) -> list[int]:
-    """``count`` distinct free TCP ports on the loopback interface (all held open until chosen)."""
-    sockets: list[socket.socket] = []
-    try:
-        for _ in range(count):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            sockets.append(sock)
-            sock.bind((LOOPBACK, 0))
-        return [int(sock.getsockname()[1]) for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 def _parent_death_signal(sig: signal.Signals) -> Callable[[], None] | None:
@@ -453,7 +438,7 @@ class ControlPlane:
             ) from None
         stores.check_directory(store.name, self.state_dir)
         ensure_certs(self.certs.directory)
-        (apiserver_port,) = _free_ports(1)
+        apiserver_port = stores.free_port()
         self._apiserver_port = apiserver_port
 
         # If this process dies without stop(): the store shuts down cleanly, kube-apiserver is killed

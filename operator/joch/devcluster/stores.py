@@ -174,6 +174,12 @@ def free_ports(count: int) -> list[int]:
             sock.close()
 
 
+def free_port(*, avoid: int | None = None) -> int:
+    """A free TCP port on the loopback interface other than ``avoid`` (a port chosen for something else
+    but not listening yet)."""
+    return next(port for port in free_ports(2) if port != avoid)
+
+
 def check_port_free(store: str, port: int) -> None:
     """Raise StoreError if something listens on (or holds) 127.0.0.1:``port``."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -272,7 +278,7 @@ class Store:
         if self.port is not None:
             check_port_free(self.name, self.port)
             return self.port
-        return free_ports(1)[0]
+        return free_port()
 
 
 class EtcdStore(Store):
@@ -290,7 +296,7 @@ class EtcdStore(Store):
         check_directory(self.name, data)
         etcd = _find("etcd", self.bin_dir)
         client_port = self._client_port()
-        peer_port = next(p for p in free_ports(2) if p != client_port)
+        peer_port = free_port(avoid=client_port)
         client = f"http://{LOOPBACK}:{client_port}"
         peer = f"http://{LOOPBACK}:{peer_port}"
         argv = [
@@ -394,9 +400,7 @@ class PostgresStore(KineStore):
         bindir = postgres_bindir(install=True)
         run_as = _postgres_user()
         self._initdb(bindir, run_as)
-        (pg_port,) = free_ports(1)
-        if self.port is not None and pg_port == self.port:
-            (pg_port,) = (p for p in free_ports(2) if p != self.port)
+        pg_port = free_port(avoid=self.port)
         argv = [
             str(bindir / "postgres"),
             "-D",
