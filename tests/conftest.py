@@ -15,9 +15,8 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,7 +24,8 @@ import pytest
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from joch.devcluster import ControlPlane, ControlPlaneError, find_binary
+from joch.devcluster import ControlPlane, ControlPlaneError
+from tests import helpers
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,7 @@ class ClusterHandle:
     control_plane: ControlPlane | None  # None when reusing $JOCH_KUBECONFIG
 
 
-Kubectl = Callable[..., "subprocess.CompletedProcess[str]"]
+Kubectl = helpers.Kubectl
 
 
 @pytest.fixture(scope="session")
@@ -95,16 +95,4 @@ def namespace(kube_api: client.ApiClient, request: pytest.FixtureRequest) -> Ite
 @pytest.fixture(scope="session")
 def kubectl(kubeconfig: str) -> Kubectl:
     """``kubectl("get", "ns", input=None, timeout=60)`` -> CompletedProcess (text, captured, no check)."""
-    binary = str(find_binary("kubectl"))
-
-    def run(*args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [binary, f"--kubeconfig={kubeconfig}", *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=timeout,
-        )
-
-    return run
+    return helpers.make_kubectl(kubeconfig)

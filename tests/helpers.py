@@ -1,15 +1,49 @@
-"""Shared test helpers: loading the examples and the generated CRDs."""
+"""Shared test helpers: loading the examples and the generated CRDs, running the real kubectl."""
 
 from __future__ import annotations
 
 import pathlib
+import subprocess
+from collections.abc import Callable
 from typing import Any
 
 import yaml
 
+from joch.devcluster import find_binary
+
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "examples"
 CRDS = ROOT / "crds"
+
+Kubectl = Callable[..., "subprocess.CompletedProcess[str]"]
+"""``kubectl("get", "ns", input=None, timeout=60)`` -> CompletedProcess (text, captured, no check)."""
+
+
+def make_kubectl(kubeconfig: str) -> Kubectl:
+    """The real kubectl (bin/), run against ``kubeconfig``."""
+    binary = str(find_binary("kubectl"))
+
+    def run(*args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [binary, f"--kubeconfig={kubeconfig}", *args],
+            input=input,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=timeout,
+        )
+
+    return run
+
+
+def install_crds(kubectl: Kubectl) -> list[str]:
+    """Apply crds/ with real kubectl and wait until every CRD is Established; the CRD names."""
+    applied = kubectl("apply", "--server-side", "--force-conflicts", "-f", str(CRDS))
+    assert applied.returncode == 0, applied.stderr
+    names = [d["metadata"]["name"] for d in load_documents(CRDS)]
+    waited = kubectl("wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{n}" for n in names])
+    assert waited.returncode == 0, waited.stderr
+    return names
 
 
 def load_documents(*paths: pathlib.Path) -> list[dict[str, Any]]:

@@ -13,16 +13,15 @@ watch from an old resourceVersion really expires (410 Gone) on every store.
 from __future__ import annotations
 
 import json
-import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes import client, config
 
-from joch.devcluster import ControlPlane, ControlPlaneError, find_binary
+from joch.devcluster import ControlPlane, ControlPlaneError
 from tests import helpers
 
 STORES = ("etcd", "sqlite", "postgres")
@@ -30,7 +29,7 @@ COMPACTION_SECONDS = 5
 APISERVER_ARGS = (f"--etcd-compaction-interval={COMPACTION_SECONDS}s", "--watch-cache-sizes=configmaps#0")
 KINE_ARGS = ("--compact-min-retain=0",)
 
-Kubectl = Callable[..., "subprocess.CompletedProcess[str]"]
+Kubectl = helpers.Kubectl
 
 
 def conformance_plane(state_dir: Path, store: str) -> ControlPlane:
@@ -86,39 +85,14 @@ def kube_api(kubeconfig: str) -> Iterator[client.ApiClient]:
         api.rest_client.pool_manager.clear()
 
 
-def make_kubectl(kubeconfig: str) -> Kubectl:
-    binary = str(find_binary("kubectl"))
-
-    def run(*args: str, input: str | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [binary, f"--kubeconfig={kubeconfig}", *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=timeout,
-        )
-
-    return run
-
-
 @pytest.fixture(scope="package")
 def kubectl(kubeconfig: str) -> Kubectl:
-    return make_kubectl(kubeconfig)
-
-
-def install_crds(kubectl: Kubectl) -> list[str]:
-    applied = kubectl("apply", "--server-side", "--force-conflicts", "-f", str(helpers.CRDS))
-    assert applied.returncode == 0, applied.stderr
-    names = [d["metadata"]["name"] for d in helpers.load_documents(helpers.CRDS)]
-    waited = kubectl("wait", "--for=condition=Established", "--timeout=60s", *[f"crd/{n}" for n in names])
-    assert waited.returncode == 0, waited.stderr
-    return names
+    return helpers.make_kubectl(kubeconfig)
 
 
 @pytest.fixture(scope="package")
 def crds_installed(kubectl: Kubectl) -> list[str]:
-    return install_crds(kubectl)
+    return helpers.install_crds(kubectl)
 
 
 def kubectl_json(kubectl: Kubectl, *args: str) -> Any:

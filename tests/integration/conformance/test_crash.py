@@ -24,7 +24,8 @@ from kubernetes import client as k8s
 from kubernetes import config as k8s_config
 
 from joch.devcluster import ControlPlane
-from tests.integration.conformance.conftest import conformance_plane, install_crds, make_kubectl
+from tests.helpers import install_crds, make_kubectl
+from tests.integration.conformance.conftest import conformance_plane
 from tests.integration.operator_fixtures import (
     Cluster,
     OperatorProcess,
