@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
 import subprocess
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -71,3 +73,28 @@ def joch_examples() -> list[dict[str, Any]]:
 
 def doc_id(doc: dict[str, Any]) -> str:
     return f"{doc['kind']}/{doc['metadata']['name']}"
+
+
+def processes_mentioning(path: pathlib.Path) -> list[tuple[int, str]]:
+    """Live (non-zombie) processes other than this one whose command line mentions ``path``."""
+    found = []
+    needle = str(path)
+    for entry in pathlib.Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
+        except (OSError, IndexError):
+            continue
+        if needle in cmdline and state != "Z":
+            found.append((int(entry.name), cmdline))
+    return found
+
+
+def wait_no_processes(path: pathlib.Path, timeout: float = 20) -> list[tuple[int, str]]:
+    """Wait up to ``timeout`` seconds until no process mentions ``path``; those left."""
+    deadline = time.monotonic() + timeout
+    while (left := processes_mentioning(path)) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return left

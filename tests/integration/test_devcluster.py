@@ -14,7 +14,6 @@ import signal
 import stat
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ from joch.devcluster import (
     pinned_versions,
 )
 from joch.devcluster import cluster as cluster_module
+from tests import helpers
 
 Kubectl = Callable[..., "subprocess.CompletedProcess[str]"]
 
@@ -49,30 +49,6 @@ def _state(pid: int) -> str:
     except (OSError, IndexError):
         return "gone"
     return f"{state} {wchan}"
-
-
-def _processes_mentioning(path: Path) -> list[tuple[int, str]]:
-    """Live (non-zombie) processes whose command line mentions ``path``."""
-    found = []
-    needle = str(path)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
-        except (OSError, IndexError):
-            continue
-        if needle in cmdline and state != "Z":
-            found.append((int(entry.name), cmdline))
-    return found
-
-
-def _wait_no_processes(path: Path, timeout: float = 20) -> list[tuple[int, str]]:
-    deadline = time.monotonic() + timeout
-    while (left := _processes_mentioning(path)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return left
 
 
 def _pid_alive(pid: int) -> bool:
@@ -209,7 +185,7 @@ def test_stop_leaves_no_processes(tmp_path: Path) -> None:
         assert (cp.state_dir / "control-plane.json").is_file()
         assert (cp.state_dir / "kube-apiserver.log").is_file()
     assert not any(_pid_alive(pid) for pid in pids.values())
-    assert _processes_mentioning(tmp_path) == []
+    assert helpers.processes_mentioning(tmp_path) == []
     assert not (cp.state_dir / "control-plane.json").exists()
     assert cp.pids == {}
     assert not cp.running
@@ -223,7 +199,7 @@ def test_a_process_dying_during_start_up_raises_with_its_log(tmp_path: Path) -> 
         cp.start()
     assert "unknown flag: --no-such-flag" in str(failure.value)
     assert cp.pids == {}
-    assert _processes_mentioning(tmp_path) == []
+    assert helpers.processes_mentioning(tmp_path) == []
 
 
 # The owner restores Python's Ctrl-C handler: a suite started without job control in the background
@@ -257,7 +233,7 @@ def test_nothing_survives_its_owner(tmp_path: Path, mode: str) -> None:
     try:
         assert owner.stdout is not None
         assert owner.stdout.readline().strip() == "READY"
-        assert len(_processes_mentioning(state_dir)) >= 2  # etcd and kube-apiserver (+ the owner)
+        assert len(helpers.processes_mentioning(state_dir)) >= 2  # etcd and kube-apiserver (+ the owner)
         if mode == "sigint":
             owner.send_signal(signal.SIGINT)
         elif mode == "sigkill":
@@ -265,7 +241,7 @@ def test_nothing_survives_its_owner(tmp_path: Path, mode: str) -> None:
         try:
             _, stderr = owner.communicate(timeout=60)
         except subprocess.TimeoutExpired:
-            left = [(pid, _state(pid), cmd[:80]) for pid, cmd in _processes_mentioning(state_dir)]
+            left = [(pid, _state(pid), cmd[:80]) for pid, cmd in helpers.processes_mentioning(state_dir)]
             pytest.fail(f"the owner ({mode}) did not exit within 60 s; still running: {left}")
     finally:
         if owner.poll() is None:
@@ -275,7 +251,7 @@ def test_nothing_survives_its_owner(tmp_path: Path, mode: str) -> None:
         assert "a test failed without stopping" in stderr
     if mode == "sigint":
         assert "KeyboardInterrupt" in stderr
-    assert _wait_no_processes(state_dir) == []
+    assert helpers.wait_no_processes(state_dir) == []
 
 
 def _devcluster(*args: str, timeout: float = 150) -> subprocess.CompletedProcess[str]:
@@ -319,7 +295,7 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
         down = _devcluster("down", f"--state-dir={state_dir}")
     assert down.returncode == 0, down.stdout + down.stderr
     assert "stopped supervisor" in down.stdout
-    assert _wait_no_processes(state_dir) == []
+    assert helpers.wait_no_processes(state_dir) == []
     assert not (state_dir / "devcluster.pid").exists()
 
     status = _devcluster("status", f"--state-dir={state_dir}")

@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from joch.devcluster import ControlPlane, ControlPlaneError, find_binary, stores
+from tests import helpers
 
 
 def _devcluster(*args: str, timeout: float = 150) -> subprocess.CompletedProcess[str]:
@@ -31,28 +32,6 @@ def _devcluster(*args: str, timeout: float = 150) -> subprocess.CompletedProcess
         check=False,
         timeout=timeout,
     )
-
-
-def _processes_mentioning(path: Path) -> list[tuple[int, str]]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-            state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
-        except (OSError, IndexError):
-            continue
-        if str(path) in cmdline and state != "Z":
-            found.append((int(entry.name), cmdline))
-    return found
-
-
-def _no_processes(path: Path, timeout: float = 20) -> list[tuple[int, str]]:
-    deadline = time.monotonic() + timeout
-    while (left := _processes_mentioning(path)) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return left
 
 
 def _kubectl(kubeconfig: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -123,13 +102,13 @@ def test_up_refuses_another_store_and_clean_removes_the_data(tmp_path: Path) -> 
     finally:
         down = _devcluster("down", f"--state-dir={state_dir}")
     assert down.returncode == 0, down.stderr
-    assert _no_processes(state_dir) == []
+    assert helpers.wait_no_processes(state_dir) == []
     assert (state_dir / "kine" / "state.db").is_file(), "down keeps the data"
 
     refused = _devcluster("up", f"--state-dir={state_dir}", "--store=postgres", timeout=30)
     assert refused.returncode == 1
     assert "created with the sqlite store, not postgres" in refused.stderr
-    assert _processes_mentioning(state_dir) == []
+    assert helpers.processes_mentioning(state_dir) == []
 
     cleaned = _devcluster("clean", f"--state-dir={state_dir}")
     assert cleaned.returncode == 0, cleaned.stderr
@@ -143,7 +122,7 @@ def _fails_fast(state_dir: Path, *args: str, expect: str) -> str:
     assert up.returncode == 1, up.stdout + up.stderr
     assert expect in up.stderr, up.stderr
     assert elapsed < 20, f"took {elapsed:.1f}s"
-    assert _no_processes(state_dir) == []
+    assert helpers.wait_no_processes(state_dir) == []
     assert _devcluster("status", f"--state-dir={state_dir}").returncode == 3
     return up.stderr
 
