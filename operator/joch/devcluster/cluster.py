@@ -167,15 +167,10 @@ def _parent_death_signal(sig: signal.Signals) -> Callable[[], None] | None:
 def probe_readyz(port: int, context: ssl.SSLContext, *, timeout: float = 2.0) -> tuple[bool, str]:
     """GET https://127.0.0.1:<port>/readyz; returns (ready, answer or error)."""
     conn = http.client.HTTPSConnection(LOOPBACK, port, context=context, timeout=timeout)
-    try:
-        conn.request("GET", "/readyz")
-        response = conn.getresponse()
-        body = response.read().decode("utf-8", errors="replace").strip()
-    except (OSError, http.client.HTTPException) as exc:
-        return False, f"{type(exc).__name__}: {exc}"
-    finally:
-        conn.close()
-    return response.status == 200, f"HTTP {response.status}: {body}"
+    code, body = stores.http_get(conn, "/readyz")
+    if code is None:
+        return False, body
+    return code == 200, f"HTTP {code}: {body}"
 
 
 def admin_ssl_context(certs: ControlPlaneCerts) -> ssl.SSLContext:

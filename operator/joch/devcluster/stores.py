@@ -217,21 +217,27 @@ def probe_tcp(port: int, *, timeout: float = 1.0) -> tuple[bool, str]:
         return False, f"{type(exc).__name__}: {exc}"
 
 
-def probe_etcd(port: int, *, timeout: float = 2.0) -> tuple[bool, str]:
-    conn = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout)
+def http_get(conn: http.client.HTTPConnection, path: str) -> tuple[int | None, str]:
+    """GET ``path`` once on ``conn`` (closed afterwards): (HTTP status, body), or (None, the error)."""
     try:
-        conn.request("GET", "/health")
+        conn.request("GET", path)
         response = conn.getresponse()
-        body = response.read().decode("utf-8", errors="replace").strip()
+        return response.status, response.read().decode("utf-8", errors="replace").strip()
     except (OSError, http.client.HTTPException) as exc:
-        return False, f"{type(exc).__name__}: {exc}"
+        return None, f"{type(exc).__name__}: {exc}"
     finally:
         conn.close()
+
+
+def probe_etcd(port: int, *, timeout: float = 2.0) -> tuple[bool, str]:
+    code, body = http_get(http.client.HTTPConnection(LOOPBACK, port, timeout=timeout), "/health")
+    if code is None:
+        return False, body
     try:
-        healthy = response.status == 200 and json.loads(body).get("health") == "true"
+        healthy = code == 200 and json.loads(body).get("health") == "true"
     except ValueError:
         healthy = False
-    return healthy, f"HTTP {response.status}: {body}"
+    return healthy, f"HTTP {code}: {body}"
 
 
 def _find(name: str, bin_dir: Path | str | None) -> Path:
