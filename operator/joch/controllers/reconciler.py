@@ -336,9 +336,7 @@ class Controller:
         try:
             agent = entry.load()
         except pydantic.ValidationError as exc:
-            desired = status.invalid_agent_status(
-                validation_message(exc), generation=entry.generation, current=entry.status, now=self._now()
-            )
+            desired = self._invalid_status(validation_message(exc), entry)
             return status.status_patch(desired, entry.status, owned=()) is not None
         assert isinstance(agent, Agent)
         key, namespace = entry.key, entry.namespace or ""
@@ -355,6 +353,12 @@ class Controller:
             return True
         desired = status.agent_status(compiled, current=entry.status, now=self._now())
         return status.status_patch(desired, entry.status, owned=status.AGENT_FIELDS) is not None
+
+    def _invalid_status(self, message: str, entry: Entry) -> dict[str, Any]:
+        """The status of an Agent the model rejects (``message`` says which fields and why)."""
+        return status.invalid_agent_status(
+            message, generation=entry.generation, current=entry.status, now=self._now()
+        )
 
     def _referenced_drift(self, entry: Entry) -> bool:
         desired = self._referenced_desired(entry)
@@ -564,9 +568,7 @@ class Controller:
                 await self._write_status(
                     key,
                     entry.uid,
-                    lambda stored: status.invalid_agent_status(
-                        message, generation=stored.generation, current=stored.status, now=self._now()
-                    ),
+                    lambda stored: self._invalid_status(message, stored),
                     owned=(),
                 )
             return
