@@ -39,7 +39,7 @@ import socket
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Final, Protocol
 
 __all__ = [
     "DEFAULT_STORE",
@@ -494,7 +494,7 @@ class PostgresStore(KineStore):
         if done.returncode == 0 and done.stdout.strip() == "1":
             return True, "accepts connections"
         answer = (done.stderr or done.stdout).strip()
-        if "Connection refused" in answer or "starting up" in answer or "shutting down" in answer:
+        if transient_refusal(answer):
             return False, answer
         raise StoreError(f"postgres store: the server refuses the connection: {answer}")
 
@@ -508,6 +508,22 @@ class PostgresStore(KineStore):
 
 
 # ---------------------------------------------------------------------------------------- PostgreSQL
+
+
+TRANSIENT_REFUSALS: Final = (
+    "Connection refused",  # not listening yet
+    "the database system is starting up",
+    "the database system is not yet accepting connections",  # crash recovery after a SIGKILL
+    "the database system is in recovery mode",
+    "the database system is shutting down",
+)
+"""What psql says while a PostgreSQL server is on its way up (or down): wait, do not fail."""
+
+
+def transient_refusal(answer: str) -> bool:
+    """Whether psql's refusal ``answer`` means "not yet" (see TRANSIENT_REFUSALS) rather than "never"
+    (authentication, pg_hba.conf, a missing database...)."""
+    return any(phrase in answer for phrase in TRANSIENT_REFUSALS)
 
 
 def _postgres_user() -> pwd.struct_passwd | None:
