@@ -1,6 +1,6 @@
-"""charts/joch installed with the real helm into the real API server (no controller-manager runs, so the
-Deployment never gets Pods: the tests check that every object is accepted and what the chart's
-ServiceAccount may do, not that Pods run).
+"""charts/joch installed with the real helm into the real API server (the Deployment's Pods land on kwok's
+fake Nodes, where no container runs: the tests check that every object is accepted and what the chart's
+ServiceAccount may do, not what the operator's Pods do).
 
 Cases:
 - cluster scope install: every rendered object exists; the release is deployed.
@@ -13,7 +13,8 @@ Cases:
 - optional objects: cert-manager Issuer/Certificate and ServiceMonitor accepted (stand-in CRDs).
 
 Every release intercepts only objects labelled ``joch.dev/helm-test=<its namespace>`` (webhook
-objectSelector), so its webhooks (which have no endpoints here) never touch other tests' objects.
+objectSelector), so its webhooks (whose Service has no real server behind it) never touch other tests'
+objects.
 """
 
 from __future__ import annotations
