@@ -13,61 +13,17 @@ import ipaddress
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.rest import ApiException
 
 from joch.devcluster import workloads
+from tests.helpers import fake_job as job
+from tests.helpers import gone
+from tests.integration.operator_fixtures import eventually
 
 pytestmark = pytest.mark.integration
-
-T = TypeVar("T")
-
-
-def eventually(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
-    """Poll ``probe`` until it returns something other than None/False; fail naming ``what``."""
-    deadline = time.monotonic() + timeout
-    last: T | None = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(0.2)
-    pytest.fail(f"{what} did not happen within {timeout:g}s (last: {last!r})")
-
-
-def gone(read: Callable[[], object]) -> Callable[[], bool]:
-    def probe() -> bool:
-        try:
-            read()
-        except ApiException as exc:
-            if exc.status == 404:
-                return True
-            raise
-        return False
-
-    return probe
-
-
-def job(name: str, *, annotations: dict[str, str] | None = None, ttl: int | None = None) -> dict[str, Any]:
-    return {
-        "apiVersion": "batch/v1",
-        "kind": "Job",
-        "metadata": {"name": name},
-        "spec": {
-            "backoffLimit": 0,
-            "ttlSecondsAfterFinished": ttl,
-            "template": {
-                "metadata": {"annotations": annotations or {}},
-                "spec": {
-                    "restartPolicy": "Never",
-                    "containers": [{"name": "agent", "image": "registry.invalid/agent:1", "args": ["run"]}],
-                },
-            },
-        },
-    }
 
 
 def condition(obj: Any, kind: str) -> str | None:
@@ -75,6 +31,17 @@ def condition(obj: Any, kind: str) -> str | None:
         if cond.type == kind:
             return str(cond.status)
     return None
+
+
+def finished(batch: client.BatchV1Api, namespace: str, name: str, kind: str) -> Callable[[], Any]:
+    """A check for ``eventually``: the Job has condition ``kind`` (Complete or Failed) True."""
+
+    def check() -> Any:
+        found = batch.read_namespaced_job(name, namespace)
+        assert condition(found, kind) == "True", found.status
+        return found
+
+    return check
 
 
 def in_network(address: str, cidr: str) -> bool:
@@ -99,14 +66,7 @@ def test_a_job_runs_to_completion_on_a_fake_node(kube_api: client.ApiClient, nam
     batch, core = client.BatchV1Api(kube_api), client.CoreV1Api(kube_api)
     batch.create_namespaced_job(namespace, job("succeeds"))
 
-    done = eventually(
-        "Job succeeds completing",
-        lambda: (
-            (j := batch.read_namespaced_job("succeeds", namespace))
-            and condition(j, "Complete") == "True"
-            and j
-        ),
-    )
+    done = eventually(finished(batch, namespace, "succeeds", "Complete"))
     assert done.status.succeeded == 1
     (pod,) = core.list_namespaced_pod(namespace, label_selector="job-name=succeeds").items
     assert pod.status.phase == "Succeeded"
@@ -123,12 +83,7 @@ def test_a_job_fails_with_the_exit_code_its_pod_asks_for(kube_api: client.ApiCli
     batch, core = client.BatchV1Api(kube_api), client.CoreV1Api(kube_api)
     batch.create_namespaced_job(namespace, job("fails", annotations={workloads.EXIT_CODE_ANNOTATION: "3"}))
 
-    failed = eventually(
-        "Job fails failing",
-        lambda: (
-            (j := batch.read_namespaced_job("fails", namespace)) and condition(j, "Failed") == "True" and j
-        ),
-    )
+    failed = eventually(finished(batch, namespace, "fails", "Failed"))
     assert failed.status.failed == 1
     assert not failed.status.succeeded
     (pod,) = core.list_namespaced_pod(namespace, label_selector="job-name=fails").items
@@ -143,25 +98,21 @@ def test_deleting_a_running_job_deletes_its_pod(kube_api: client.ApiClient, name
     batch.create_namespaced_job(namespace, job("long", annotations={workloads.RUN_FOR_ANNOTATION: "1h"}))
 
     def running_pod() -> Any:
-        pods = core.list_namespaced_pod(namespace, label_selector="job-name=long").items
-        return pods[0] if pods and pods[0].status.phase == "Running" else None
+        (found,) = core.list_namespaced_pod(namespace, label_selector="job-name=long").items
+        assert found.status.phase == "Running", found.status.phase
+        return found
 
-    pod = eventually("the Job's Pod running", running_pod)
+    pod = eventually(running_pod)
     assert condition(batch.read_namespaced_job("long", namespace), "Complete") is None
 
     batch.delete_namespaced_job("long", namespace, propagation_policy="Background")
-    eventually(
-        "the Pod deleted with its Job", gone(lambda: core.read_namespaced_pod(pod.metadata.name, namespace))
-    )
+    eventually(gone(lambda: core.read_namespaced_pod(pod.metadata.name, namespace)))
 
 
 def test_a_finished_job_with_a_ttl_is_deleted(kube_api: client.ApiClient, namespace: str) -> None:
     batch = client.BatchV1Api(kube_api)
     batch.create_namespaced_job(namespace, job("short-lived", ttl=0))
-    eventually(
-        "the finished Job removed by its TTL",
-        gone(lambda: batch.read_namespaced_job("short-lived", namespace)),
-    )
+    eventually(gone(lambda: batch.read_namespaced_job("short-lived", namespace)))
 
 
 def test_the_garbage_collector_deletes_what_an_owner_owned(
@@ -183,31 +134,16 @@ def test_the_garbage_collector_deletes_what_an_owner_owned(
     )
 
     core.delete_namespaced_config_map("owner", namespace)
-    eventually(
-        "the owned ConfigMap collected", gone(lambda: core.read_namespaced_config_map("owned", namespace))
-    )
+    eventually(gone(lambda: core.read_namespaced_config_map("owned", namespace)))
     assert core.read_namespaced_config_map("bystander", namespace).metadata.name == "bystander"
 
 
 def test_every_namespace_gets_a_default_service_account(kube_api: client.ApiClient, namespace: str) -> None:
     core = client.CoreV1Api(kube_api)
-    account = eventually(
-        "the default ServiceAccount",
-        lambda: next(
-            iter(
-                core.list_namespaced_service_account(namespace, field_selector="metadata.name=default").items
-            ),
-            None,
-        ),
-    )
-    assert account.metadata.name == "default"
+    eventually(lambda: core.read_namespaced_service_account("default", namespace))
     # The root CA publisher gives every namespace the cluster's CA, as in any cluster.
-    eventually(
-        "kube-root-ca.crt",
-        lambda: (
-            core.list_namespaced_config_map(namespace, field_selector="metadata.name=kube-root-ca.crt").items
-        ),
-    )
+    published = eventually(lambda: core.read_namespaced_config_map("kube-root-ca.crt", namespace))
+    assert "BEGIN CERTIFICATE" in published.data["ca.crt"]
 
 
 def test_a_namespace_deletion_finishes(kube_api: client.ApiClient) -> None:
@@ -218,7 +154,7 @@ def test_a_namespace_deletion_finishes(kube_api: client.ApiClient) -> None:
     batch.create_namespaced_job(name, job("inside", annotations={workloads.RUN_FOR_ANNOTATION: "1h"}))
 
     core.delete_namespace(name)
-    eventually("the namespace deleted with its content", gone(lambda: core.read_namespace(name)), timeout=90)
+    eventually(gone(lambda: core.read_namespace(name)), timeout=90)
 
 
 def _remote_addresses() -> set[str]:
