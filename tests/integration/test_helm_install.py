@@ -341,8 +341,17 @@ def test_pod_template_is_admitted_under_pod_security_restricted(
         namespace, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
     )
     for values in ({}, release_values(namespace, rbac={"scope": "namespace", "namespaces": [namespace]})):
-        deployment = helm.one(helm.template(values, namespace=namespace), "Deployment")
+        rendered = helm.template(values, namespace=namespace)
+        deployment = helm.one(rendered, "Deployment")
         template = deployment["spec"]["template"]
+        # As in the release, the Pod's ServiceAccount exists first (the admission plugin requires it).
+        account = helm.one(rendered, "ServiceAccount")
+        assert account["metadata"]["name"] == template["spec"]["serviceAccountName"]
+        try:
+            core.create_namespaced_service_account(namespace, {"metadata": account["metadata"]})
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
         pod = {
             "apiVersion": "v1",
             "kind": "Pod",
