@@ -72,18 +72,18 @@ import pydantic
 from joch import metrics
 from joch.api.v1alpha1.agent import Agent
 from joch.api.v1alpha1.policy import Policy
-from joch.controllers import fanout, status
 from joch.controllers.access import Access
 from joch.controllers.audit import DeletionAudit
 from joch.controllers.manifests import ManifestCache
 from joch.controllers.queue import KeyedLocks, QueueShutDown, WorkQueue
 from joch.controllers.recorder import EventRecorder
-from joch.controllers.store import WATCHED_KINDS, Entry, Store, parse_entry, validation_message
 from joch.domain import compilation
 from joch.domain.compilation.configmap import desired_configmap, stale_manifests
 from joch.domain.compilation.keys import ObjectKey
 from joch.domain.policy import compiling as policy_compiling
 from joch.domain.policy import errors as policy_errors
+from joch.domain.reconcile import fanout, status
+from joch.domain.reconcile.cache import WATCHED_KINDS, Entry, Store, parse_entry, validation_message
 from joch.domain.settings import OperatorSettings
 from joch.kube import client, configmaps, errors, events, listing, paths, watch
 from joch.kube import status as kube_status

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from joch.api import v1alpha1
-from joch.controllers import status
 from joch.domain import compilation
 from joch.domain.compilation.problems import Problem
+from joch.domain.reconcile import status
 from joch.domain.settings import OperatorSettings
 from tests import helpers
 
