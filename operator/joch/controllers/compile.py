@@ -138,9 +138,11 @@ class CompileService(Service):
             message = validation_message(exc)
             async with host.status_lock(key):
                 self.reports.pop(key, None)
-                await host.write_status(
+                patched, _ = await host.write_status(
                     key, entry.uid, lambda stored: self._invalid(message, stored), owned=()
                 )
+            if patched:  # once per change of the problem: its status says it from now on
+                logger.warning("%s does not parse: %s", key, message)
             return
         assert isinstance(agent, Agent)
 

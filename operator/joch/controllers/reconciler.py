@@ -146,6 +146,13 @@ def _stamp(moment: datetime.datetime) -> str:
     return moment.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def _note_invalid(old: Entry | None, new: Entry) -> None:
+    """Log a stored object the model rejects, once per object and problem (readers treat it as absent;
+    the service owning its status reports InvalidSpec)."""
+    if new.error is not None and (old is None or old.error != new.error):
+        logger.warning("%s does not parse, so it counts as absent: %s", new.key, new.error)
+
+
 def _name(body: Mapping[str, Any]) -> tuple[str | None, str, str]:
     metadata = body.get("metadata") or {}
     return metadata.get("namespace"), metadata.get("name") or "", metadata.get("uid") or ""
@@ -383,7 +390,8 @@ class Controller:
                 if kind == "Namespace":
                     self.store.set_namespace(_name(item)[1], (item.get("metadata") or {}).get("labels") or {})
                 else:
-                    self.store.upsert(parse_entry(WATCHED_KINDS[kind], item))
+                    new = parse_entry(WATCHED_KINDS[kind], item)
+                    _note_invalid(self.store.upsert(new), new)
         return len(by_kind.get("Namespace", ()))
 
     # --- watch events -----------------------------------------------------------------------------
@@ -430,6 +438,7 @@ class Controller:
         old = self.store.upsert(new)
         if self.store.entry(kind, namespace, name) is not new:
             return None
+        _note_invalid(old, new)
         return old, new
 
     def observe_namespace(self, event_type: str | None, body: Mapping[str, Any]) -> None:

@@ -59,16 +59,21 @@ class ReferencedStatusService(Service):
         assert isinstance(key, ObjectKey)
         host = self.host
         entry = host.store.entry(key.kind, key.namespace, key.name)
-        if entry is None or entry.obj is None:
+        if entry is None:
             return
         async with host.status_lock(key):
             await host.write_status(key, entry.uid, self.desired, owned=())
 
     def desired(self, entry: Entry) -> Mapping[str, Any] | None:
-        """The status a referenced object should have, from the cache (None: it does not parse)."""
-        if entry.obj is None:
-            return None
+        """The status a referenced object should have, from the cache (InvalidSpec when the model
+        rejects it)."""
         host = self.host
+        if entry.obj is None:
+            if entry.error is None:
+                return None
+            return status.invalid_status(
+                entry.kind, entry.error, generation=entry.generation, current=entry.status, now=host.now()
+            )
         policy_error = None
         if isinstance(entry.obj, Policy):
             try:
