@@ -17,7 +17,7 @@ import pytest
 from joch.api import v1alpha1
 from joch.controllers.audit import DeletionAudit
 from joch.controllers.reconciler import RESOURCE_TYPES
-from joch.controllers.store import Store, parse_entry
+from joch.domain.reconcile.cache import Store, parse_entry
 from joch.kube import client, paths
 
 pytestmark = pytest.mark.integration

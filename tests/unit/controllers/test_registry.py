@@ -18,7 +18,7 @@ import pytest
 from joch.cli import operator as operator_cli
 from joch.controllers import registry
 from joch.controllers.reconciler import Controller
-from joch.controllers.store import WATCHED_KINDS
+from joch.domain.reconcile.cache import WATCHED_KINDS
 from tests.unit.controllers.fake_kube import FakeKube
 
 
