@@ -103,7 +103,8 @@ def test_certs_have_the_sans_usages_and_admin_group(tmp_path: Path) -> None:
     for key in (certs.ca_key, certs.serving_key, certs.admin_key, certs.service_account_key):
         assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
 
-    # The cluster components sign in as the users Kubernetes' bootstrap RBAC policy binds.
+    # The scheduler signs in as the user Kubernetes' bootstrap RBAC policy binds; the controller-manager
+    # (every controller on its credentials) and kwok need every right.
     identities = {}
     for component in workloads.COMPONENTS:
         cert = x509.load_pem_x509_certificate(certs.component_cert(component).read_bytes())
@@ -114,7 +115,7 @@ def test_certs_have_the_sans_usages_and_admin_group(tmp_path: Path) -> None:
         )
         assert stat.S_IMODE(certs.component_key(component).stat().st_mode) == 0o600
     assert identities == {
-        "kube-controller-manager": ("system:kube-controller-manager", []),
+        "kube-controller-manager": ("system:kube-controller-manager", ["system:masters"]),
         "kube-scheduler": ("system:kube-scheduler", []),
         "kwok": ("joch-dev:kwok", ["system:masters"]),
     }

@@ -73,4 +73,4 @@ def test_the_controllers_serve_no_port_and_elect_no_leader() -> None:
     for argv in (manager, scheduler):
         assert "--secure-port=0" in argv
         assert "--leader-elect=false" in argv
-    assert "--use-service-account-credentials=true" in manager
+    assert "--use-service-account-credentials=false" in manager  # one identity: a fast start

@@ -6,8 +6,9 @@ its ``default`` ServiceAccount. By default :class:`joch.devcluster.ControlPlane`
 
 - **kube-controller-manager** (same Kubernetes version as kube-apiserver; its default controllers,
   among them job, garbage collector, namespace, serviceaccount, ttl-after-finished and pod GC), with no
-  serving port and no leader election, each controller under its own service account as kubeadm runs
-  it;
+  serving port and no leader election, every controller with the controller-manager's own
+  credentials (a development cluster: no per-controller service accounts, so it starts in about a
+  second);
 - **kube-scheduler**, no serving port, no leader election;
 - **kwok** (sigs.k8s.io/kwok), which plays the kubelet for a few fake Nodes: it keeps them Ready with
   node leases, takes a scheduled Pod to Running and a Job's Pod to Succeeded, and finishes the deletion
@@ -347,7 +348,7 @@ def controller_manager_args(
         f"--kubeconfig={kubeconfig}",
         "--secure-port=0",
         "--leader-elect=false",
-        "--use-service-account-credentials=true",
+        "--use-service-account-credentials=false",
         f"--root-ca-file={root_ca}",
         f"--service-account-private-key-file={service_account_key}",
         f"--cluster-signing-cert-file={signing_cert}",
