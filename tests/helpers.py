@@ -137,3 +137,17 @@ def gone(read: Callable[[], object]) -> Callable[[], None]:
         raise AssertionError("still there")
 
     return check
+
+
+def present(read: Callable[[], Any]) -> Callable[[], Any]:
+    """A check for ``eventually``: ``read()``'s answer, an AssertionError while it answers 404."""
+
+    def check() -> Any:
+        try:
+            return read()
+        except ApiException as exc:
+            if exc.status == 404:
+                raise AssertionError("not there yet") from exc
+            raise
+
+    return check

@@ -20,7 +20,7 @@ from kubernetes import client
 
 from joch.devcluster import workloads
 from tests.helpers import fake_job as job
-from tests.helpers import gone
+from tests.helpers import gone, present
 from tests.integration.operator_fixtures import eventually
 
 pytestmark = pytest.mark.integration
@@ -98,9 +98,10 @@ def test_deleting_a_running_job_deletes_its_pod(kube_api: client.ApiClient, name
     batch.create_namespaced_job(namespace, job("long", annotations={workloads.RUN_FOR_ANNOTATION: "1h"}))
 
     def running_pod() -> Any:
-        (found,) = core.list_namespaced_pod(namespace, label_selector="job-name=long").items
-        assert found.status.phase == "Running", found.status.phase
-        return found
+        pods = core.list_namespaced_pod(namespace, label_selector="job-name=long").items
+        assert len(pods) == 1, pods
+        assert pods[0].status.phase == "Running", pods[0].status.phase
+        return pods[0]
 
     pod = eventually(running_pod)
     assert condition(batch.read_namespaced_job("long", namespace), "Complete") is None
@@ -140,9 +141,9 @@ def test_the_garbage_collector_deletes_what_an_owner_owned(
 
 def test_every_namespace_gets_a_default_service_account(kube_api: client.ApiClient, namespace: str) -> None:
     core = client.CoreV1Api(kube_api)
-    eventually(lambda: core.read_namespaced_service_account("default", namespace))
+    eventually(present(lambda: core.read_namespaced_service_account("default", namespace)))
     # The root CA publisher gives every namespace the cluster's CA, as in any cluster.
-    published = eventually(lambda: core.read_namespaced_config_map("kube-root-ca.crt", namespace))
+    published = eventually(present(lambda: core.read_namespaced_config_map("kube-root-ca.crt", namespace)))
     assert "BEGIN CERTIFICATE" in published.data["ca.crt"]
 
 

@@ -8,7 +8,7 @@ By default kube-controller-manager, kube-scheduler and kwok with three fake Node
 (joch.devcluster.workloads): Jobs run to completion on the fake Nodes, garbage collection deletes owned
 objects, namespaces finish terminating and every namespace gets its default ServiceAccount.
 ``workloads=False`` starts the store and kube-apiserver alone (an object store with nothing acting on
-it), which is cheaper where a test needs only the API. See docs/architecture.md, "The local cluster".
+it), which is cheaper where a test needs only the API. See docs/architecture.md, "The local control plane".
 
     with ControlPlane(tmp_path) as cp:
         client = kubernetes.config.new_client_from_config(str(cp.kubeconfig))
