@@ -242,10 +242,18 @@ class _Gatherer:
         namespace = self._namespace_for(kind, ref, path)
         if namespace is None:
             return None, None
-        found = self._get(kind, namespace, ref.name)
+        return namespace, self.resolve_local(kind, ref.name, path, namespace)
+
+    def resolve_local(
+        self, kind: type[catalog.R], name: str, path: str, namespace: str | None = None
+    ) -> catalog.R | None:
+        """Look up ``name`` in ``namespace`` (default: the Agent's, which D2 always allows); records a
+        missing ref."""
+        target = self.namespace if namespace is None else namespace
+        found = self._get(kind, target, name)
         if found is None:
-            self.missing.append(MissingRef(kind.crd.kind, namespace, ref.name, path))
-        return namespace, found
+            self.missing.append(MissingRef(kind.crd.kind, target, name, path))
+        return found
 
     def resolve_cluster(self, kind: type[catalog.R], name: str, path: str) -> catalog.R | None:
         found = self._get(kind, None, name)
@@ -310,7 +318,7 @@ def gather(agent: Agent, lookup: catalog.Lookup, settings: OperatorSettings) -> 
     tools: list[ResolvedTool] = []
     for index, tool_ref in enumerate(spec.tools or ()):
         path = f"spec.tools[{index}]"
-        _, tool = g.resolve(Tool, meta.Ref(name=tool_ref.name), path)
+        tool = g.resolve_local(Tool, tool_ref.name, path)
         tools.append(ResolvedTool(path, tool_ref.name, tool))
 
     servers: list[ResolvedMCPServer] = []
@@ -404,7 +412,7 @@ def _effective_policies(
         where = f"Team/{team.metadata.name}: "
         for index, name in enumerate(team.spec.default_policies or ()):
             path = f"{where}spec.defaultPolicies[{index}]"
-            add("team", path, g.resolve(Policy, meta.Ref(name=name), path)[1])
+            add("team", path, g.resolve_local(Policy, name, path))
     return tuple(out)
 
 
