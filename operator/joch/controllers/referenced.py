@@ -77,12 +77,7 @@ class ReferencedStatusService(Service):
         policy_error = None
         if isinstance(entry.obj, Policy):
             try:
-                host.programs.compile(
-                    name=entry.name,
-                    namespace=entry.namespace or "",
-                    generation=entry.generation or 1,
-                    spec=entry.obj.spec.wire(),
-                )
+                host.programs.compile_object(entry.obj)
             except policy_errors.PolicyError as exc:
                 policy_error = str(exc)
         return status.referenced_status(

@@ -197,6 +197,7 @@ def _configure_webhooks(
         "registry": registry,
         "lookup": controller.store,
         "joch_settings": controller.settings,
+        "policies": controller.programs,  # one policy compiler for controllers, webhooks and decisions
         "kube": controller.kube,
         "port": serving.webhook_port,
         "cert_dir": serving.webhook_cert_dir,

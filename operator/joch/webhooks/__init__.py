@@ -39,6 +39,7 @@ import kopf
 
 from joch.domain.admission import WATCHED_KIND_NAMES, Admission
 from joch.domain.compilation import Lookup
+from joch.domain.policy import PolicyCompiler
 from joch.domain.settings import OperatorSettings
 from joch.kube import client
 from joch.manifests import webhooks as rendering
@@ -223,11 +224,13 @@ def configure(
     is_ready: Callable[[], bool] | None = None,
     ssl_context: ssl.SSLContext | None = None,
     ca_bundle: bytes | None = None,
+    policies: PolicyCompiler | None = None,
 ) -> AdmissionServer:
     """Serve joch's admission webhooks inside a kopf operator (see the module docstring).
 
     ``registry`` is accepted for symmetry with kopf; nothing is registered on it. ``is_ready`` (optional)
-    makes the webhooks deny with "starting" until it returns True.
+    makes the webhooks deny with "starting" until it returns True. ``policies`` is the process's one
+    policy compiler (the operator passes the controllers'); None gives the webhooks one of their own.
 
     In a cluster the chart owns the configurations and ``joch.kube.webhook_tls`` the certificate: pass its
     reloading ``ssl_context`` with ``manage_configurations=False`` (it patches the CA bundle itself).
@@ -248,7 +251,7 @@ def configure(
         remove_on_exit=remove_on_exit,
     )
     endpoint = AdmissionEndpoint(
-        Admission(joch_settings),
+        Admission(joch_settings, policies=policies),
         lookup,
         known_kinds=WATCHED_KIND_NAMES,
         is_ready=is_ready,

@@ -51,9 +51,13 @@ class _Dumper(yaml.SafeDumper):
         return True
 
 
+_JSON: Final = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
+"""``json.dumps(value, sort_keys=True, separators=(",", ":"))``, without building an encoder per call."""
+
+
 def canonical_json(value: Any) -> str:
     """Compact JSON with sorted keys: the input of every digest."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
+    return _JSON.encode(value)
 
 
 def sha256_hex(text: str) -> str:
@@ -89,7 +93,11 @@ class _Unsupported(Exception):
     """The fast emitter does not handle this document; PyYAML writes it."""
 
 
-_scalars: dict[tuple[type, str], str] = {}
+_scalars: dict[Any, str] = {}
+"""How PyYAML writes each scalar seen so far: a string under itself, any other scalar under
+``(type, repr)`` (so ``1``, ``1.0`` and ``True`` never share an entry)."""
+_key_texts: dict[str, str] = {}
+"""``<key>:`` for each mapping key seen so far."""
 
 
 def _scalar(value: Any) -> str:
@@ -97,7 +105,7 @@ def _scalar(value: Any) -> str:
     kind = type(value)
     if kind not in (str, int, float, bool) and value is not None:
         raise _Unsupported
-    key = (kind, value if kind is str else repr(value))
+    key = value if kind is str else (kind, repr(value))
     text = _scalars.get(key)
     if text is None:
         if kind is str and _is_plain(value):
@@ -124,9 +132,18 @@ def _is_plain(value: str) -> bool:
 
 
 def _key(key: Any) -> str:
-    if type(key) is not str or not key or len(key) >= _MAX_SIMPLE_KEY:
+    """``<key>:`` for a mapping key the fast emitter can write (a short, non-empty ``str``)."""
+    if type(key) is not str:
         raise _Unsupported
-    return _scalar(key)
+    text = _key_texts.get(key)
+    if text is None:
+        if not key or len(key) >= _MAX_SIMPLE_KEY:
+            raise _Unsupported
+        text = _scalar(key) + ":"
+        if len(_key_texts) >= _MAX_CACHED:
+            _key_texts.clear()
+        _key_texts[key] = text
+    return text
 
 
 def _mapping(value: dict[Any, Any], indent: int, first_prefix: str, out: list[str]) -> None:
@@ -137,16 +154,29 @@ def _mapping(value: dict[Any, Any], indent: int, first_prefix: str, out: list[st
     except TypeError:
         raise _Unsupported from None
     pad = " " * indent
-    for position, key in enumerate(keys):
-        line = (first_prefix if position == 0 and first_prefix else pad) + _key(key) + ":"
-        _value(value[key], indent, line, out, in_mapping=True)
+    prefix = first_prefix or pad
+    for key in keys:
+        line = prefix + _key(key)
+        prefix = pad
+        item = value[key]
+        if type(item) is str:  # the common case, inlined (a str is never a dict or a list)
+            text = _scalars.get(item)
+            out.append(f"{line} {_scalar(item) if text is None else text}\n")
+        else:
+            _value(item, indent, line, out, in_mapping=True)
 
 
 def _sequence(value: list[Any], indent: int, first_prefix: str, out: list[str]) -> None:
     pad = " " * indent
-    for position, item in enumerate(value):
-        line = (first_prefix if position == 0 and first_prefix else pad) + "-"
-        _value(item, indent, line, out, in_mapping=False)
+    prefix = first_prefix or pad
+    for item in value:
+        line = prefix + "-"
+        prefix = pad
+        if type(item) is str:
+            text = _scalars.get(item)
+            out.append(f"{line} {_scalar(item) if text is None else text}\n")
+        else:
+            _value(item, indent, line, out, in_mapping=False)
 
 
 def _value(value: Any, indent: int, line: str, out: list[str], *, in_mapping: bool) -> None:

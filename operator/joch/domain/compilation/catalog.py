@@ -1,8 +1,9 @@
 """What the compiler may look up: the :class:`Lookup` protocol and its in-memory twin :class:`Catalog`.
 
-The controller implements :class:`Lookup` over its kopf indexes (a dict per kind keyed by
-``(namespace, name)``, one of Policies by namespace, one of Teams by namespace, and the Namespace
-labels). ``joch compile`` and the unit tests use :class:`Catalog`, built from parsed objects. Both answer
+The operator implements :class:`Lookup` over its shared cache (``joch.domain.reconcile.cache.Store``: the
+parsed objects of every watched kind, Policies and Teams by namespace, and the Namespace labels), which
+the controllers and the admission webhooks read alike. ``joch compile`` and the unit tests use
+:class:`Catalog`, built from parsed objects. Both answer
 from memory; neither talks to the API server.
 
 Contract of every method: pure reads, no I/O, answers reflect one consistent snapshot for the duration of
@@ -60,7 +61,7 @@ COMPILE_KINDS: tuple[type[meta.Resource], ...] = (
 
 
 class Lookup(Protocol):
-    """Read access to the objects compilation depends on (implemented over kopf indexes by the controller)."""
+    """Read access to the objects compilation depends on (the operator's shared cache implements it)."""
 
     def get(self, kind: type[R], namespace: str | None, name: str) -> R | None:
         """The object of ``kind`` named ``name`` (``namespace`` None for cluster-scoped kinds), or None."""
@@ -114,6 +115,10 @@ class Catalog:
         shared_namespaces: Sequence[str] = ("joch-system",),
     ) -> None:
         self._objects: dict[keys.ObjectKey, meta.Resource] = {}
+        self._by_triple: dict[tuple[str, str | None, str], meta.Resource] = {}
+        """The same objects by (kind, namespace, name): tuples hash faster than ObjectKeys."""
+        self._sorted_policies: dict[str, list[Policy]] = {}
+        self._team_of: dict[str, Team | None] = {}
         self._policies: dict[str, dict[str, Policy]] = {}
         self._teams: dict[str, Team] = {}
         self._labels: dict[str, dict[str, str]] = {
@@ -134,10 +139,13 @@ class Catalog:
         if key in self._objects:
             raise CatalogError(f"{key} is defined twice")
         self._objects[key] = obj
+        self._by_triple[(key.kind, key.namespace, key.name)] = obj
         if isinstance(obj, Policy):
             self._policies.setdefault(key.namespace or "", {})[key.name] = obj
+            self._sorted_policies.pop(key.namespace or "", None)
         elif isinstance(obj, Team):
             self._teams[key.name] = obj
+            self._team_of.clear()
 
     def set_namespace_labels(self, namespace: str, labels: Mapping[str, str]) -> None:
         """Replace the labels of ``namespace``."""
@@ -154,20 +162,27 @@ class Catalog:
     # --- Lookup ----------------------------------------------------------------------------------------
 
     def get(self, kind: type[R], namespace: str | None, name: str) -> R | None:
-        if kind.crd.scope == "Cluster":
-            namespace = None
-        found = self._objects.get(keys.ObjectKey(kind.crd.kind, namespace, name))
+        crd = kind.crd
+        found = self._by_triple.get((crd.kind, None if crd.scope == "Cluster" else namespace, name))
         return found if isinstance(found, kind) else None
 
     def policies_in(self, namespace: str) -> Sequence[Policy]:
-        in_namespace = self._policies.get(namespace, {})
-        return [in_namespace[name] for name in sorted(in_namespace)]
+        listed = self._sorted_policies.get(namespace)
+        if listed is None:
+            in_namespace = self._policies.get(namespace, {})
+            listed = self._sorted_policies[namespace] = [in_namespace[name] for name in sorted(in_namespace)]
+        return list(listed)
 
     def team_for_namespace(self, namespace: str) -> Team | None:
+        if namespace in self._team_of:
+            return self._team_of[namespace]
+        found = None
         for name in sorted(self._teams):
             if namespace in (self._teams[name].spec.namespaces or ()):
-                return self._teams[name]
-        return None
+                found = self._teams[name]
+                break
+        self._team_of[namespace] = found
+        return found
 
     def namespace_labels(self, namespace: str) -> Mapping[str, str]:
         return self._labels.get(namespace, {})

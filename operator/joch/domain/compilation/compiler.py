@@ -27,7 +27,8 @@ from typing import Any, Final
 
 from joch.api.v1alpha1.mcpserver import MCPServer
 from joch.api.v1alpha1.tool import Tool
-from joch.domain.compilation import canonical, checks, preflight, resolve
+from joch.domain import policy as engine
+from joch.domain.compilation import canonical, checks, memo, preflight, resolve
 from joch.domain.compilation.keys import ObjectKey
 from joch.domain.compilation.problems import REFERENCE_REASONS, Problem
 from joch.domain.settings import OperatorSettings
@@ -111,6 +112,10 @@ def schema_sha(tool: Tool) -> str | None:
     return "sha256:" + canonical.sha256_hex(canonical.canonical_json(schemas))
 
 
+_schema_shas: Final[memo.ObjectMemo[Tool, str | None]] = memo.ObjectMemo("compiler.schema_sha", schema_sha)
+""":func:`schema_sha` by Tool version: the Tools of a namespace recur in every Agent's manifest."""
+
+
 def source_hash(gathered: resolve.Gathered) -> str:
     """spec.sourceHash: see the module docstring."""
     inputs: list[list[Any]] = []
@@ -133,8 +138,9 @@ def compile_agent(
     *,
     programs: preflight.PolicyPrograms | None = None,
 ) -> Compiled:
-    """Compile one Agent from its gathered inputs. ``programs`` caches compiled policies (the controller
-    passes its long-lived ``PolicyCompiler``; None uses a process-wide default)."""
+    """Compile one Agent from its gathered inputs. ``programs`` caches compiled policies: the operator
+    passes its one long-lived ``PolicyCompiler`` (shared with admission and the decision service); None
+    compiles the Agent's policies afresh for this call (``joch compile``, tests)."""
     agent = gathered.agent
     spec = agent.spec
     adapter = gathered.adapter
@@ -158,7 +164,9 @@ def compile_agent(
         if item.tool is not None and (facts := preflight.tool_facts(item)) is not None
     ]
     tool_facts = [facts for _, facts in present_tools]
-    outcome = preflight.run_preflight(gathered, tool_facts, programs or preflight.DEFAULT_PROGRAMS)
+    outcome = preflight.run_preflight(
+        gathered, tool_facts, programs if programs is not None else engine.PolicyCompiler()
+    )
     problems.extend(checks.capability_problems(gathered))
     problems.extend(checks.requirement_problems(gathered))
     problems.extend(checks.safety_problems(gathered))
@@ -263,7 +271,7 @@ def _tool_entry(
         "sideEffect": facts.side_effect,
         "requiresApproval": facts.requires_approval or facts.name in forced,
     }
-    _put(entry, "schemaSha", schema_sha(tool))
+    _put(entry, "schemaSha", _schema_shas(tool))
     return entry
 
 

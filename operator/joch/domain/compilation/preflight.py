@@ -24,13 +24,13 @@ import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Final, Literal, Protocol
 
+from joch.api.v1alpha1.tool import Tool
 from joch.domain import policy as engine
-from joch.domain.compilation import resolve
+from joch.domain.compilation import memo, resolve
 from joch.domain.compilation.problems import Problem
 
 __all__ = [
     "APPROVAL_BY_DEFAULT",
-    "DEFAULT_PROGRAMS",
     "PolicyPrograms",
     "PreflightContext",
     "PreflightKind",
@@ -46,15 +46,16 @@ PreflightKind = Literal["model", "tool", "mcpServer"]
 
 
 class PolicyPrograms(Protocol):
-    """A cache of compiled policies; ``joch.domain.policy.PolicyCompiler`` is one."""
+    """A cache of compiled policies; ``joch.domain.policy.PolicyCompiler`` is the one the operator keeps
+    (the controllers, admission and the decision service share one instance)."""
 
     def compile(self, *, name: str, namespace: str, generation: int, spec: Any) -> engine.CompiledPolicy:
-        """The compiled policy; raises ``PolicySpecError`` when the spec is invalid."""
+        """The compiled policy of a wire spec; raises ``PolicySpecError`` when the spec is invalid."""
         ...
 
-
-DEFAULT_PROGRAMS: PolicyPrograms = engine.PolicyCompiler()
-"""The process-wide cache used when the caller passes none (the CLI, tests, the benchmark)."""
+    def compile_object(self, policy: engine.PolicyObject) -> engine.CompiledPolicy:
+        """The compiled policy of a parsed Policy, cached by object version; raises ``PolicySpecError``."""
+        ...
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -82,17 +83,29 @@ def tool_facts(item: resolve.ResolvedTool) -> ToolFacts | None:
     tool = item.tool
     if tool is None:
         return None
-    effects = tool.spec.side_effects
-    level = effects.level if effects is not None else "unknown"
-    explicit = effects.requires_approval if effects is not None else None
+    tool_name, kind, level, requires_approval = _spec_facts(tool)
     return ToolFacts(
         path=item.path,
         name=item.name,
-        tool_name=tool.spec.tool_name or item.name,
-        type=tool.spec.type,
+        tool_name=tool_name or item.name,
+        type=kind,
         side_effect=level,
-        requires_approval=explicit if explicit is not None else level in APPROVAL_BY_DEFAULT,
+        requires_approval=requires_approval,
     )
+
+
+def _read_spec_facts(tool: Tool) -> tuple[str | None, str, str, bool]:
+    """(spec.toolName, type, side-effect level, requires approval) of a Tool."""
+    effects = tool.spec.side_effects
+    level = effects.level if effects is not None else "unknown"
+    explicit = effects.requires_approval if effects is not None else None
+    requires = explicit if explicit is not None else level in APPROVAL_BY_DEFAULT
+    return (tool.spec.tool_name, tool.spec.type, level, requires)
+
+
+_spec_facts: Final[memo.ObjectMemo[Tool, tuple[str | None, str, str, bool]]] = memo.ObjectMemo(
+    "preflight.tool", _read_spec_facts
+)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -126,15 +139,7 @@ def run_preflight(
 ) -> PreflightOutcome:
     """Evaluate the effective policies against every model, tool and MCP server of the Agent."""
 
-    def compile_entry(entry: resolve.ResolvedPolicy) -> engine.CompiledPolicy:
-        return programs.compile(
-            name=entry.name,
-            namespace=entry.namespace,
-            generation=resolve.generation_of(entry.policy),
-            spec=entry.policy.spec.wire(),
-        )
-
-    return evaluate_preflight(gathered, tools, compile_entry)
+    return evaluate_preflight(gathered, tools, lambda entry: programs.compile_object(entry.policy))
 
 
 def evaluate_preflight(
@@ -142,7 +147,7 @@ def evaluate_preflight(
     tools: Sequence[ToolFacts],
     compile_entry: Callable[[resolve.ResolvedPolicy], engine.CompiledPolicy],
 ) -> PreflightOutcome:
-    """:func:`run_preflight` with the caller's way of compiling a policy (admission caches by object).
+    """:func:`run_preflight` with the caller's way of compiling a policy.
 
     An invalid policy is an ``InvalidPolicy`` problem on its binding; each denied item is a
     ``PolicyDenied`` problem naming policy, version, rule and item.

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from typing import Literal
+from typing import Final, Literal
 
 from joch.api.v1alpha1 import meta
 from joch.api.v1alpha1.agent import Agent
@@ -49,7 +49,7 @@ from joch.api.v1alpha1.policy import Policy
 from joch.api.v1alpha1.rag import RAG
 from joch.api.v1alpha1.team import Team
 from joch.api.v1alpha1.tool import Tool
-from joch.domain.compilation import catalog, keys, scope
+from joch.domain.compilation import catalog, keys, memo, scope
 from joch.domain.compilation.scope import environment_of
 from joch.domain.settings import OperatorSettings
 
@@ -242,10 +242,18 @@ class _Gatherer:
         namespace = self._namespace_for(kind, ref, path)
         if namespace is None:
             return None, None
-        found = self._get(kind, namespace, ref.name)
+        return namespace, self.resolve_local(kind, ref.name, path, namespace)
+
+    def resolve_local(
+        self, kind: type[catalog.R], name: str, path: str, namespace: str | None = None
+    ) -> catalog.R | None:
+        """Look up ``name`` in ``namespace`` (default: the Agent's, which D2 always allows); records a
+        missing ref."""
+        target = self.namespace if namespace is None else namespace
+        found = self._get(kind, target, name)
         if found is None:
-            self.missing.append(MissingRef(kind.crd.kind, namespace, ref.name, path))
-        return namespace, found
+            self.missing.append(MissingRef(kind.crd.kind, target, name, path))
+        return found
 
     def resolve_cluster(self, kind: type[catalog.R], name: str, path: str) -> catalog.R | None:
         found = self._get(kind, None, name)
@@ -310,7 +318,7 @@ def gather(agent: Agent, lookup: catalog.Lookup, settings: OperatorSettings) -> 
     tools: list[ResolvedTool] = []
     for index, tool_ref in enumerate(spec.tools or ()):
         path = f"spec.tools[{index}]"
-        _, tool = g.resolve(Tool, meta.Ref(name=tool_ref.name), path)
+        tool = g.resolve_local(Tool, tool_ref.name, path)
         tools.append(ResolvedTool(path, tool_ref.name, tool))
 
     servers: list[ResolvedMCPServer] = []
@@ -390,20 +398,9 @@ def _effective_policies(
         path = f"spec.policies[{index}]"
         add("explicit", path, g.resolve(Policy, ref, path)[1])
 
-    candidates: list[Policy] = []
-    for namespace in dict.fromkeys((g.namespace, *g.settings.shared_namespaces)):
-        candidates.extend(g.lookup.policies_in(namespace))
-    candidates.sort(key=lambda p: (p.metadata.namespace or "", p.metadata.name or ""))
-    for policy in candidates:
-        if scope.policy_selects(
-            policy,
-            agent_namespace=g.namespace,
-            agent_labels=labels,
-            environment=env_name,
-            settings=g.settings,
-        ):
-            g.inputs[keys.ObjectKey("Policy", policy.metadata.namespace, policy.metadata.name or "")] = policy
-            add("selector", "metadata.labels", policy)
+    for key, policy in _selected_policies(g, labels, env_name):
+        g.inputs[key] = policy
+        add("selector", "metadata.labels", policy)
 
     if environment is not None:
         where = f"Environment/{environment.metadata.name}: "
@@ -415,5 +412,46 @@ def _effective_policies(
         where = f"Team/{team.metadata.name}: "
         for index, name in enumerate(team.spec.default_policies or ()):
             path = f"{where}spec.defaultPolicies[{index}]"
-            add("team", path, g.resolve(Policy, meta.Ref(name=name), path)[1])
+            add("team", path, g.resolve_local(Policy, name, path))
     return tuple(out)
+
+
+_Selected = tuple[tuple[keys.ObjectKey, Policy], ...]
+_selections: Final[memo.Memo[tuple[object, ...], tuple[tuple[Policy, ...], _Selected]]] = memo.Memo(
+    "resolve.selection"
+)
+"""The Policies whose appliesTo selects an Agent, by everything ``scope.policy_selects`` reads: the
+Agent's namespace, environment and labels, the shared namespaces, and the identity and version of every
+candidate Policy (the value keeps the candidates alive, so their identities are not reused while the
+entry lives). Agents with the same labels in one namespace are selected by the same Policies."""
+
+
+def _selected_policies(g: _Gatherer, labels: Mapping[str, str], env_name: str) -> _Selected:
+    """The Policies whose appliesTo selects the Agent, sorted by namespace then name, with their keys."""
+    candidates: list[Policy] = []
+    for namespace in dict.fromkeys((g.namespace, *g.settings.shared_namespaces)):
+        candidates.extend(g.lookup.policies_in(namespace))
+    key = (
+        g.namespace,
+        env_name,
+        frozenset(labels.items()),
+        g.settings.shared_namespaces,
+        tuple((id(policy), memo.version_of(policy)) for policy in candidates),
+    )
+    found = _selections.get(key)
+    if found is not None:
+        return found[1]
+    candidates.sort(key=lambda p: (p.metadata.namespace or "", p.metadata.name or ""))
+    selected = tuple(
+        (keys.ObjectKey("Policy", policy.metadata.namespace, policy.metadata.name or ""), policy)
+        for policy in candidates
+        if scope.policy_selects(
+            policy,
+            agent_namespace=g.namespace,
+            agent_labels=labels,
+            environment=env_name,
+            settings=g.settings,
+        )
+    )
+    _selections.put(key, (tuple(candidates), selected))
+    return selected

@@ -23,6 +23,7 @@ from typing import Final, Literal
 from joch.api.v1alpha1.agent import Agent
 from joch.api.v1alpha1.policy import Policy
 from joch.domain import policy as engine
+from joch.domain.compilation import memo
 from joch.domain.policy import model as policy_model
 from joch.domain.settings import OperatorSettings
 
@@ -75,6 +76,30 @@ def _applies_to(policy: Policy) -> policy_model.AppliesTo:
     )
 
 
+def _scope_only(policy: Policy) -> engine.CompiledPolicy:
+    """The Policy as the engine's ``applies`` reads it: its scope, no rules."""
+    return engine.CompiledPolicy(
+        name=policy.metadata.name or "",
+        namespace=policy.metadata.namespace or "",
+        generation=policy.metadata.generation or 1,
+        spec=policy_model.PolicySpec(
+            description=None, applies_to=_applies_to(policy), rules=(), audit=policy_model.Audit()
+        ),
+        rules=(),
+    )
+
+
+_scopes: Final[memo.ObjectMemo[Policy, engine.CompiledPolicy]] = memo.ObjectMemo("scope.policy", _scope_only)
+"""The scope of each Policy, by object version: every Agent's selection reads it."""
+
+_shared_sets: Final[memo.Memo[tuple[str, ...], frozenset[str]]] = memo.Memo("scope.shared", 64)
+
+
+def _shared_set(namespaces: tuple[str, ...]) -> frozenset[str]:
+    found = _shared_sets.get(namespaces)
+    return found if found is not None else _shared_sets.put(namespaces, frozenset(namespaces))
+
+
 def policy_selects(
     policy: Policy,
     *,
@@ -87,19 +112,10 @@ def policy_selects(
 
     Only ``spec.appliesTo`` is read, so a Policy whose rules do not compile is still placed correctly.
     """
-    scope_only = engine.CompiledPolicy(
-        name=policy.metadata.name or "",
-        namespace=policy.metadata.namespace or "",
-        generation=policy.metadata.generation or 1,
-        spec=policy_model.PolicySpec(
-            description=None, applies_to=_applies_to(policy), rules=(), audit=policy_model.Audit()
-        ),
-        rules=(),
-    )
     return engine.applies(
-        scope_only,
+        _scopes(policy),
         namespace=agent_namespace,
         labels=agent_labels,
         environment=environment,
-        shared_namespaces=frozenset(settings.shared_namespaces),
+        shared_namespaces=_shared_set(settings.shared_namespaces),
     )

@@ -19,17 +19,19 @@ the whole context, though only the fields it reads are bound (cel.access_plan).
 
 from __future__ import annotations
 
+import collections
 import copy
 import dataclasses
 import time
 from collections.abc import Callable, Mapping, MutableMapping
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from joch.domain.policy import cel, context, errors, guards, matchers, model, parsing
 
 Timer = Callable[[], float]
 
 MAX_CACHED_PROGRAMS: Final = 10_000
+MAX_CACHED_OBJECTS: Final = 4096
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -261,13 +263,55 @@ def _cel_test(
     return test
 
 
-class PolicyCompiler:
-    """Compiles policies once per (namespace, name, generation) and CEL sources once; not thread-safe."""
+class _Metadata(Protocol):
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def namespace(self) -> str | None: ...
+    @property
+    def generation(self) -> int | None: ...
+    @property
+    def uid(self) -> str | None: ...
+    @property
+    def resource_version(self) -> str | None: ...
 
-    def __init__(self, options: CompileOptions = DEFAULT_OPTIONS) -> None:
+
+class _Spec(Protocol):
+    def wire(self) -> Any: ...
+
+
+class PolicyObject(Protocol):
+    """A parsed Policy object (``joch.api.v1alpha1.policy.Policy``), as :meth:`PolicyCompiler.compile_object`
+    reads it."""
+
+    @property
+    def metadata(self) -> _Metadata: ...
+    @property
+    def spec(self) -> _Spec: ...
+
+
+class PolicyCompiler:
+    """The one compiled-policy cache of a process; not thread-safe.
+
+    Two levels: one CompiledPolicy per (namespace, name), reused while the generation and the spec are
+    unchanged (:meth:`compile`), and, in front of it, one per Policy object version (:meth:`compile_object`:
+    keyed by the object's identity with its uid, generation and resourceVersion, LRU-bounded at
+    ``capacity`` objects, a strong reference kept so an identity is never reused while cached), which
+    skips re-serialising the spec to compare it: the compiler's preflight and admission ask for the same
+    Policy objects for every Agent. A spec that does not compile raises ``PolicySpecError`` each time.
+    CEL programs are compiled once per source and shared by every policy.
+    """
+
+    def __init__(
+        self, options: CompileOptions = DEFAULT_OPTIONS, *, capacity: int = MAX_CACHED_OBJECTS
+    ) -> None:
         self.options = options
+        self.capacity = capacity
         self._programs: dict[str, cel.Program] = {}
         self._policies: dict[tuple[str, str], tuple[Any, CompiledPolicy]] = {}
+        self._objects: collections.OrderedDict[
+            int, tuple[PolicyObject, tuple[Any, ...], CompiledPolicy | errors.PolicySpecError]
+        ] = collections.OrderedDict()
 
     def compile(self, *, name: str, namespace: str, generation: int, spec: Any) -> CompiledPolicy:
         cached = self._policies.get((namespace, name))
@@ -286,8 +330,39 @@ class PolicyCompiler:
         self._policies[(namespace, name)] = (copy.deepcopy(spec), policy)
         return policy
 
+    def compile_object(self, policy: PolicyObject) -> CompiledPolicy:
+        """:meth:`compile` of a parsed Policy object, cached by object version (see the class)."""
+        metadata = policy.metadata
+        generation = 1 if metadata.generation is None else metadata.generation
+        version = (metadata.uid, generation, metadata.resource_version)
+        key = id(policy)
+        found = self._objects.get(key)
+        if found is None or found[0] is not policy or found[1] != version:
+            outcome: CompiledPolicy | errors.PolicySpecError
+            try:
+                outcome = self.compile(
+                    name=metadata.name or "",
+                    namespace=metadata.namespace or "",
+                    generation=generation,
+                    spec=policy.spec.wire(),
+                )
+            except errors.PolicySpecError as exc:
+                outcome = exc
+            found = (policy, version, outcome)
+            self._objects[key] = found
+            if len(self._objects) > self.capacity:
+                self._objects.popitem(last=False)
+        else:
+            self._objects.move_to_end(key)
+        if isinstance(found[2], errors.PolicySpecError):
+            raise found[2]
+        return found[2]
+
     def forget(self, *, namespace: str, name: str) -> None:
         self._policies.pop((namespace, name), None)
+        for key, (policy, _, _) in list(self._objects.items()):
+            if (policy.metadata.namespace or "") == namespace and (policy.metadata.name or "") == name:
+                del self._objects[key]
 
     def __len__(self) -> int:
         return len(self._policies)
