@@ -11,7 +11,7 @@
                    [--lease-duration S] [--renew-deadline S] [--retry-period S]]
 
 One process: the controllers, the admission webhooks (joch.webhooks), the decision service
-(joch.decisions, POST /v1/policy/evaluate), /metrics + /healthz + /readyz (joch.metrics) and, with
+(joch.decision_service, POST /v1/policy/evaluate), /metrics + /healthz + /readyz (joch.metrics) and, with
 ``--leader-election``, a Lease (joch.kube.leader) gating the controllers' workers only.
 
 Without ``--kubeconfig`` it runs in-cluster when in a pod, else with $KUBECONFIG / ~/.kube/config.
@@ -40,7 +40,7 @@ from typing import Any, Final
 
 import kopf
 
-from joch import decisions, metrics, webhooks
+from joch import decision_service, metrics, webhooks
 from joch.cli import ports
 from joch.controllers import operator as controller_operator
 from joch.controllers.reconciler import Controller, ControllerConfig
@@ -429,9 +429,11 @@ def extension(serving: Serving) -> controller_operator.Extend:
         if serving.decision_port:
             # One cache: the controller lists and watches Policies and Environments once and feeds the
             # decision service, which compiles through the controller's policy compiler.
-            service = decisions.DecisionService(settings=controller.settings, compiler=controller.programs)
+            service = decision_service.DecisionService(
+                settings=controller.settings, compiler=controller.programs
+            )
             controller.feeds.append(service)
-            decisions.register(
+            decision_service.register(
                 registry,
                 host=serving.decision_host,
                 port=serving.decision_port,

@@ -19,11 +19,11 @@ decision service chooses them, from the context's agent.namespace, agent.labels 
 0 allow or modify, 3 deny, 2 unusable input (a clear message naming the file and field, no traceback).
 
 preview: lists the Agents of the current cluster that the policies would newly deny, with the item
-(model, tool, MCP server), policy, rule and reason (joch.decisions.preview explains how). Exit status:
+(model, tool, MCP server), policy, rule and reason (joch.decision_service.preview explains how). Exit status:
 0 when no agent would be newly denied, 3 when some would, 2 unusable input, 1 when the cluster cannot
 be read.
 
-serve: runs the decision service (``POST /v1/policy/evaluate``, joch.decisions.endpoint) on its own,
+serve: runs the decision service (``POST /v1/policy/evaluate``, joch.decision_service.endpoint) on its own,
 kept live from a watch of Policies and Environments, until SIGINT or SIGTERM. ``--port 0`` picks a
 free port; the address is logged (``decision service listening on http://HOST:PORT``).
 """
@@ -48,7 +48,7 @@ import pydantic
 from joch.api.v1alpha1.policy import Policy
 from joch.cli import documents
 from joch.cli.documents import InputError
-from joch.decisions import cluster, endpoint, preview, requests, serving
+from joch.decision_service import cluster, endpoint, preview, requests, serving
 from joch.domain import policy as engine
 from joch.domain.policy import index as policy_index
 from joch.domain.settings import OperatorSettings, SettingsError

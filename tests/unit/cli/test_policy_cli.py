@@ -25,10 +25,10 @@ import pytest
 import yaml
 
 from joch.cli import policy as policy_cli
-from joch.decisions import preview, serving
+from joch.decision_service import preview, serving
 from joch.kube import errors
 from tests import helpers
-from tests.unit.decisions import factories
+from tests.unit.decision_service import factories
 
 CONTEXT = {
     "hook": "toolCallRequest",

@@ -38,12 +38,12 @@ from typing import Any, Final
 from aiohttp import web
 
 from joch import metrics
-from joch.decisions import requests
-from joch.decisions.service import DecisionService
+from joch.decision_service import requests
+from joch.decision_service.service import DecisionService
 
 __all__ = ["DEFAULT_MAX_BODY", "EVALUATE_PATH", "SERVICE_KEY", "build_app", "error_body"]
 
-logger = logging.getLogger("joch.decisions")
+logger = logging.getLogger("joch.decision_service")
 
 EVALUATE_PATH: Final = "/v1/policy/evaluate"
 DEFAULT_MAX_BODY: Final = 1024 * 1024
@@ -58,8 +58,8 @@ class _Config:
     clock: Clock
 
 
-SERVICE_KEY: Final = web.AppKey("joch.decisions.service", DecisionService)
-_CONFIG_KEY: Final = web.AppKey("joch.decisions.config", _Config)
+SERVICE_KEY: Final = web.AppKey("joch.decision_service.service", DecisionService)
+_CONFIG_KEY: Final = web.AppKey("joch.decision_service.config", _Config)
 
 
 class _Rejected(Exception):

@@ -43,7 +43,7 @@ from typing import Any
 import pydantic
 
 from joch.api.v1alpha1.policy import Policy
-from joch.decisions import requests
+from joch.decision_service import requests
 from joch.domain import policy as engine
 from joch.domain.compilation import scope
 from joch.domain.policy import index
@@ -51,7 +51,7 @@ from joch.domain.settings import OperatorSettings
 
 __all__ = ["DecisionService", "EnvironmentFacts", "InvalidPolicy"]
 
-logger = logging.getLogger("joch.decisions")
+logger = logging.getLogger("joch.decision_service")
 
 Key = tuple[str, str]
 

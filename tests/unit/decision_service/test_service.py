@@ -1,4 +1,4 @@
-"""DecisionService: watch events in, decisions out (joch.decisions.service).
+"""DecisionService: watch events in, decisions out (joch.decision_service.service).
 
 Cases: an ADDED/listed Policy decides; a MODIFIED Policy with a new generation replaces it (version
 v2), an event repeating the same generation and spec compiles nothing; DELETED removes it (allow
@@ -16,9 +16,9 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from joch.decisions import requests
-from joch.decisions.service import DecisionService
-from tests.unit.decisions import factories as f
+from joch.decision_service import requests
+from joch.decision_service.service import DecisionService
+from tests.unit.decision_service import factories as f
 
 NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.UTC)
 
