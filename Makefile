@@ -38,7 +38,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	touch $@
 
 .PHONY: tools
-tools: ## Build (once, cached in ~/.cache/joch) and link etcd, kube-apiserver, kubectl, helm into bin/
+tools: ## Build (once, cached in ~/.cache/joch) and link etcd, kine, the Kubernetes binaries, kwok, helm into bin/
 	bash hack/tools.sh
 
 .PHONY: manifests
@@ -80,7 +80,7 @@ bench: venv tools ## Benchmarks: each figure next to a baseline measured in the 
 ##@ Local control plane
 
 .PHONY: dev-up
-dev-up: venv tools ## Start the store (STORE=etcd|sqlite|postgres) + kube-apiserver in the background; kubeconfig at .dev/kubeconfig
+dev-up: venv tools ## Start the store (STORE=etcd|sqlite|postgres), kube-apiserver, controllers and fake Nodes in the background; kubeconfig at .dev/kubeconfig
 	$(PY) -m joch.devcluster up --state-dir $(DEV) $(STORE_FLAG)
 
 .PHONY: dev-down

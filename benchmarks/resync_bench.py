@@ -37,7 +37,7 @@ from joch.controllers.reconciler import Controller, ControllerConfig  # noqa: E4
 from joch.domain import compilation  # noqa: E402
 from joch.domain.settings import OperatorSettings  # noqa: E402
 from tests import helpers  # noqa: E402
-from tests.unit.controllers.fake_kube import FakeKube  # noqa: E402
+from tests.fake_kube import FakeKube  # noqa: E402
 
 NOW = datetime.datetime(2026, 12, 1, 12, 0, tzinfo=datetime.UTC)
 

@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Build the pinned test-control-plane binaries once, cache them outside the checkout, link them into bin/.
 #
-#   hack/tools.sh [kube-apiserver|kubectl|etcd|kine|helm|helm4 ...]   (default: all)
+#   hack/tools.sh [kube-apiserver|kube-controller-manager|kube-scheduler|kubectl|etcd|kine|kwok|helm|helm4 ...]
+#                 (default: all)
 #
 # Cache layout: ${JOCH_CACHE:-$HOME/.cache/joch}/<component>-<version>/<binary>. A fresh clone on the same
-# machine reuses it; a cold build of kube-apiserver takes about ten minutes on two cores.
+# machine reuses it. Cold builds on two cores: kube-apiserver about ten minutes, kube-controller-manager
+# and kube-scheduler several minutes each (they share most of the apiserver's build cache), kine and kwok
+# a few minutes each.
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -68,10 +71,14 @@ build_helm() {
 }
 
 components=("$@")
-[[ ${#components[@]} -gt 0 ]] || components=(etcd kine kube-apiserver kubectl helm helm4)
+[[ ${#components[@]} -gt 0 ]] || components=(etcd kine kube-apiserver kube-controller-manager kube-scheduler kwok kubectl helm helm4)
 for c in "${components[@]}"; do
 	case "$c" in
 	kube-apiserver) build kube-apiserver "$KUBE_VERSION" "$here/tools/kube" k8s.io/kubernetes/cmd/kube-apiserver "$(kube_ldflags)" ;;
+	kube-controller-manager) build kube-controller-manager "$KUBE_VERSION" "$here/tools/kube" k8s.io/kubernetes/cmd/kube-controller-manager "$(kube_ldflags)" ;;
+	kube-scheduler) build kube-scheduler "$KUBE_VERSION" "$here/tools/kube" k8s.io/kubernetes/cmd/kube-scheduler "$(kube_ldflags)" ;;
+	# kwok: the fake-node controller (Nodes and Pods that never run anything).
+	kwok) build kwok "$KWOK_VERSION" "$here/tools/kwok" sigs.k8s.io/kwok/cmd/kwok "-s -w -X sigs.k8s.io/kwok/pkg/consts.Version=$KWOK_VERSION" ;;
 	kubectl) build kubectl "$KUBE_VERSION" "$here/tools/kube" k8s.io/kubernetes/cmd/kubectl "$(kube_ldflags)" ;;
 	etcd) build etcd "$ETCD_VERSION" "$here/tools/etcd" go.etcd.io/etcd/server/v3 ;;
 	# kine (etcd API over SQL): CGO for the mattn/go-sqlite3 driver; unlock_notify for its shared cache.

@@ -1,11 +1,12 @@
-"""Shared fixtures: the real test control plane (etcd + kube-apiserver, see joch.devcluster).
+"""Shared fixtures: the real test control plane (etcd, kube-apiserver, kube-controller-manager,
+kube-scheduler and kwok fake Nodes; see joch.devcluster).
 
 - ``control_plane`` (session): a ControlPlane started in a temporary directory, or the cluster of an
   existing kubeconfig when $JOCH_KUBECONFIG is set (e.g. ``make dev-up`` + JOCH_KUBECONFIG=.dev/kubeconfig).
 - ``kubeconfig`` (session): its kubeconfig path as str.
 - ``kube_api`` (session): a kubernetes.client.ApiClient for it (admin, system:masters).
 - ``namespace`` (function): a fresh, uniquely named namespace; deleted at teardown without waiting
-  (no controller-manager runs, namespaces never finish terminating).
+  for the namespace controller to finish.
 - ``kubectl``: a callable running the real kubectl against it.
 
 Tests that use these are marked ``@pytest.mark.integration``.

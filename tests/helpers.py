@@ -10,6 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 import yaml
+from kubernetes.client.rest import ApiException
 
 from joch.devcluster import find_binary
 
@@ -98,3 +99,55 @@ def wait_no_processes(path: pathlib.Path, timeout: float = 20) -> list[tuple[int
     while (left := processes_mentioning(path)) and time.monotonic() < deadline:
         time.sleep(0.1)
     return left
+
+
+def fake_job(
+    name: str, *, annotations: dict[str, str] | None = None, ttl: int | None = None
+) -> dict[str, Any]:
+    """A batch/v1 Job of one Pod for the local cluster's fake Nodes (no image is ever pulled);
+    ``annotations`` go on the Pod template (see joch.devcluster.workloads: run-for, exit-code)."""
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": name},
+        "spec": {
+            "backoffLimit": 0,
+            "ttlSecondsAfterFinished": ttl,
+            "template": {
+                "metadata": {"annotations": annotations or {}},
+                "spec": {
+                    "restartPolicy": "Never",
+                    "containers": [{"name": "agent", "image": "registry.invalid/agent:1", "args": ["run"]}],
+                },
+            },
+        },
+    }
+
+
+def gone(read: Callable[[], object]) -> Callable[[], None]:
+    """A check for ``eventually`` (tests/integration/operator_fixtures): ``read()`` answers 404."""
+
+    def check() -> None:
+        try:
+            read()
+        except ApiException as exc:
+            if exc.status == 404:
+                return
+            raise
+        raise AssertionError("still there")
+
+    return check
+
+
+def present(read: Callable[[], Any]) -> Callable[[], Any]:
+    """A check for ``eventually``: ``read()``'s answer, an AssertionError while it answers 404."""
+
+    def check() -> Any:
+        try:
+            return read()
+        except ApiException as exc:
+            if exc.status == 404:
+                raise AssertionError("not there yet") from exc
+            raise
+
+    return check

@@ -17,8 +17,9 @@ import pytest
 from joch.api import v1alpha1
 from joch.controllers.audit import DeletionAudit
 from joch.controllers.reconciler import RESOURCE_TYPES
-from joch.controllers.store import Store, parse_entry
+from joch.domain.reconcile.cache import Store, parse_entry
 from joch.kube import client, paths
+from tests import factories
 
 pytestmark = pytest.mark.integration
 
@@ -26,12 +27,7 @@ TOOLS = paths.ResourceType.of(v1alpha1.Tool)
 
 
 def tool(namespace: str, name: str) -> dict[str, Any]:
-    return {
-        "apiVersion": TOOLS.api_version,
-        "kind": "Tool",
-        "metadata": {"name": name, "namespace": namespace},
-        "spec": {"toolName": name, "type": "function"},
-    }
+    return factories.tool(name, namespace=namespace)
 
 
 @pytest.mark.usefixtures("crds_installed")

@@ -10,6 +10,7 @@ exception (atexit), Ctrl-C or SIGKILL of the owner; `python -m joch.devcluster u
 from __future__ import annotations
 
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -24,7 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-from kubernetes import client
+from kubernetes import client, config
 
 from joch.devcluster import (
     CLUSTER_NAME,
@@ -34,6 +35,7 @@ from joch.devcluster import (
     find_binary,
     generate_certs,
     pinned_versions,
+    workloads,
 )
 from joch.devcluster import cluster as cluster_module
 from tests import helpers
@@ -101,6 +103,23 @@ def test_certs_have_the_sans_usages_and_admin_group(tmp_path: Path) -> None:
     for key in (certs.ca_key, certs.serving_key, certs.admin_key, certs.service_account_key):
         assert stat.S_IMODE(key.stat().st_mode) == 0o600, key
 
+    # The scheduler signs in as the user Kubernetes' bootstrap RBAC policy binds; the controller-manager
+    # (every controller on its credentials) and kwok need every right.
+    identities = {}
+    for component in workloads.COMPONENTS:
+        cert = x509.load_pem_x509_certificate(certs.component_cert(component).read_bytes())
+        cert.verify_directly_issued_by(ca)
+        identities[component] = (
+            cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)[0].value,
+            [a.value for a in cert.subject.get_attributes_for_oid(NameOID.ORGANIZATION_NAME)],
+        )
+        assert stat.S_IMODE(certs.component_key(component).stat().st_mode) == 0o600
+    assert identities == {
+        "kube-controller-manager": ("system:kube-controller-manager", ["system:masters"]),
+        "kube-scheduler": ("system:kube-scheduler", []),
+        "kwok": ("joch-dev:kwok", ["system:masters"]),
+    }
+
 
 def test_missing_binary_names_make_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(cluster_module, "repo_root", lambda: None)
@@ -132,7 +151,9 @@ def test_namespace_and_configmap_round_trip(kube_api: client.ApiClient, namespac
     core.patch_namespaced_config_map("round-trip", namespace, {"data": {"answer": "43"}})
     assert core.read_namespaced_config_map("round-trip", namespace).data == {"answer": "43"}
     core.delete_namespaced_config_map("round-trip", namespace)
-    assert [cm.metadata.name for cm in core.list_namespaced_config_map(namespace).items if cm.data] == []
+    # What is left is the cluster's own: the root CA every namespace gets from the controller-manager.
+    left = {cm.metadata.name for cm in core.list_namespaced_config_map(namespace).items}
+    assert left <= {"kube-root-ca.crt"}
 
 
 @pytest.mark.integration
@@ -173,7 +194,7 @@ def test_stop_leaves_no_processes(tmp_path: Path) -> None:
     cp = ControlPlane(tmp_path / "cp", kubeconfig=tmp_path / "out" / "kubeconfig")
     with cp:
         pids = cp.pids
-        assert set(pids) == {"etcd", "kube-apiserver"}
+        assert set(pids) == {"etcd", "kube-apiserver", *workloads.COMPONENTS}
         assert all(_pid_alive(pid) for pid in pids.values())
         cp.check_alive()
         assert cp.startup_seconds is not None
@@ -190,6 +211,19 @@ def test_stop_leaves_no_processes(tmp_path: Path) -> None:
     assert cp.pids == {}
     assert not cp.running
     cp.stop()  # idempotent
+
+
+@pytest.mark.integration
+def test_without_workloads_only_the_store_and_the_api_server_run(tmp_path: Path) -> None:
+    with ControlPlane(tmp_path / "cp", workloads=False) as cp:
+        assert set(cp.pids) == {"etcd", "kube-apiserver"}
+        api = config.new_client_from_config(str(cp.kubeconfig), persist_config=False)
+        try:
+            assert client.CoreV1Api(api).list_node().items == []
+        finally:
+            api.close()
+            api.rest_client.pool_manager.clear()
+    assert helpers.processes_mentioning(tmp_path) == []
 
 
 @pytest.mark.integration
@@ -282,6 +316,8 @@ def test_cli_up_status_down(tmp_path: Path) -> None:
         status = _devcluster("status", f"--state-dir={state_dir}")
         assert status.returncode == 0, status.stdout + status.stderr
         assert "HTTP 200: ok" in status.stdout
+        for component in workloads.COMPONENTS:
+            assert re.search(rf"^{component}: +pid \d+ running$", status.stdout, re.MULTILINE), status.stdout
 
         kubectl = subprocess.run(
             [str(find_binary("kubectl")), f"--kubeconfig={kubeconfig}", "get", "ns", "default"],

@@ -1,6 +1,6 @@
-"""charts/joch installed with the real helm into the real API server (no controller-manager runs, so the
-Deployment never gets Pods: the tests check that every object is accepted and what the chart's
-ServiceAccount may do, not that Pods run).
+"""charts/joch installed with the real helm into the real API server (the Deployment's Pods land on kwok's
+fake Nodes, where no container runs: the tests check that every object is accepted and what the chart's
+ServiceAccount may do, not what the operator's Pods do).
 
 Cases:
 - cluster scope install: every rendered object exists; the release is deployed.
@@ -13,7 +13,8 @@ Cases:
 - optional objects: cert-manager Issuer/Certificate and ServiceMonitor accepted (stand-in CRDs).
 
 Every release intercepts only objects labelled ``joch.dev/helm-test=<its namespace>`` (webhook
-objectSelector), so its webhooks (which have no endpoints here) never touch other tests' objects.
+objectSelector), so its webhooks (whose Service has no real server behind it) never touch other tests'
+objects.
 """
 
 from __future__ import annotations
@@ -340,8 +341,17 @@ def test_pod_template_is_admitted_under_pod_security_restricted(
         namespace, {"metadata": {"labels": {"pod-security.kubernetes.io/enforce": "restricted"}}}
     )
     for values in ({}, release_values(namespace, rbac={"scope": "namespace", "namespaces": [namespace]})):
-        deployment = helm.one(helm.template(values, namespace=namespace), "Deployment")
+        rendered = helm.template(values, namespace=namespace)
+        deployment = helm.one(rendered, "Deployment")
         template = deployment["spec"]["template"]
+        # As in the release, the Pod's ServiceAccount exists first (the admission plugin requires it).
+        account = helm.one(rendered, "ServiceAccount")
+        assert account["metadata"]["name"] == template["spec"]["serviceAccountName"]
+        try:
+            core.create_namespaced_service_account(namespace, {"metadata": account["metadata"]})
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
         pod = {
             "apiVersion": "v1",
             "kind": "Pod",

@@ -8,9 +8,9 @@ Cases (one test, in order, because the release is cluster-wide):
 - the operator is configured with the default shared namespace joch-shared, not its own namespace;
 - admission through the chart's own webhook configurations (their namespaceSelector, rules and
   matchConditions, with only the clientConfig pointed at a joch webhook server running in this process,
-  because no controller-manager runs Pods here): an Agent with a forbidden cross-namespace reference is
-  rejected in a user namespace and in the shared namespace, naming the field; only the release namespace
-  is exempt.
+  because the chart's Pods run on fake Nodes here, where no container runs): an Agent with a
+  forbidden cross-namespace reference is rejected in a user namespace and in the shared namespace,
+  naming the field; only the release namespace is exempt.
 
 The chart's default webhooks intercept every namespace, so the teardown removes the release (and, should
 ``helm uninstall`` fail, the webhook configurations by name) before any other test runs.

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from joch.devcluster import ControlPlane, ControlPlaneError, find_binary, stores
+from joch.devcluster import ControlPlane, ControlPlaneError, find_binary, stores, workloads
 from tests import helpers
 
 
@@ -70,7 +70,8 @@ def test_data_survives_sigkill_of_every_process(tmp_path: Path, store: str) -> N
     plane = ControlPlane(state_dir, store=store)
     plane.start()
     try:
-        assert set(plane.pids) == {*stores.make_store(store, state_dir).components, "kube-apiserver"}
+        components = stores.make_store(store, state_dir).components
+        assert set(plane.pids) == {*components, "kube-apiserver", *workloads.COMPONENTS}
         made = _kubectl(
             plane.kubeconfig, "create", "configmap", "kept", "-n", "default", "--from-literal=a=b"
         )

@@ -31,7 +31,7 @@ from typing import Any, Final, TextIO
 
 from joch.api import v1alpha1
 from joch.api.v1alpha1 import meta
-from joch.cli import validate
+from joch.cli import flags, validate
 from joch.domain.admission import ALL_KINDS, Admission, DocumentResult, check_batch, promotion
 from joch.domain.compilation import Catalog
 from joch.domain.settings import SettingsError
@@ -86,8 +86,7 @@ def register(commands: Any) -> None:
     )
     validate.add_input_arguments(parser)
     validate.add_settings_arguments(parser)
-    parser.add_argument("--kubeconfig", metavar="PATH", help="kubeconfig file (default: $KUBECONFIG)")
-    parser.add_argument("--context", metavar="NAME", help="kubeconfig context (default: the current one)")
+    flags.add_kube_flags(parser)
     parser.add_argument("--field-manager", default="joch", help="server-side apply field manager (joch)")
     parser.add_argument(
         "--force-conflicts", action="store_true", help="take over fields another manager owns"

@@ -22,7 +22,6 @@ it); 2 when the input is unusable (unreadable file, bad YAML, an object that fai
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import os
 import sys
 from collections.abc import Sequence
@@ -32,7 +31,7 @@ import pydantic
 
 from joch.api.v1alpha1 import meta
 from joch.api.v1alpha1.agent import Agent
-from joch.cli import documents
+from joch.cli import documents, flags
 from joch.cli.documents import InputError
 from joch.domain import compilation
 from joch.domain.settings import OperatorSettings, SettingsError
@@ -69,12 +68,7 @@ def register(commands: Any) -> None:
         default="default",
         help="namespace for namespaced objects that have none (default: default)",
     )
-    parser.add_argument("--default-environment", help="operator setting defaultEnvironment (default: dev)")
-    parser.add_argument(
-        "--shared-namespaces",
-        metavar="NS,NS",
-        help=f"operator setting sharedNamespaces (default: {','.join(OperatorSettings().shared_namespaces)})",
-    )
+    flags.add_settings_flags(parser)
     parser.set_defaults(handler=run)
 
 
@@ -114,15 +108,9 @@ def main(args: argparse.Namespace, *, stdout: TextIO, stderr: TextIO, stdin: Tex
 
 def _settings(args: argparse.Namespace) -> OperatorSettings:
     try:
-        settings = OperatorSettings.from_environ(os.environ)
-        if args.default_environment:
-            settings = dataclasses.replace(settings, default_environment=args.default_environment)
-        if args.shared_namespaces is not None:
-            shared = tuple(ns.strip() for ns in args.shared_namespaces.split(",") if ns.strip())
-            settings = dataclasses.replace(settings, shared_namespaces=shared)
+        return flags.settings_from(args, os.environ)
     except SettingsError as exc:
         raise InputError(str(exc)) from exc
-    return settings
 
 
 def _namespace_label(text: str) -> tuple[str, dict[str, str]]:

@@ -174,14 +174,15 @@ def run(args: argparse.Namespace) -> int:
                 if args.exit:
                     return 0
                 bin_dir = cluster.find_binary("kubectl").parent
+                # Handlers first: a Ctrl-C right after the message below must stop cleanly too.
+                signal.signal(signal.SIGTERM, _interrupt)
+                signal.signal(signal.SIGINT, _interrupt)
                 print(
                     f"\nThe control plane and the operator stay up until Ctrl-C. In another shell:\n"
                     f"  export KUBECONFIG={plane.kubeconfig} PATH={bin_dir}:$PATH\n"
                     f"  kubectl get joch -A\n",
                     flush=True,
                 )
-                signal.signal(signal.SIGTERM, _interrupt)
-                signal.signal(signal.SIGINT, _interrupt)
                 while not stop.wait(1.0):
                     plane.check_alive()
                     if operator.poll() is not None:

@@ -1,10 +1,10 @@
 """`joch policy`: evaluate policies offline, preview a change against the cluster, serve decisions.
 
-    joch policy eval -f POLICIES [-f ...] --context CONTEXT.json [--now RFC3339] [--preflight]
+    joch policy eval -f POLICIES [-f ...] --input CONTEXT.json [--now RFC3339] [--preflight]
                      [--all-policies] [--disable-rule [NS/]NAME:RULE=UNTIL ...] [-n NS]
-    joch policy preview -f POLICY.yaml [-f ...] [--kubeconfig PATH] [--kube-context NAME] [-n NS]
+    joch policy preview -f POLICY.yaml [-f ...] [--kubeconfig PATH] [--context NAME] [-n NS]
                         [-o table|json] [--shared-namespaces NS,NS] [--default-environment ENV]
-    joch policy serve [--kubeconfig PATH] [--kube-context NAME] [--host HOST] [--port PORT]
+    joch policy serve [--kubeconfig PATH] [--context NAME] [--host HOST] [--port PORT]
                       [-n NS ...] [--max-body BYTES] [--shared-namespaces NS,NS] [-v|--debug|-q]
 
 ``-f`` takes a YAML file, a directory (its *.yaml and *.yml files, sorted, not recursive) or ``-``
@@ -35,18 +35,16 @@ import asyncio
 import dataclasses
 import datetime
 import json
-import logging
 import os
 import pathlib
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TextIO
 
-import kopf
 import pydantic
 
 from joch.api.v1alpha1.policy import Policy
-from joch.cli import documents
+from joch.cli import documents, flags
 from joch.cli.documents import InputError
 from joch.decision_service import cluster, endpoint, preview, requests, serving
 from joch.domain import policy as engine
@@ -89,7 +87,8 @@ def add_subcommands(parser: argparse.ArgumentParser) -> None:
     )
     _add_files(evaluate)
     evaluate.add_argument(
-        "--context",
+        "-i",
+        "--input",
         dest="context_file",
         required=True,
         metavar="CONTEXT.json",
@@ -124,11 +123,11 @@ def add_subcommands(parser: argparse.ArgumentParser) -> None:
         "whose decision flips to deny. Exit status: 0 none, 3 some, 2 unusable input, 1 cluster error.",
     )
     _add_files(check)
-    _add_kube(check)
+    flags.add_kube_flags(check)
     check.add_argument(
         "-o", "--output", choices=("table", "json"), default="table", help="output format (table)"
     )
-    _add_settings(check)
+    flags.add_settings_flags(check)
     check.set_defaults(handler=run_preview)
 
     serve = sub.add_parser(
@@ -136,10 +135,10 @@ def add_subcommands(parser: argparse.ArgumentParser) -> None:
         help="run the decision service (POST /v1/policy/evaluate) against a cluster",
         description="Watch Policies and Environments and serve decisions over HTTP until SIGINT or SIGTERM.",
     )
-    _add_kube(serve)
+    flags.add_kube_flags(serve)
     serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     serve.add_argument(
-        "--port", type=_port, default=8082, help="port to listen on (default 8082; 0 picks a free one)"
+        "--port", type=flags.port, default=8082, help="port to listen on (default 8082; 0 picks a free one)"
     )
     serve.add_argument(
         "-n",
@@ -152,21 +151,13 @@ def add_subcommands(parser: argparse.ArgumentParser) -> None:
     )
     serve.add_argument(
         "--max-body",
-        type=_positive_int,
+        type=flags.positive_int,
         default=endpoint.DEFAULT_MAX_BODY,
         metavar="BYTES",
         help=f"largest request body accepted (default {endpoint.DEFAULT_MAX_BODY})",
     )
-    serve.add_argument(
-        "--shared-namespaces",
-        metavar="NS,NS",
-        help="namespaces whose policies govern every namespace (default: $JOCH_SHARED_NAMESPACES "
-        f"or {','.join(OperatorSettings().shared_namespaces)})",
-    )
-    verbosity = serve.add_mutually_exclusive_group()
-    verbosity.add_argument("-v", "--verbose", action="store_true", help="log every policy change")
-    verbosity.add_argument("--debug", action="store_true", help="log everything, kopf included")
-    verbosity.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+    flags.add_settings_flags(serve)
+    flags.add_verbosity_flags(serve, verbose="log every policy change")
     serve.set_defaults(handler=run_serve)
 
 
@@ -178,47 +169,6 @@ def _add_files(parser: argparse.ArgumentParser) -> None:
         default="default",
         help="namespace of Policies that have none (default: default)",
     )
-
-
-def _add_kube(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--kubeconfig", metavar="PATH", help="kubeconfig file (default: in-cluster or $KUBECONFIG)"
-    )
-    parser.add_argument("--kube-context", metavar="NAME", help="kubeconfig context (default: current)")
-
-
-def _add_settings(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--shared-namespaces",
-        metavar="NS,NS",
-        help="operator setting sharedNamespaces (default: $JOCH_SHARED_NAMESPACES or "
-        f"{','.join(OperatorSettings().shared_namespaces)})",
-    )
-    parser.add_argument(
-        "--default-environment",
-        metavar="ENV",
-        help="operator setting defaultEnvironment (default: $JOCH_DEFAULT_ENVIRONMENT or dev)",
-    )
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"a port is 0-65535, not {value}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -247,7 +197,7 @@ def eval_main(args: argparse.Namespace, *, stdout: TextIO, stderr: TextIO, stdin
     """``joch policy eval`` with its streams injected (tests call this)."""
     try:
         if args.context_file == "-" and "-" in args.files:
-            raise InputError("standard input can feed either -f or --context, not both")
+            raise InputError("standard input can feed either -f or --input, not both")
         policies = load_policies(args.files, default_namespace=args.namespace, stdin=stdin)
         context = load_context(args.context_file, stdin=stdin)
         now = _parse_time(args.now, "--now") if args.now else datetime.datetime.now(datetime.UTC)
@@ -353,16 +303,16 @@ def load_context(path: str, *, stdin: TextIO | None) -> dict[str, Any]:
     """The decision context in ``path`` (JSON), checked; raises InputError naming every problem."""
     if path == "-":
         if stdin is None:
-            raise InputError("--context -: standard input is not available")
+            raise InputError("--input -: standard input is not available")
         source, text = "<stdin>", stdin.read()
     else:
         file = pathlib.Path(path)
         try:
             source, text = path, file.read_text(encoding="utf-8")
         except FileNotFoundError:
-            raise InputError(f"--context {path}: no such file") from None
+            raise InputError(f"--input {path}: no such file") from None
         except (OSError, UnicodeDecodeError) as exc:
-            raise InputError(f"--context {path}: cannot read: {exc}") from exc
+            raise InputError(f"--input {path}: cannot read: {exc}") from exc
     try:
         value = json.loads(text, parse_constant=_reject_constant)
     except RecursionError:
@@ -439,7 +389,7 @@ def preview_main(
 
 def _read_cluster(args: argparse.Namespace) -> tuple[preview.Snapshot, list[str]]:
     try:
-        configuration = client.load_configuration(args.kubeconfig, context=args.kube_context)
+        configuration = client.load_configuration(args.kubeconfig, context=args.context)
     except Exception as exc:  # the kubernetes config loader raises several unrelated types
         raise InputError(f"no usable kubeconfig: {errors.truncate(str(exc))}") from exc
     kube = client.Kube(client.new_api_client(configuration, pool_size=4), client.Limits(concurrency=4))
@@ -495,16 +445,12 @@ def run_serve(args: argparse.Namespace) -> int:
     except InputError as exc:
         sys.stderr.write(f"joch policy serve: error: {exc}\n")
         return EXIT_INPUT
-    kopf.configure(debug=args.debug, verbose=args.verbose, quiet=args.quiet, log_format=kopf.LogFormat.PLAIN)
-    if not args.debug:
-        logging.getLogger("kopf").setLevel(logging.WARNING)
-        logging.getLogger("urllib3").setLevel(logging.WARNING)
-        logging.getLogger("joch").setLevel(logging.WARNING if args.quiet else logging.INFO)
+    flags.configure_logging(args)
     try:
         serving.run_standalone(
             serving.StandaloneOptions(
                 kubeconfig=args.kubeconfig,
-                context=args.kube_context,
+                context=args.context,
                 host=args.host,
                 port=args.port,
                 namespaces=tuple(dict.fromkeys(args.namespaces)),
@@ -523,17 +469,9 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def _settings(args: argparse.Namespace) -> OperatorSettings:
     try:
-        settings = OperatorSettings.from_environ(os.environ)
-        default_environment = getattr(args, "default_environment", None)
-        if default_environment:
-            settings = dataclasses.replace(settings, default_environment=default_environment)
-        shared = getattr(args, "shared_namespaces", None)
-        if shared is not None:
-            names = tuple(ns.strip() for ns in shared.split(",") if ns.strip())
-            settings = dataclasses.replace(settings, shared_namespaces=names)
+        return flags.settings_from(args, os.environ)
     except SettingsError as exc:
         raise InputError(str(exc)) from exc
-    return settings
 
 
 def _name_of(doc: dict[str, Any]) -> str:

@@ -29,6 +29,7 @@ from typing import Any, TextIO
 
 import yaml
 
+from joch.cli import flags
 from joch.domain.admission import Admission, Document, DocumentResult, check_batch
 from joch.domain.settings import OperatorSettings, SettingsError
 
@@ -81,28 +82,12 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--shared-namespaces",
-        metavar="NS,NS",
-        help="namespaces any object may reference (default: $JOCH_SHARED_NAMESPACES or "
-        f"{','.join(OperatorSettings().shared_namespaces)})",
-    )
-    parser.add_argument(
-        "--default-environment",
-        metavar="ENV",
-        help="environment of Agents no label places (default: $JOCH_DEFAULT_ENVIRONMENT or dev)",
-    )
+    flags.add_settings_flags(parser)
 
 
 def settings_from(args: argparse.Namespace) -> OperatorSettings:
     """Operator settings from the JOCH_* variables and the flags; raises SettingsError."""
-    settings = OperatorSettings.from_environ(os.environ)
-    if args.shared_namespaces is not None:
-        shared = tuple(ns.strip() for ns in args.shared_namespaces.split(",") if ns.strip())
-        settings = dataclasses.replace(settings, shared_namespaces=shared)
-    if args.default_environment:
-        settings = dataclasses.replace(settings, default_environment=args.default_environment)
-    return settings
+    return flags.settings_from(args, os.environ)
 
 
 def _files(path: pathlib.Path, recursive: bool) -> list[pathlib.Path]:

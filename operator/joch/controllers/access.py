@@ -17,7 +17,7 @@ import dataclasses
 import logging
 from collections.abc import Sequence
 
-from joch.controllers.store import WATCHED_KINDS
+from joch.domain.reconcile.cache import WATCHED_KINDS
 from joch.kube import client, errors, listing, paths
 
 __all__ = ["Access", "probe"]

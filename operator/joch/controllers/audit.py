@@ -26,7 +26,7 @@ import logging
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from joch.controllers.store import Store
+from joch.domain.reconcile.cache import Store
 from joch.kube import client, errors, listing, paths
 
 __all__ = ["DeletionAudit"]

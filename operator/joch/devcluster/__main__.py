@@ -110,11 +110,21 @@ def _store_processes(state: ControlPlaneState) -> dict[str, int]:
     return dict(state.store_pids) or {"etcd": state.etcd_pid}
 
 
+def _stop_order(state: ControlPlaneState) -> dict[int, str]:
+    """Every recorded process by pid, in the order to stop them: the cluster controllers, then
+    kube-apiserver, then the store (last started first)."""
+    names = {pid: name for name, pid in reversed(state.component_pids.items())}
+    names[state.apiserver_pid] = "kube-apiserver"
+    names.update({pid: name for name, pid in reversed(_store_processes(state).items())})
+    return names
+
+
 def _describe(state: ControlPlaneState) -> str:
     processes = ", ".join(f"{name} pid {pid}" for name, pid in _store_processes(state).items())
+    components = "".join(f", {name} pid {pid}" for name, pid in state.component_pids.items())
     return (
         f"control plane ready in {state.startup_seconds:.1f}s on the {state.store} store: {state.server} "
-        f"({processes}, kube-apiserver pid {state.apiserver_pid}, "
+        f"({processes}, kube-apiserver pid {state.apiserver_pid}{components}, "
         f"supervisor pid {state.supervisor_pid})\n"
         f"  export KUBECONFIG={state.kubeconfig}"
     )
@@ -132,8 +142,10 @@ def up_foreground(
     state_dir: Path,
     kubeconfig: Path,
     timeout: float,
+    *,
     store: str | None = None,
     store_port: int | None = None,
+    workloads: bool = True,
 ) -> int:
     """Run the control plane in this process until SIGINT/SIGTERM or until etcd/apiserver exits."""
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -147,7 +159,12 @@ def up_foreground(
     signal.signal(signal.SIGHUP, _raise_system_exit)
     try:
         with ControlPlane(
-            state_dir, kubeconfig=kubeconfig, ready_timeout=timeout, store=store, store_port=store_port
+            state_dir,
+            kubeconfig=kubeconfig,
+            ready_timeout=timeout,
+            store=store,
+            store_port=store_port,
+            workloads=workloads,
         ) as control_plane:
             state = read_state(state_dir)
             if state is not None:
@@ -181,8 +198,10 @@ def up_background(
     state_dir: Path,
     kubeconfig: Path,
     timeout: float,
+    *,
     store: str | None = None,
     store_port: int | None = None,
+    workloads: bool = True,
 ) -> int:
     """Start a detached supervisor (``up --foreground``) and return once it reports ready."""
     problem = _store_problem(state_dir, store)
@@ -216,6 +235,8 @@ def up_background(
         argv.append(f"--store={store}")
     if store_port is not None:
         argv.append(f"--store-port={store_port}")
+    if not workloads:
+        argv.append("--no-workloads")
     log_path = state_dir / SUPERVISOR_LOG
     with log_path.open("wb") as log:
         supervisor = subprocess.Popen(  # noqa: S603 - our own interpreter and module
@@ -268,8 +289,7 @@ def _cleanup_stale(state_dir: Path) -> None:
     """Kill leftovers recorded by a supervisor that is gone, then forget them."""
     state = read_state(state_dir)
     if state is not None:
-        store_pids = list(_store_processes(state).values())
-        _kill_groups([state.apiserver_pid, *reversed(store_pids)], state_dir, grace=10)
+        _kill_groups(list(_stop_order(state)), state_dir, grace=10)
     for name in (PID_FILE, "control-plane.json"):
         with contextlib.suppress(FileNotFoundError):
             (state_dir / name).unlink()
@@ -306,8 +326,7 @@ def down(state_dir: Path, grace: float) -> int:
             _wait_gone([supervisor], 5)
         stopped.append(f"supervisor {supervisor}")
     if state is not None:
-        names = {state.apiserver_pid: "kube-apiserver"}
-        names.update({pid: name for name, pid in reversed(_store_processes(state).items())})
+        names = _stop_order(state)
         stopped.extend(f"{names[pid]} {pid}" for pid in _kill_groups(list(names), state_dir, grace))
     for name in (PID_FILE, "control-plane.json"):
         with contextlib.suppress(FileNotFoundError):
@@ -330,6 +349,7 @@ def status(state_dir: Path) -> int:
         "supervisor": state.supervisor_pid,
         **_store_processes(state),
         "kube-apiserver": state.apiserver_pid,
+        **state.component_pids,
     }
     alive = {name: _belongs_to(pid, state_dir) for name, pid in processes.items()}
     try:
@@ -342,7 +362,7 @@ def status(state_dir: Path) -> int:
     print(f"server:     {state.server}")
     print(f"kubeconfig: {state.kubeconfig}")
     for name, pid in processes.items():
-        print(f"{name + ':':<15} pid {pid} {'running' if alive[name] else 'GONE'}")
+        print(f"{name + ':':<24} pid {pid} {'running' if alive[name] else 'GONE'}")
     print(f"/readyz:    {answer.splitlines()[0] if answer else '?'}")
     return EXIT_OK if ready and all(alive.values()) else EXIT_FAILED
 
@@ -382,9 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
         "up",
         help="start the control plane",
         description=(
-            "Start etcd and kube-apiserver on free loopback ports and write an admin kubeconfig "
-            "(context joch-dev). Without --foreground it detaches and returns once /readyz is ok; "
-            "with it, it runs until Ctrl-C/SIGTERM."
+            "Start the store (etcd, or kine over SQLite or PostgreSQL), kube-apiserver and, unless "
+            "--no-workloads, kube-controller-manager, kube-scheduler and kwok with three fake Nodes, on "
+            "loopback, and write an admin kubeconfig (context joch-dev). Without --foreground it "
+            "detaches and returns once everything is ready; with it, it runs until Ctrl-C/SIGTERM."
         ),
     )
     add_state_dir(up)
@@ -401,6 +422,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument(
         "--store-port", type=int, help="the store's client port on 127.0.0.1 (default: a free one)"
+    )
+    up.add_argument(
+        "--no-workloads",
+        dest="workloads",
+        action="store_false",
+        help="start the store and kube-apiserver only: no controller-manager, scheduler or fake Nodes "
+        "(Jobs never run, owned objects are not collected, namespaces never finish deleting)",
     )
 
     down_parser = commands.add_parser(
@@ -435,9 +463,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     state_dir: Path = args.state_dir.absolute()
     if args.command == "up":
         kubeconfig: Path = (args.kubeconfig or state_dir / "kubeconfig").absolute()
-        if args.foreground:
-            return up_foreground(state_dir, kubeconfig, args.timeout, args.store, args.store_port)
-        return up_background(state_dir, kubeconfig, args.timeout, args.store, args.store_port)
+        up = up_foreground if args.foreground else up_background
+        return up(
+            state_dir,
+            kubeconfig,
+            args.timeout,
+            store=args.store,
+            store_port=args.store_port,
+            workloads=args.workloads,
+        )
     if args.command == "down":
         return down(state_dir, args.grace)
     if args.command == "clean":

@@ -1,8 +1,10 @@
 """Certificates and keys for the dev/test control plane.
 
 Everything is generated locally with ``cryptography``: a throw-away CA, a serving certificate for
-kube-apiserver, an admin client certificate (group ``system:masters``) and the service-account RSA key
-pair. The files are written as PEM into a state directory; private keys are created mode 0600.
+kube-apiserver, an admin client certificate (group ``system:masters``), client certificates for the
+cluster components (kube-scheduler under its bootstrap RBAC identity; kube-controller-manager and kwok
+in ``system:masters``) and the service-account RSA key pair. The files are written as PEM into a
+state directory; private keys are created mode 0600.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from joch import pki
 __all__ = [
     "ADMIN_COMMON_NAME",
     "ADMIN_GROUP",
+    "COMPONENT_IDENTITIES",
     "SERVING_DNS_NAMES",
     "SERVING_IP_ADDRESSES",
     "CertificateAuthority",
@@ -40,6 +43,14 @@ SERVING_DNS_NAMES: tuple[str, ...] = (
     "kubernetes.default.svc",
 )
 SERVING_IP_ADDRESSES: tuple[str, ...] = ("127.0.0.1",)
+COMPONENT_IDENTITIES: dict[str, tuple[str, tuple[str, ...]]] = {
+    # component: (user, groups). The controller-manager runs every controller with its own credentials
+    # (no per-controller service accounts, whose tokens it would fetch one by one: a 9 s start instead
+    # of 3 s), so it needs every right; the scheduler's user is bound by the bootstrap RBAC policy.
+    "kube-controller-manager": ("system:kube-controller-manager", (ADMIN_GROUP,)),
+    "kube-scheduler": ("system:kube-scheduler", ()),
+    "kwok": ("joch-dev:kwok", (ADMIN_GROUP,)),
+}
 
 _VALIDITY = datetime.timedelta(days=365)
 
@@ -81,6 +92,12 @@ class ControlPlaneCerts:
     def admin_key(self) -> Path:
         return self.directory / "admin.key"
 
+    def component_cert(self, component: str) -> Path:
+        return self.directory / f"{component}.crt"
+
+    def component_key(self, component: str) -> Path:
+        return self.directory / f"{component}.key"
+
     @property
     def service_account_key(self) -> Path:
         return self.directory / "sa.key"
@@ -99,6 +116,8 @@ class ControlPlaneCerts:
             self.admin_key,
             self.service_account_key,
             self.service_account_pub,
+            *(self.component_cert(name) for name in COMPONENT_IDENTITIES),
+            *(self.component_key(name) for name in COMPONENT_IDENTITIES),
         )
 
     def exist(self) -> bool:
@@ -182,6 +201,10 @@ def generate_certs(directory: Path) -> ControlPlaneCerts:
     _write(paths.admin_cert, pki.cert_pem(admin_cert))
     _write(paths.service_account_key, pki.key_pem(sa_key), private=True)
     _write(paths.service_account_pub, sa_pub)
+    for component, (user, groups) in COMPONENT_IDENTITIES.items():
+        cert, key = issue_certificate(ca, user, organizations=groups, client=True)
+        _write(paths.component_key(component), pki.key_pem(key), private=True)
+        _write(paths.component_cert(component), pki.cert_pem(cert))
     return paths
 
 
@@ -194,7 +217,12 @@ def ensure_certs(
         try:
             certs = [
                 x509.load_pem_x509_certificate(path.read_bytes())
-                for path in (paths.ca_cert, paths.serving_cert, paths.admin_cert)
+                for path in (
+                    paths.ca_cert,
+                    paths.serving_cert,
+                    paths.admin_cert,
+                    *(paths.component_cert(name) for name in COMPONENT_IDENTITIES),
+                )
             ]
         except ValueError:
             return generate_certs(directory)

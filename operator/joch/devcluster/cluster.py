@@ -4,18 +4,21 @@ joch.devcluster.stores) on loopback ports, started the way controller-runtime's 
     ControlPlane(state_dir, store="sqlite")   # "etcd" | "sqlite" | "postgres"; default: the one the
                                               # state directory was created with, else etcd
 
-No controller-manager or scheduler runs: there is no garbage collection, namespaces never finish
-terminating and no default ServiceAccount exists. See architecture.md, "The test control plane".
+By default kube-controller-manager, kube-scheduler and kwok with three fake Nodes run beside it
+(joch.devcluster.workloads): Jobs run to completion on the fake Nodes, garbage collection deletes owned
+objects, namespaces finish terminating and every namespace gets its default ServiceAccount.
+``workloads=False`` starts the store and kube-apiserver alone (an object store with nothing acting on
+it), which is cheaper where a test needs only the API. See docs/architecture.md, "The local control plane".
 
     with ControlPlane(tmp_path) as cp:
         client = kubernetes.config.new_client_from_config(str(cp.kubeconfig))
 
-Both processes run in their own process group (session). ``stop()`` runs on ``__exit__`` (so on
+Every process runs in its own process group (session). ``stop()`` runs on ``__exit__`` (so on
 exceptions and KeyboardInterrupt too), when ``start()`` fails half-way, and at interpreter exit
 (``atexit``). On Linux the children are also signalled when the starting thread dies without cleaning
-up (``die_with_parent``: etcd gets SIGTERM, kube-apiserver SIGKILL), e.g. when the test runner is killed
-with SIGKILL. Start it from a thread that outlives it (normally the main thread), or pass
-``die_with_parent=False``.
+up (``die_with_parent``: the store gets SIGTERM, the Kubernetes components SIGKILL), e.g. when the
+test runner is killed with SIGKILL. Start it from a thread that outlives it (normally the main
+thread), or pass ``die_with_parent=False``.
 """
 
 from __future__ import annotations
@@ -41,8 +44,8 @@ from typing import IO, Any, Self
 
 import yaml
 
-from joch.devcluster import stores
-from joch.devcluster.certs import ADMIN_COMMON_NAME, ControlPlaneCerts, ensure_certs
+from joch.devcluster import stores, workloads
+from joch.devcluster.certs import ADMIN_COMMON_NAME, COMPONENT_IDENTITIES, ControlPlaneCerts, ensure_certs
 
 __all__ = [
     "CLUSTER_NAME",
@@ -200,6 +203,8 @@ class ControlPlaneState:
     """etcd, sqlite or postgres; etcd_pid/etcd_url are then the process kube-apiserver talks to (kine)."""
     store_pids: dict[str, int] = field(default_factory=dict)
     """Every store process by name (etcd; kine; postgres and kine)."""
+    component_pids: dict[str, int] = field(default_factory=dict)
+    """kube-controller-manager, kube-scheduler and kwok, when they run."""
 
     def write(self, state_dir: Path) -> None:
         path = state_dir / STATE_FILE
@@ -263,6 +268,10 @@ class ControlPlane:
     name (store), the logs (etcd.log or kine.log and postgres.log, kube-apiserver.log), the kubeconfig
     (unless ``kubeconfig`` says otherwise) and control-plane.json. ``store_port`` fixes the store's
     client port (default: a free one); ``extra_store_args`` go to etcd or kine.
+
+    ``workloads`` (default on) also starts kube-controller-manager, kube-scheduler and kwok with
+    ``fake_nodes`` fake Nodes (see joch.devcluster.workloads); their kubeconfigs are in kubeconfigs/,
+    their logs beside the others, kwok's stages in kwok.yaml.
     """
 
     def __init__(
@@ -279,6 +288,8 @@ class ControlPlane:
         store: str | None = None,
         store_port: int | None = None,
         extra_store_args: Sequence[str] = (),
+        workloads: bool = True,
+        fake_nodes: int = 3,
     ) -> None:
         self.state_dir = Path(state_dir).absolute()
         self.kubeconfig = Path(kubeconfig).absolute() if kubeconfig else self.state_dir / "kubeconfig"
@@ -291,6 +302,8 @@ class ControlPlane:
         self.requested_store = store
         self.store_port = store_port
         self.extra_store_args = tuple(extra_store_args)
+        self.workloads = workloads
+        self.fake_nodes = fake_nodes
         self.store: str | None = None
         """The store started (set by start())."""
         self._store: stores.Store | None = None
@@ -347,7 +360,8 @@ class ControlPlane:
     @property
     def log_files(self) -> dict[str, Path]:
         names = self._store.components if self._store is not None else ("etcd",)
-        return {name: self.state_dir / f"{name}.log" for name in (*names, "kube-apiserver")}
+        components = workloads.COMPONENTS if self.workloads else ()
+        return {name: self.state_dir / f"{name}.log" for name in (*names, "kube-apiserver", *components)}
 
     # -- lifecycle
 
@@ -370,11 +384,16 @@ class ControlPlane:
         )
         store.check_binaries()
         apiserver = find_binary("kube-apiserver", self.bin_dir)
+        components = (
+            {name: find_binary(name, self.bin_dir) for name in workloads.COMPONENTS} if self.workloads else {}
+        )
         self.store, self._store = name, store
         started = time.monotonic()
         atexit.register(self.stop)
         try:
             self._start(store, apiserver, deadline=started + self.ready_timeout)
+            if components:
+                self._start_workloads(components, deadline=started + self.ready_timeout)
         except stores.StoreError as exc:
             self.stop()
             raise ControlPlaneError(str(exc)) from None
@@ -395,6 +414,7 @@ class ControlPlane:
             started_at=time.time(),
             store=name,
             store_pids=store_pids,
+            component_pids={name: self.pids[name] for name in components},
         )
         self._state.write(self.state_dir)
 
@@ -469,7 +489,9 @@ class ControlPlane:
             f"--service-account-signing-key-file={certs.service_account_key}",
             f"--service-account-issuer={SERVICE_ACCOUNT_ISSUER}",
             f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
-            "--disable-admission-plugins=ServiceAccount",
+            # Without the serviceaccount controller no namespace has a default ServiceAccount, and
+            # the admission plugin would refuse every Pod.
+            *(() if self.workloads else ("--disable-admission-plugins=ServiceAccount",)),
             f"--etcd-servers={self.etcd_url}",
             "--allow-privileged=true",
             *self.extra_apiserver_args,
@@ -520,13 +542,17 @@ class ControlPlane:
                 )
             time.sleep(0.1)
 
-    def kubeconfig_dict(self) -> dict[str, Any]:
-        """The admin kubeconfig (cluster and context ``joch-dev``, certificates embedded)."""
+    def kubeconfig_dict(self, component: str | None = None) -> dict[str, Any]:
+        """The admin kubeconfig (cluster and context ``joch-dev``, certificates embedded), or with
+        ``component`` the one of kube-controller-manager, kube-scheduler or kwok."""
 
         def b64(path: Path) -> str:
             return base64.b64encode(path.read_bytes()).decode("ascii")
 
         certs = self.certs
+        user = ADMIN_COMMON_NAME if component is None else COMPONENT_IDENTITIES[component][0]
+        cert = certs.admin_cert if component is None else certs.component_cert(component)
+        key = certs.admin_key if component is None else certs.component_key(component)
         return {
             "apiVersion": "v1",
             "kind": "Config",
@@ -537,25 +563,91 @@ class ControlPlane:
                 }
             ],
             "users": [
-                {
-                    "name": ADMIN_COMMON_NAME,
-                    "user": {
-                        "client-certificate-data": b64(certs.admin_cert),
-                        "client-key-data": b64(certs.admin_key),
-                    },
-                }
+                {"name": user, "user": {"client-certificate-data": b64(cert), "client-key-data": b64(key)}}
             ],
-            "contexts": [
-                {"name": CLUSTER_NAME, "context": {"cluster": CLUSTER_NAME, "user": ADMIN_COMMON_NAME}}
-            ],
+            "contexts": [{"name": CLUSTER_NAME, "context": {"cluster": CLUSTER_NAME, "user": user}}],
             "current-context": CLUSTER_NAME,
             "preferences": {},
         }
 
-    def _write_kubeconfig(self) -> None:
-        self.kubeconfig.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.kubeconfig.with_name(self.kubeconfig.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            yaml.safe_dump(self.kubeconfig_dict(), handle, sort_keys=False)
-        tmp.replace(self.kubeconfig)
+    def _write_kubeconfig(self, component: str | None = None) -> Path:
+        path = self.kubeconfig if component is None else self.state_dir / "kubeconfigs" / f"{component}.yaml"
+        _write_private(path, yaml.safe_dump(self.kubeconfig_dict(component), sort_keys=False))
+        return path
+
+    # -- the cluster controllers
+
+    def api(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> tuple[int | None, Any]:
+        """One admin request to kube-apiserver: (HTTP status, decoded JSON or text), (None, error)."""
+        conn = http.client.HTTPSConnection(
+            LOOPBACK, self.apiserver_port, context=self.ssl_context(), timeout=10
+        )
+        try:
+            payload = json.dumps(body).encode() if body is not None else None
+            conn.request(method, path, body=payload, headers={"Content-Type": "application/json"})
+            response = conn.getresponse()
+            text = response.read().decode("utf-8", errors="replace")
+        except (OSError, http.client.HTTPException) as exc:
+            return None, f"{type(exc).__name__}: {exc}"
+        finally:
+            conn.close()
+        try:
+            return response.status, json.loads(text)
+        except ValueError:
+            return response.status, text
+
+    def _start_workloads(self, binaries: Mapping[str, Path], *, deadline: float) -> None:
+        """Start kube-controller-manager, kube-scheduler and kwok; register the fake Nodes; wait until
+        the Nodes are Ready (kwok acts) and the default ServiceAccount exists (the controllers act)."""
+        certs = self.certs
+        kubeconfigs = {name: str(self._write_kubeconfig(name)) for name in workloads.COMPONENTS}
+        kwok_config = self.state_dir / "kwok.yaml"
+        _write_private(kwok_config, yaml.safe_dump_all(workloads.kwok_config(), sort_keys=False))
+        argvs = {
+            "kube-controller-manager": workloads.controller_manager_args(
+                kubeconfig=kubeconfigs["kube-controller-manager"],
+                root_ca=str(certs.ca_cert),
+                service_account_key=str(certs.service_account_key),
+                signing_cert=str(certs.ca_cert),
+                signing_key=str(certs.ca_key),
+                service_cluster_ip_range=SERVICE_CLUSTER_IP_RANGE,
+                cluster_name=CLUSTER_NAME,
+            ),
+            "kube-scheduler": workloads.scheduler_args(kubeconfig=kubeconfigs["kube-scheduler"]),
+            "kwok": workloads.kwok_args(kubeconfig=kubeconfigs["kwok"], config=str(kwok_config)),
+        }
+        for name in workloads.COMPONENTS:
+            self._spawn(name, [str(binaries[name]), *argvs[name]], parent_death_signal=signal.SIGKILL)
+        version = pinned_versions().get("KUBE_VERSION", "v0.0.0") if repo_root() else "v0.0.0"
+        nodes = workloads.fake_node_names(self.fake_nodes)
+        for index in range(self.fake_nodes):
+            code, answer = self.api("POST", "/api/v1/nodes", workloads.fake_node(index, version))
+            if code not in (201, 409):
+                raise ControlPlaneError(f"cannot register fake node {nodes[index]}: HTTP {code}: {answer}")
+        self._wait("the fake nodes (kwok)", lambda: self._nodes_ready(nodes), deadline)
+        self._wait(
+            "the default ServiceAccount (kube-controller-manager)", self._default_service_account, deadline
+        )
+
+    def _nodes_ready(self, names: Sequence[str]) -> tuple[bool, str]:
+        waiting = []
+        for name in names:
+            code, node = self.api("GET", f"/api/v1/nodes/{name}")
+            conditions = node.get("status", {}).get("conditions", []) if code == 200 else []
+            if not any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+                waiting.append(name)
+        return not waiting, f"not Ready yet: {', '.join(waiting)}" if waiting else "all Ready"
+
+    def _default_service_account(self) -> tuple[bool, str]:
+        code, _ = self.api("GET", "/api/v1/namespaces/default/serviceaccounts/default")
+        return code == 200, f"HTTP {code}"
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` (mode 0600) through a temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    tmp.replace(path)

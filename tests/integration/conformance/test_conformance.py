@@ -3,7 +3,8 @@
 Cases, each on each store: every CRD establishes and serves; examples/ and a second fleet apply and
 compile (each manifest byte-identical to ``joch compile`` of the objects read back); a Model change
 rewrites exactly its dependants; a watch from a compacted resourceVersion (410 Gone) is resumed by a
-re-list that reports the deletion it missed.
+re-list that reports the deletion it missed; the cluster's controllers work on it (a Job runs to
+completion on a fake Node, the garbage collector deletes what the Job owned).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from kubernetes.client.rest import ApiException
 
 from joch.kube import client, paths
 from joch.kube.watch import Listed, MetadataWatch
+from tests.helpers import fake_job, gone
 from tests.integration.conformance.conftest import COMPACTION_SECONDS
 from tests.integration.operator_fixtures import (  # noqa: F401
     Cluster,
@@ -239,3 +241,21 @@ def test_an_expired_watch_is_resumed_by_a_relist_without_missing_a_deletion(
     assert lists == 1, f"{store}: the watch from a compacted version did not re-list"
     assert ("DELETED", "doomed") in seen, seen
     assert sorted(seen) == [("ADDED", "kept"), ("ADDED", "later"), ("DELETED", "doomed")], seen
+
+
+def test_the_clusters_controllers_run_a_job_and_collect_its_pod(
+    store: str, namespace: str, kube_api: k8s.ApiClient
+) -> None:
+    batch, core = k8s.BatchV1Api(kube_api), k8s.CoreV1Api(kube_api)
+    batch.create_namespaced_job(namespace, fake_job("run"))
+
+    def complete() -> k8s.V1Job:
+        found = batch.read_namespaced_job("run", namespace)
+        assert found.status.succeeded == 1, (store, found.status)
+        return found
+
+    eventually(complete)
+    (pod,) = core.list_namespaced_pod(namespace, label_selector="job-name=run").items
+    assert pod.status.phase == "Succeeded"
+    batch.delete_namespaced_job("run", namespace, propagation_policy="Background")
+    eventually(gone(lambda: core.read_namespaced_pod(pod.metadata.name, namespace)))

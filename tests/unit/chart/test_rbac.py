@@ -2,8 +2,8 @@
 
 | check                                   | source of truth                                        |
 |-----------------------------------------|--------------------------------------------------------|
-| every watched kind is readable          | joch.controllers.store.WATCHED_KINDS                   |
-| every status the controller writes      | joch.controllers.status (REFERENCED_KINDS + Agent)     |
+| every watched kind is readable          | joch.domain.reconcile.cache.WATCHED_KINDS                   |
+| every status the controller writes      | joch.domain.reconcile.status (REFERENCED_KINDS + Agent)     |
 | core kinds the kube layer calls         | joch.kube.paths (ConfigMap, Event, Namespace)          |
 | the webhook TLS writes                  | joch.kube.webhook_tls (Secret, webhook configurations) |
 | leader election                         | joch.kube.leader (Lease)                               |
@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from joch.api import v1alpha1
-from joch.controllers import status
-from joch.controllers.store import WATCHED_KINDS
+from joch.domain.reconcile import status
+from joch.domain.reconcile.cache import WATCHED_KINDS
 from joch.kube import leader, paths
 from joch.manifests import rbac
 

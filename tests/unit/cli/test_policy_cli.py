@@ -81,7 +81,7 @@ def write_docs(tmp_path: pathlib.Path, docs: list[Any], name: str = "policies.ya
 
 
 def test_register_sets_the_handlers() -> None:
-    assert parse("eval", "-f", "x", "--context", "c").handler is policy_cli.run_eval
+    assert parse("eval", "-f", "x", "--input", "c").handler is policy_cli.run_eval
     assert parse("preview", "-f", "x").handler is policy_cli.run_preview
     assert parse("serve").handler is policy_cli.run_serve
     with pytest.raises(SystemExit):
@@ -89,7 +89,7 @@ def test_register_sets_the_handlers() -> None:
 
 
 def test_deny_exits_3_with_the_decision_as_json(tmp_path: pathlib.Path) -> None:
-    code, out, err = run_eval("-f", str(helpers.EXAMPLES), "--context", write_context(tmp_path, CONTEXT))
+    code, out, err = run_eval("-f", str(helpers.EXAMPLES), "--input", write_context(tmp_path, CONTEXT))
     assert (code, err) == (3, "")
     assert json.loads(out) == {
         "decision": "deny",
@@ -103,7 +103,7 @@ def test_deny_exits_3_with_the_decision_as_json(tmp_path: pathlib.Path) -> None:
 
 def test_modify_exits_0_with_the_redacted_request(tmp_path: pathlib.Path) -> None:
     context = {**CONTEXT, "tool": {"name": "mail.send", "sideEffect": "external_write"}}
-    code, out, _ = run_eval("-f", str(helpers.EXAMPLES), "--context", write_context(tmp_path, context))
+    code, out, _ = run_eval("-f", str(helpers.EXAMPLES), "--input", write_context(tmp_path, context))
     decision = json.loads(out)
     assert (code, decision["decision"]) == (0, "modify")
     assert decision["modifiedRequest"] == {"text": "write to [REDACTED:emails]"}
@@ -112,17 +112,17 @@ def test_modify_exits_0_with_the_redacted_request(tmp_path: pathlib.Path) -> Non
 
 def test_allow_exits_0_and_preflight_skips_runtime_rules(tmp_path: pathlib.Path) -> None:
     path = write_context(tmp_path, CONTEXT)
-    code, out, _ = run_eval("-f", str(helpers.EXAMPLES), "--context", path, "--preflight")
+    code, out, _ = run_eval("-f", str(helpers.EXAMPLES), "--input", path, "--preflight")
     assert (code, json.loads(out)) == (0, {"decision": "allow", "reason": "no rule matched"})
 
 
 def test_a_note_when_no_policy_applies_and_all_policies(tmp_path: pathlib.Path) -> None:
     context = {"model": {"provider": "openai"}}
     policies = write_docs(tmp_path, [POLICY_DOC])
-    code, out, err = run_eval("-f", policies, "--context", write_context(tmp_path, context))
+    code, out, err = run_eval("-f", policies, "--input", write_context(tmp_path, context))
     assert (code, json.loads(out)["decision"]) == (0, "allow")
     assert "note: none of the 1 policies applies to this context" in err
-    code, out, err = run_eval("-f", policies, "--context", write_context(tmp_path, context), "--all-policies")
+    code, out, err = run_eval("-f", policies, "--input", write_context(tmp_path, context), "--all-policies")
     assert (code, json.loads(out)["policyId"], err) == (3, "deny-openai", "")
 
 
@@ -130,24 +130,24 @@ def test_now_and_disable_rule(tmp_path: pathlib.Path) -> None:
     context = write_context(tmp_path, {"agent": {"namespace": "support"}, "model": {"provider": "openai"}})
     policies = write_docs(tmp_path, [POLICY_DOC])
     disable = ("--disable-rule", "support/deny-openai:0=2026-12-01T00:00:00Z")
-    code, out, _ = run_eval("-f", policies, "--context", context, *disable, "--now", "2026-11-27T00:00:00Z")
+    code, out, _ = run_eval("-f", policies, "--input", context, *disable, "--now", "2026-11-27T00:00:00Z")
     assert code == 0
     assert json.loads(out)["disabledRules"] == [
         {"policyId": "deny-openai", "policyNamespace": "support", "rule": 0, "until": "2026-12-01T00:00:00Z"}
     ]
-    code, out, _ = run_eval("-f", policies, "--context", context, *disable, "--now", "2026-12-02T00:00:00")
+    code, out, _ = run_eval("-f", policies, "--input", context, *disable, "--now", "2026-12-02T00:00:00")
     assert (code, json.loads(out)["decision"]) == (3, "deny")
 
 
 def test_inputs_from_stdin_directories_and_lists(tmp_path: pathlib.Path) -> None:
     context = {"agent": {"namespace": "support"}, "model": {"provider": "openai"}}
     listed = yaml.safe_dump({"apiVersion": "v1", "kind": "List", "items": [POLICY_DOC]})
-    code, _, _ = run_eval("-f", "-", "--context", write_context(tmp_path, context), stdin=listed)
+    code, _, _ = run_eval("-f", "-", "--input", write_context(tmp_path, context), stdin=listed)
     assert code == 3
     directory = tmp_path / "dir"
     directory.mkdir()
     write_docs(directory, [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x"}}, POLICY_DOC])
-    code, _, _ = run_eval("-f", str(directory), "--context", "-", stdin=json.dumps(context))
+    code, _, _ = run_eval("-f", str(directory), "--input", "-", stdin=json.dumps(context))
     assert code == 3
 
 
@@ -156,7 +156,7 @@ def test_policies_without_namespace_go_to_dash_n(tmp_path: pathlib.Path) -> None
     del doc["metadata"]["namespace"]
     context = {"agent": {"namespace": "team-a"}, "model": {"provider": "openai"}}
     path = write_docs(tmp_path, [doc])
-    code, out, _ = run_eval("-f", path, "-n", "team-a", "--context", write_context(tmp_path, context))
+    code, out, _ = run_eval("-f", path, "-n", "team-a", "--input", write_context(tmp_path, context))
     assert (code, json.loads(out)["policyNamespace"]) == (3, "team-a")
 
 
@@ -178,7 +178,7 @@ def test_every_field_error_of_every_policy_is_reported(tmp_path: pathlib.Path) -
     }
     schema = {**bad, "metadata": {"name": "schema"}, "spec": {"rules": []}}
     path = write_docs(tmp_path, [bad, schema])
-    code, out, err = run_eval("-f", path, "--context", write_context(tmp_path, {}))
+    code, out, err = run_eval("-f", path, "--input", write_context(tmp_path, {}))
     assert (code, out) == (2, "")
     assert (
         f"{path}: document 1 (Policy support/bad): spec.rules[0].when.cost.runUSD: cost has no field" in err
@@ -199,7 +199,7 @@ def test_every_field_error_of_every_policy_is_reported(tmp_path: pathlib.Path) -
         ),
         pytest.param(["other.yaml"], {}, "no Policy (joch.dev/v1alpha1) documents in", id="no policies"),
         pytest.param(["dup.yaml"], {}, "Policy support/deny-openai is also defined in", id="duplicate"),
-        pytest.param(["ok.yaml"], None, "--context", id="context missing"),
+        pytest.param(["ok.yaml"], None, "--input", id="context missing"),
         pytest.param(["ok.yaml"], "{not json", "context.json: not valid JSON", id="context not JSON"),
         pytest.param(["ok.yaml"], "[1]", "context: must be a JSON object, not a list", id="context a list"),
         pytest.param(
@@ -224,7 +224,7 @@ def test_unusable_input_exits_2_naming_the_problem(
     if context is not None:
         write_context(tmp_path, context)
     argv = [arg for file in files for arg in ("-f", file)]
-    code, out, err = run_eval(*argv, "--context", context_path)
+    code, out, err = run_eval(*argv, "--input", context_path)
     assert (code, out) == (2, "")
     assert err.startswith("joch policy eval: error: ")
     assert fragment in err
@@ -244,22 +244,20 @@ def test_unusable_input_exits_2_naming_the_problem(
 )
 def test_bad_flags_exit_2(tmp_path: pathlib.Path, flags: tuple[str, ...], fragment: str) -> None:
     policies = write_docs(tmp_path, [POLICY_DOC])
-    code, _, err = run_eval("-f", policies, "--context", write_context(tmp_path, {}), *flags)
+    code, _, err = run_eval("-f", policies, "--input", write_context(tmp_path, {}), *flags)
     assert code == 2
     assert fragment in err
 
 
 def test_stdin_cannot_feed_both(tmp_path: pathlib.Path) -> None:
-    code, _, err = run_eval("-f", "-", "--context", "-")
+    code, _, err = run_eval("-f", "-", "--input", "-")
     assert code == 2
-    assert "either -f or --context, not both" in err
+    assert "either -f or --input, not both" in err
 
 
 def test_a_bad_setting_exits_2(tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("JOCH_KEEP_MANIFESTS", "0")
-    code, _, err = run_eval(
-        "-f", write_docs(tmp_path, [POLICY_DOC]), "--context", write_context(tmp_path, {})
-    )
+    code, _, err = run_eval("-f", write_docs(tmp_path, [POLICY_DOC]), "--input", write_context(tmp_path, {}))
     assert code == 2
     assert "JOCH_KEEP_MANIFESTS" in err or "keep_manifests" in err
 
@@ -348,7 +346,7 @@ def test_serve_passes_its_flags(monkeypatch: pytest.MonkeyPatch) -> None:
         "serve",
         "--kubeconfig",
         "/k",
-        "--kube-context",
+        "--context",
         "c",
         "--host",
         "0.0.0.0",
@@ -397,5 +395,5 @@ def test_serve_flag_validation(argv: tuple[str, ...]) -> None:
 
 def test_main_runs_a_subcommand(tmp_path: pathlib.Path, capsys: pytest.CaptureFixture[str]) -> None:
     context = write_context(tmp_path, {"agent": {"namespace": "support"}, "model": {"provider": "openai"}})
-    assert policy_cli.main(["eval", "-f", write_docs(tmp_path, [POLICY_DOC]), "--context", context]) == 3
+    assert policy_cli.main(["eval", "-f", write_docs(tmp_path, [POLICY_DOC]), "--input", context]) == 3
     assert json.loads(capsys.readouterr().out)["policyId"] == "deny-openai"

@@ -13,7 +13,7 @@ from joch.controllers.reconciler import Controller, ControllerConfig
 from joch.domain import compilation
 from joch.domain.settings import OperatorSettings
 from tests import helpers
-from tests.unit.controllers.fake_kube import FakeKube
+from tests.fake_kube import FakeKube
 
 T = TypeVar("T")
 NS = "support"

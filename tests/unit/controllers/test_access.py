@@ -12,7 +12,7 @@ import pytest
 from joch.controllers import access, registry
 from joch.controllers.reconciler import Controller, ControllerConfig
 from joch.kube import errors
-from tests.unit.controllers.fake_kube import FakeKube
+from tests.fake_kube import FakeKube
 from tests.unit.controllers.support import NS, conditions, example_world, obj, run, settle
 
 CLUSTER_KINDS = {"FrameworkAdapter", "Environment", "Team"}

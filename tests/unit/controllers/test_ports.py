@@ -19,7 +19,9 @@ from collections.abc import Iterator
 import pytest
 
 from joch.cli import operator as operator_cli
-from joch.cli import ports
+from joch.kube import errors
+from joch.runtime import options as runtime_options
+from joch.runtime import ports, root
 
 
 @pytest.fixture
@@ -36,7 +38,7 @@ def parse(*argv: str) -> argparse.Namespace:
 
 
 def test_local_mode_listens_on_loopback_and_a_pod_on_every_address() -> None:
-    local = operator_cli.serving_from(parse(), environ={})
+    local = operator_cli.options_from(parse(), environ={}).serving
     assert local.local is True
     assert {(x.name, x.host, x.port) for x in local.listeners()} == {
         ("webhooks", "127.0.0.1", 9443),
@@ -46,10 +48,10 @@ def test_local_mode_listens_on_loopback_and_a_pod_on_every_address() -> None:
     }
     assert not any(x.explicit for x in local.listeners())
 
-    pod = operator_cli.serving_from(
+    pod = operator_cli.options_from(
         parse("--webhook-tls-dir", "/tls", "--metrics-port", "9090"),
         environ={"KUBERNETES_SERVICE_HOST": "10.0.0.1", "POD_NAMESPACE": "joch"},
-    )
+    ).serving
     assert pod.local is False
     assert {(x.name, x.host, x.port, x.explicit) for x in pod.listeners()} == {
         ("webhooks", "0.0.0.0", 9443, False),
@@ -57,12 +59,12 @@ def test_local_mode_listens_on_loopback_and_a_pod_on_every_address() -> None:
         ("metrics", "0.0.0.0", 9090, True),
         ("health", "0.0.0.0", 8081, False),
     }
-    chosen = operator_cli.serving_from(parse("--decision-host", "192.0.2.1"), environ={})
+    chosen = operator_cli.options_from(parse("--decision-host", "192.0.2.1"), environ={}).serving
     assert chosen.decision_host == "192.0.2.1"
     assert chosen.listen_host == "127.0.0.1"
-    disabled = operator_cli.serving_from(
+    disabled = operator_cli.options_from(
         parse("--no-webhooks", "--decision-port=0", "--metrics-port=0", "--health-port=0"), environ={}
-    )
+    ).serving
     assert disabled.listeners() == []
 
 
@@ -123,18 +125,21 @@ def test_the_chosen_ports_are_printed_and_used(
     capsys: pytest.CaptureFixture[str], occupied: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A default port taken (as by a second ``make run``): a free one is used, printed, and handed on.
-    monkeypatch.setitem(operator_cli.DEFAULT_PORTS, "metrics", occupied)
+    monkeypatch.setitem(runtime_options.DEFAULT_PORTS, "metrics", occupied)
     monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
-    ran: list[operator_cli.Serving] = []
+    built: list[runtime_options.Options] = []
 
-    def extension(serving: operator_cli.Serving) -> None:
-        ran.append(serving)
+    def build(options: runtime_options.Options) -> None:
+        # The composition root builds the process from the options with the chosen ports; stop there.
+        built.append(options)
+        raise errors.KubeError("no cluster in this test")
 
-    monkeypatch.setattr(operator_cli, "extension", extension)
-    monkeypatch.setattr(operator_cli.controller_operator, "run", lambda options, *, extend: None)
+    monkeypatch.setattr(root, "build", build)
     code = operator_cli.main(["--no-webhooks", "--decision-port=0", "--health-port=0"])
-    assert code == 0
-    [serving] = ran
+    assert code == 1
+    [options] = built
+    serving = options.serving
     assert serving.metrics_port not in (0, occupied)
-    out = capsys.readouterr().out
-    assert f"joch operator: metrics on 127.0.0.1:{serving.metrics_port}\n" in out
+    captured = capsys.readouterr()
+    assert f"joch operator: metrics on 127.0.0.1:{serving.metrics_port}\n" in captured.out
+    assert "joch operator: error: no cluster in this test" in captured.err

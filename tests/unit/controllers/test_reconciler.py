@@ -19,7 +19,10 @@ Cases:
 from __future__ import annotations
 
 import copy
+import logging
 from typing import Any
+
+import pytest
 
 from joch.domain.compilation.keys import ObjectKey
 from joch.kube.configmaps import ManifestConfigMap
@@ -346,6 +349,52 @@ def test_an_agent_the_model_rejects_is_reported() -> None:
         await controller.stop()
 
     run(scenario)
+
+
+def test_a_referenced_object_the_model_rejects_is_reported_once_and_counts_as_absent(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One rule for every invalid stored object: its status says InvalidSpec naming the field, readers
+    (the compiler) treat it as absent, the operator logs it once; fixed, it is Ready again."""
+
+    async def scenario() -> None:
+        kube = example_world()
+        tool = obj(kube, "tools", "zendesk.search")
+        tool["spec"]["endpoint"]["method"] = "TELEPORT"  # not an HTTP method the model accepts
+        controller = await started(kube)
+        try:
+            body = obj(kube, "tools", "zendesk.search")
+            assert body["status"]["phase"] == "Failed"
+            assert conditions(body)["Ready"]["reason"] == "InvalidSpec"
+            assert conditions(body)["Stalled"]["status"] == "True"
+            assert "spec.endpoint.method" in conditions(body)["Ready"]["message"]
+            agent_body = obj(kube, "agents", "support-triage")
+            assert conditions(agent_body)["ResolvedRefs"]["status"] == "False"
+            assert "zendesk.search" in conditions(agent_body)["ResolvedRefs"]["message"]
+
+            again = copy.deepcopy(obj(kube, "tools", "zendesk.search"))
+            again["metadata"]["resourceVersion"] = kube._next()
+            controller.observe("Tool", "MODIFIED", again)  # the same problem: not logged again
+            await settle(controller)
+            logged = [
+                r for r in caplog.records if "does not parse" in r.getMessage() and "Tool" in r.getMessage()
+            ]
+            assert len(logged) == 1, [r.getMessage() for r in logged]
+
+            fixed = bump(kube, "tools", "zendesk.search")
+            fixed["spec"]["endpoint"]["method"] = "GET"
+            obj(kube, "tools", "zendesk.search")["spec"]["endpoint"]["method"] = "GET"
+            controller.observe("Tool", "MODIFIED", fixed)
+            await settle(controller)
+            body = obj(kube, "tools", "zendesk.search")
+            assert conditions(body)["Ready"]["status"] == "True"
+            assert "Stalled" not in conditions(body)
+            assert conditions(obj(kube, "agents", "support-triage"))["ResolvedRefs"]["status"] == "True"
+        finally:
+            await controller.stop()
+
+    with caplog.at_level(logging.WARNING, logger="joch.controller"):
+        run(scenario)
 
 
 def test_only_managed_namespaces_are_acted_on() -> None:

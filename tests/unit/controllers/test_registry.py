@@ -18,8 +18,8 @@ import pytest
 from joch.cli import operator as operator_cli
 from joch.controllers import registry
 from joch.controllers.reconciler import Controller
-from joch.controllers.store import WATCHED_KINDS
-from tests.unit.controllers.fake_kube import FakeKube
+from joch.domain.reconcile.cache import WATCHED_KINDS
+from tests.fake_kube import FakeKube
 
 
 def test_the_registry_observes_and_never_changes_objects() -> None:

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from joch.api import v1alpha1
-from joch.controllers import status
 from joch.domain import compilation
 from joch.domain.compilation.problems import Problem
+from joch.domain.reconcile import status
 from joch.domain.settings import OperatorSettings
 from tests import helpers
 
@@ -235,3 +235,16 @@ def test_only_a_moved_manifest_is_a_report_that_can_wait() -> None:
     other = Problem("MissingReference", "spec.mcpServers[0]", "MCPServer support/github not found")
     still_missing = status.agent_status(with_problems(MISSING, other), current=missing, now=T1)
     assert status.only_manifest_moved(missing, still_missing), "same outcomes, another message"
+
+
+def test_every_kind_reports_an_object_the_model_rejects_the_same_way() -> None:
+    for kind in sorted({*status.REFERENCED_KINDS, "Agent"}):
+        desired = status.invalid_status(
+            kind, "spec.x: Field required", generation=3, current={}, now="2026-12-03T00:00:00Z"
+        )
+        by_type = {c["type"]: c for c in desired["conditions"]}
+        assert desired["phase"] == "Failed", kind
+        assert desired["observedGeneration"] == 3
+        assert (by_type["Ready"]["status"], by_type["Ready"]["reason"]) == ("False", "InvalidSpec")
+        assert (by_type["Stalled"]["status"], by_type["Stalled"]["reason"]) == ("True", "InvalidSpec")
+        assert by_type["Ready"]["message"] == f"the {kind} does not parse: spec.x: Field required"

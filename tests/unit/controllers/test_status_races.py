@@ -24,7 +24,7 @@ import copy
 from typing import Any
 
 from joch.domain.compilation.keys import ObjectKey
-from tests.unit.controllers.fake_kube import FakeKube, Gate
+from tests.fake_kube import FakeKube, Gate
 from tests.unit.controllers.support import NS, conditions, example_world, obj, run, settle, started
 
 TOOLS = ("tools.joch.dev", "tools")

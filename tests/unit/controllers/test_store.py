@@ -20,8 +20,8 @@ import pytest
 from joch.api import v1alpha1
 from joch.api.v1alpha1.approval import Approval
 from joch.api.v1alpha1.eval import Eval
-from joch.controllers.store import WATCHED_KINDS, Store, parse_entry
 from joch.domain.admission import WATCHED_KIND_NAMES, LabelIndex, World
+from joch.domain.reconcile.cache import WATCHED_KINDS, Store, parse_entry
 from tests import helpers
 from tests.unit.admission import factories as f
 

@@ -1,4 +1,5 @@
-"""Raw objects as the API server sends them (watch events, LIST items), for the decision tests."""
+"""Raw objects as the API server sends them (watch events, LIST items), for the decision tests: presets
+over the one factory per kind in tests/factories.py."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from typing import Any
 from joch.api.v1alpha1 import meta
 from joch.decision_service import preview
 from joch.domain import compilation
-from tests import helpers
+from tests import factories, helpers
 
 DENY_SHELL = {"when": {"tool.name": "shell.exec"}, "action": {"deny": True, "reason": "no shell"}}
 DENY_OPENAI = {"when": {"model.provider": "openai"}, "action": {"deny": True, "reason": "no OpenAI here"}}
@@ -27,23 +28,20 @@ def policy(
     match_labels: dict[str, str] | None = None,
     applies_to: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    spec: dict[str, Any] = {"rules": rules if rules is not None else [DENY_SHELL]}
-    if applies_to is not None:
-        spec["appliesTo"] = applies_to
-    elif match_labels is not None:
-        spec["appliesTo"] = {"agents": {"selector": {"matchLabels": match_labels}}}
-    return {
-        "apiVersion": "joch.dev/v1alpha1",
-        "kind": "Policy",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "generation": generation,
-            "uid": uid or f"uid-{namespace}-{name}",
-            "resourceVersion": str(generation),
-        },
-        "spec": spec,
-    }
+    """A Policy as the API server sends it (tests.factories.policy, with a uid and resourceVersion);
+    by default it denies shell.exec. ``match_labels`` is shorthand for an Agent label selector."""
+    if applies_to is None and match_labels is not None:
+        applies_to = {"agents": {"selector": {"matchLabels": match_labels}}}
+    doc = factories.policy(
+        name,
+        rules if rules is not None else [DENY_SHELL],
+        namespace=namespace,
+        applies_to=applies_to,
+        generation=generation,
+        uid=uid or f"uid-{namespace}-{name}",
+    )
+    doc["metadata"]["resourceVersion"] = str(generation)
+    return doc
 
 
 def environment(
@@ -52,17 +50,8 @@ def environment(
     allowed_providers: list[str] | None = None,
     policies: list[dict[str, str]] | None = None,
 ) -> dict[str, Any]:
-    spec: dict[str, Any] = {}
-    if allowed_providers is not None:
-        spec["allowedProviders"] = allowed_providers
-    if policies is not None:
-        spec["policies"] = policies
-    return {
-        "apiVersion": "ops.joch.dev/v1alpha1",
-        "kind": "Environment",
-        "metadata": {"name": name, "generation": 1, "uid": f"uid-env-{name}"},
-        "spec": spec,
-    }
+    """An Environment as the API server sends it (tests.factories.environment, with a uid)."""
+    return factories.environment(name, allowed=allowed_providers, policies=policies, uid=f"uid-env-{name}")
 
 
 def context(

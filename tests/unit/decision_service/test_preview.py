@@ -22,7 +22,7 @@ from joch.decision_service import preview
 from joch.domain import compilation
 from joch.domain import policy as engine
 from joch.domain.settings import OperatorSettings
-from tests import helpers
+from tests import factories, helpers
 from tests.unit.decision_service import factories as f
 
 SETTINGS = OperatorSettings()
@@ -32,14 +32,11 @@ DENY_OPENAI = {"when": {"model.provider": "openai"}, "action": {"deny": True, "r
 def policy(
     name: str, namespace: str = "support", rules: list[dict[str, Any]] | None = None, **spec: Any
 ) -> Policy:
-    return Policy.model_validate(
-        {
-            "apiVersion": "joch.dev/v1alpha1",
-            "kind": "Policy",
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"rules": rules or [DENY_OPENAI], **spec},
-        }
-    )
+    """The parsed Policy (tests.factories.policy) that denies OpenAI unless ``rules`` say otherwise."""
+    doc = factories.policy(name, rules or [DENY_OPENAI], namespace=namespace, generation=None, **spec)
+    parsed = factories.parse(doc)
+    assert isinstance(parsed, Policy)
+    return parsed
 
 
 def test_denying_openai_names_support_triage() -> None:

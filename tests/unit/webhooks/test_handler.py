@@ -25,8 +25,8 @@ from typing import Any
 import pytest
 
 from joch.api import v1alpha1
-from joch.controllers.store import Store, parse_entry
 from joch.domain.admission import Admission
+from joch.domain.reconcile.cache import Store, parse_entry
 from joch.webhooks import AdmissionEndpoint
 from tests.unit.admission import factories as f
 

@@ -18,7 +18,7 @@ import pytest
 
 from joch.api import v1alpha1
 from joch.kube import client, configmaps, errors, events, paths
-from tests.unit.controllers.fake_kube import FakeKube
+from tests.fake_kube import FakeKube
 
 
 @pytest.mark.parametrize(

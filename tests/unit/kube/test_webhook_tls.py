@@ -1,5 +1,6 @@
-"""Webhook serving TLS (joch.kube.webhook_tls): the rotation plan, the Secret + caBundle sync against an
-in-memory API, and hot reload of the SSLContext over real TLS handshakes on loopback.
+"""Webhook serving TLS (joch.kube.webhook_tls): the rotation plan, the Secret + caBundle sync against the
+in-memory API server (tests/fake_kube.py), and hot reload of the SSLContext over real TLS handshakes on
+loopback.
 
 | plan case                        | expected                                             |
 |----------------------------------|------------------------------------------------------|
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import copy
 import datetime
 import ssl
 from typing import Any
@@ -23,6 +23,7 @@ import pytest
 from cryptography import x509
 
 from joch.kube import errors, webhook_tls
+from tests.fake_kube import FakeKube
 
 NOW = datetime.datetime(2026, 6, 1, tzinfo=datetime.UTC)
 CONFIG = webhook_tls.ServingConfig.for_service("joch-webhook.joch-system.svc", ip_addresses=("127.0.0.1",))
@@ -79,54 +80,24 @@ def test_plan_reissues_when_a_name_is_missing_or_data_is_garbage() -> None:
     assert webhook_tls.Bundle.from_data({"tls.crt": ""}) is None
 
 
-class FakeKube:
-    """A Secret (chart-created, empty) and the two webhook configurations."""
+SECRET = "/api/v1/namespaces/joch-system/secrets/joch-webhook-tls"
+CONFIGURATIONS = tuple(
+    f"/apis/admissionregistration.k8s.io/v1/{plural}/joch"
+    for plural in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations")
+)
 
-    def __init__(self, *, secret_exists: bool = True) -> None:
-        self.objects: dict[str, dict[str, Any]] = {}
-        self.version = 0
-        self.patches: list[tuple[str, Any, str | None]] = []
-        if secret_exists:
-            self._put(
-                "/api/v1/namespaces/joch-system/secrets/joch-webhook-tls",
-                {"metadata": {"name": "joch-webhook-tls"}, "type": "Opaque"},
-            )
-        hooks = {"webhooks": [{"name": "validate.agents.joch.dev", "clientConfig": {"service": {}}}]}
-        for plural in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations"):
-            self._put(
-                f"/apis/admissionregistration.k8s.io/v1/{plural}/joch",
-                {"metadata": {"name": "joch"}, **copy.deepcopy(hooks)},
-            )
 
-    def _put(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
-        self.version += 1
-        stored = copy.deepcopy(body)
-        stored.setdefault("metadata", {})["resourceVersion"] = str(self.version)
-        self.objects[path] = stored
-        return copy.deepcopy(stored)
-
-    async def request(
-        self, method: str, path: str, *, body: Any = None, content_type: str | None = None, **_: Any
-    ) -> Any:
-        if method == "GET":
-            if path not in self.objects:
-                raise errors.NotFound(path, status=404)
-            return copy.deepcopy(self.objects[path])
-        if method == "PUT":
-            if body["metadata"]["resourceVersion"] != self.objects[path]["metadata"]["resourceVersion"]:
-                raise errors.Conflict(path, status=409)
-            return self._put(path, body)
-        if method == "POST":
-            raise errors.Forbidden("secrets is forbidden", status=403)
-        if method == "PATCH":
-            self.patches.append((path, body, content_type))
-            current = self.objects[path]
-            for change in body["webhooks"]:
-                for hook in current["webhooks"]:
-                    if hook["name"] == change["name"]:
-                        hook["clientConfig"].update(change["clientConfig"])
-            return copy.deepcopy(current)
-        raise AssertionError(method)
+def cluster(*, secret_exists: bool = True) -> FakeKube:
+    """The in-memory API server with what the chart installs: the (empty) Secret, the two webhook
+    configurations; the operator may not create Secrets."""
+    kube = FakeKube()
+    if secret_exists:
+        kube.put("", "secrets", {"metadata": {"name": "joch-webhook-tls", "namespace": "joch-system"}})
+    hooks = [{"name": "validate.agents.joch.dev", "clientConfig": {"service": {}}}]
+    for plural in ("validatingwebhookconfigurations", "mutatingwebhookconfigurations"):
+        kube.put("admissionregistration.k8s.io", plural, {"metadata": {"name": "joch"}, "webhooks": hooks})
+    kube.forbidden.add("POST /api/v1/namespaces/joch-system/secrets")
+    return kube
 
 
 def _manager(kube: FakeKube) -> webhook_tls.SecretTLS:
@@ -141,29 +112,30 @@ def _manager(kube: FakeKube) -> webhook_tls.SecretTLS:
 
 
 def test_secret_sync_fills_the_secret_and_patches_both_configurations_once() -> None:
-    kube = FakeKube()
+    kube = cluster()
     manager = _manager(kube)
     bundle = asyncio.run(manager.sync())
-    secret = kube.objects["/api/v1/namespaces/joch-system/secrets/joch-webhook-tls"]
+    secret = kube.at(SECRET)
     assert webhook_tls.Bundle.from_data(secret["data"]) == bundle
     assert len(kube.patches) == 2
     assert all(ct == webhook_tls.STRATEGIC_MERGE_PATCH for _, _, ct in kube.patches)
     encoded = base64.b64encode(bundle.ca).decode()
-    for path, obj in kube.objects.items():
-        if "webhookconfigurations" in path:
-            assert obj["webhooks"][0]["clientConfig"]["caBundle"] == encoded
+    for path in CONFIGURATIONS:
+        hook = kube.at(path)["webhooks"][0]
+        assert hook["clientConfig"]["caBundle"] == encoded
+        assert hook["name"] == "validate.agents.joch.dev"
     # A second replica (or the next round) finds everything current: no writes.
-    version = kube.version
+    writes = len(kube.writes())
     again = asyncio.run(_manager(kube).sync())
     assert again == bundle
-    assert kube.version == version
+    assert len(kube.writes()) == writes
     assert len(kube.patches) == 2
     assert manager.ready
 
 
 def test_missing_secret_without_create_permission_says_what_to_do() -> None:
     with pytest.raises(errors.Forbidden, match="install the Helm chart"):
-        asyncio.run(_manager(FakeKube(secret_exists=False)).sync())
+        asyncio.run(_manager(cluster(secret_exists=False)).sync())
 
 
 def _handshake(port: int, ca: bytes) -> bytes:

@@ -1,14 +1,20 @@
-"""An in-memory stand-in for ``joch.kube.client.Kube``: enough of the API server for the controller.
+"""The in-memory API server of the unit tests: a stand-in for ``joch.kube.client.Kube``.
 
-Objects live in a dict keyed by (group, plural, namespace, name); every write bumps a global
-resourceVersion. Supported: LIST (with equality label selectors and no paging; metadata-only when
-asked for PartialObjectMetadataList), GET, POST (409
-AlreadyExists), PUT (409 on a stale resourceVersion), DELETE, and merge PATCH of the status
-subresource (409 when the patch's ``metadata.resourceVersion`` precondition is stale). ``requests``
-records (method, path) of every call; ``fail`` queues errors to raise; ``forbidden`` holds path patterns
-answered with 403 (an operator with little RBAC); ``gates`` hold chosen requests back until a test
-releases them (:class:`Gate`: forcing an interleaving of concurrent writes); ``landed`` lists the
-(method, path, body) of every write that reached the store, in order.
+The one shared fake for every test of code that talks to the API server through ``Kube.request``
+(the controller and its services, joch.kube's helpers, leader election, the webhook certificate
+manager, the resync benchmark). Objects live in a dict keyed by (group, plural, namespace, name);
+every write bumps a global resourceVersion. Supported: LIST (with equality label selectors and no
+paging; metadata-only when asked for PartialObjectMetadataList), GET, POST (409 AlreadyExists), PUT
+(409 on a stale resourceVersion), DELETE, merge PATCH of the status subresource (409 when the patch's
+``metadata.resourceVersion`` precondition is stale), and JSON merge or strategic merge PATCH of an
+object (lists of named items merged by name, as Kubernetes does for e.g. ``webhooks``).
+
+``requests`` records (method, path) of every call; ``fail`` queues errors to raise; ``forbidden``
+holds path patterns answered with 403 (an operator with little RBAC; ``"POST /api/..."`` forbids one
+method only); ``down`` makes every call fail as if the server were unreachable; ``gates`` hold chosen
+requests back until a test releases them (:class:`Gate`: forcing an interleaving of concurrent
+writes); ``landed`` lists the (method, path, body) of every write that reached the store, in order;
+``patches`` the (path, body, content type) of every object PATCH.
 """
 
 from __future__ import annotations
@@ -75,6 +81,8 @@ class FakeKube:
         self.gates: list[Gate] = []
         self.landed: list[tuple[str, str, Any]] = []
         self.on_landed: Callable[[str, str, Any], None] | None = None
+        self.patches: list[tuple[str, Any, str | None]] = []
+        self.down = False
         self._rv = 100
 
     # --- test helpers -----------------------------------------------------------------------------
@@ -93,7 +101,18 @@ class FakeKube:
         return [r for r in self.requests if r[0] != "GET"]
 
     def of(self, plural: str) -> list[dict[str, Any]]:
-        return [obj for (_, p, _, _), obj in sorted(self.objects.items()) if p == plural]
+        ordered = sorted(self.objects.items(), key=lambda kv: str(kv[0]))
+        return [obj for (_, p, _, _), obj in ordered if p == plural]
+
+    def one(self, plural: str) -> dict[str, Any]:
+        """The only stored object of ``plural``."""
+        (only,) = self.of(plural)
+        return only
+
+    def at(self, path: str) -> dict[str, Any]:
+        """The stored object at REST ``path``."""
+        group, plural, namespace, name, _ = _route(path)
+        return self.objects[(group, plural, namespace, name or "")]
 
     def _next(self) -> str:
         self._rv += 1
@@ -124,7 +143,7 @@ class FakeKube:
                 self.on_landed(method, path, body)
         return answer
 
-    def send(
+    def send(  # noqa: PLR0911 - one answer per verb
         self,
         method: str,
         path: str,
@@ -135,10 +154,12 @@ class FakeKube:
         accept: str = "application/json",
     ) -> Any:
         self.requests.append((method, path))
+        if self.down:
+            raise errors.Unavailable("connection refused")
         if self.fail:
             raise self.fail.pop(0)
-        if any(re.fullmatch(pattern, path) for pattern in self.forbidden):
-            raise errors.Forbidden(f"{path} is forbidden", status=403)
+        if any(_forbids(pattern, method, path) for pattern in self.forbidden):
+            raise errors.Forbidden(f"{method} {path} is forbidden", status=403)
         group, plural, namespace, name, sub = _route(path)
         if method == "GET" and name is None:
             listed = self._list(group, plural, namespace, (query or {}).get("labelSelector"))
@@ -158,6 +179,8 @@ class FakeKube:
             return {"kind": "Status", "status": "Success"}
         if method == "PUT":
             return answer(self._replace(key, body))
+        if method == "PATCH" and sub is None:
+            return answer(self._patch(path, key, body, content_type))
         assert (method, sub, content_type) == ("PATCH", "status", "application/merge-patch+json"), path
         precondition = (body.get("metadata") or {}).get("resourceVersion")
         if precondition is not None and precondition != self.objects[key]["metadata"]["resourceVersion"]:
@@ -200,6 +223,18 @@ class FakeKube:
         self.objects[key] = obj
         return copy.deepcopy(obj)
 
+    def _patch(
+        self, path: str, key: tuple[str, str, str | None, str], patch: Any, content_type: str | None
+    ) -> dict[str, Any]:
+        strategic = content_type == "application/strategic-merge-patch+json"
+        assert strategic or content_type == "application/merge-patch+json", content_type
+        self.patches.append((path, copy.deepcopy(patch), content_type))
+        current = self.objects[key]
+        merged = _merged(current, patch, strategic=strategic)
+        merged["metadata"] = {**merged["metadata"], "resourceVersion": self._next()}
+        self.objects[key] = merged
+        return copy.deepcopy(merged)
+
     def _patch_status(self, key: tuple[str, str, str | None, str], patch: dict[str, Any]) -> dict[str, Any]:
         current = self.objects[key]
         status = dict(current.get("status") or {})
@@ -211,6 +246,41 @@ class FakeKube:
         current["status"] = status
         current["metadata"]["resourceVersion"] = self._next()
         return copy.deepcopy(current)
+
+
+def _forbids(pattern: str, method: str, path: str) -> bool:
+    verb, _, rest = pattern.partition(" ")
+    if rest and verb.isupper():
+        return verb == method and re.fullmatch(rest, path) is not None
+    return re.fullmatch(pattern, path) is not None
+
+
+def _merged(current: Any, patch: Any, *, strategic: bool) -> Any:
+    """``patch`` applied to ``current``: a JSON merge patch (RFC 7386), or with ``strategic`` a strategic
+    merge patch as far as the tests need it (lists of objects with a ``name`` merged by name)."""
+    if not isinstance(patch, Mapping):
+        return copy.deepcopy(patch)
+    out = dict(copy.deepcopy(current)) if isinstance(current, Mapping) else {}
+    for field, value in patch.items():
+        if value is None:
+            out.pop(field, None)
+        elif strategic and isinstance(value, list) and isinstance(out.get(field), list) and _named(value):
+            by_name = {item.get("name"): item for item in out[field] if isinstance(item, Mapping)}
+            merged = [dict(item) for item in out[field]]
+            for item in value:
+                if item["name"] in by_name:
+                    index = next(i for i, old in enumerate(merged) if old.get("name") == item["name"])
+                    merged[index] = _merged(merged[index], item, strategic=True)
+                else:
+                    merged.append(copy.deepcopy(item))
+            out[field] = merged
+        else:
+            out[field] = _merged(out.get(field), value, strategic=strategic)
+    return out
+
+
+def _named(items: list[Any]) -> bool:
+    return all(isinstance(item, Mapping) and "name" in item for item in items)
 
 
 def _whole(obj: dict[str, Any]) -> dict[str, Any]:

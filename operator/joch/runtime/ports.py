@@ -1,4 +1,4 @@
-"""The operator's listening ports, checked before anything starts.
+"""The operator process's listening ports, checked before anything starts.
 
 Each enabled server (admission webhooks, decision service, metrics, health) is bound once here, at start:
 a port that cannot be bound stops ``joch operator`` at once with a message naming the address, the flag

@@ -1,4 +1,4 @@
-"""Leader election on a Lease (joch.kube.leader) against an in-memory API with resourceVersions.
+"""Leader election on a Lease (joch.kube.leader) against the in-memory API server (tests/fake_kube.py).
 
 | case                                   | expected                                                  |
 |----------------------------------------|-----------------------------------------------------------|
@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from joch.kube import errors, leader
+from joch.kube import leader
+from tests.fake_kube import FakeKube
 
 
 class FakeClock:
@@ -32,47 +33,6 @@ class FakeClock:
 
     def now(self) -> datetime.datetime:
         return datetime.datetime(2026, 1, 1, tzinfo=datetime.UTC) + datetime.timedelta(seconds=self.t)
-
-
-class FakeKube:
-    """GET/POST/PUT of Leases with optimistic concurrency; ``down`` makes every call fail."""
-
-    def __init__(self) -> None:
-        self.objects: dict[str, dict[str, Any]] = {}
-        self.version = 0
-        self.down = False
-
-    async def request(self, method: str, path: str, *, body: Any = None, **_: Any) -> Any:
-        if self.down:
-            raise errors.Unavailable("connection refused")
-        if method == "GET":
-            if path not in self.objects:
-                raise errors.NotFound(path, status=404)
-            return copy.deepcopy(self.objects[path])
-        if method == "POST":
-            key = f"{path}/{body['metadata']['name']}"
-            if key in self.objects:
-                raise errors.AlreadyExists(key, status=409)
-            return self._store(key, body)
-        if method == "PUT":
-            current = self.objects.get(path)
-            if current is None:
-                raise errors.NotFound(path, status=404)
-            if body["metadata"].get("resourceVersion") != current["metadata"]["resourceVersion"]:
-                raise errors.Conflict(path, status=409)
-            return self._store(path, body)
-        raise AssertionError(method)
-
-    def _store(self, key: str, body: dict[str, Any]) -> dict[str, Any]:
-        self.version += 1
-        stored = copy.deepcopy(body)
-        stored["metadata"]["resourceVersion"] = str(self.version)
-        self.objects[key] = stored
-        return copy.deepcopy(stored)
-
-    def lease(self) -> dict[str, Any]:
-        (only,) = self.objects.values()
-        return only
 
 
 def _elector(kube: FakeKube, clock: FakeClock, identity: str) -> leader.LeaderElector:
@@ -88,7 +48,7 @@ def test_first_replica_creates_the_lease_and_leads() -> None:
     kube, clock = FakeKube(), FakeClock()
     a = _elector(kube, clock, "a")
     assert run(a.try_acquire_or_renew())
-    spec = kube.lease()["spec"]
+    spec = kube.one("leases")["spec"]
     assert spec["holderIdentity"] == "a"
     assert spec["leaseDurationSeconds"] == 15
     assert spec["renewTime"].endswith("Z")
@@ -107,7 +67,7 @@ def test_a_fresh_lease_keeps_others_out_until_it_expires() -> None:
     assert not run(b.try_acquire_or_renew())
     clock.t += 0.2  # a crashed: no renewal for more than lease_duration
     assert run(b.try_acquire_or_renew())
-    spec = kube.lease()["spec"]
+    spec = kube.one("leases")["spec"]
     assert spec["holderIdentity"] == "b"
     assert spec["leaseTransitions"] == 1
     assert not run(a.try_acquire_or_renew())  # the old leader is now a follower
@@ -120,7 +80,7 @@ def test_release_hands_over_at_once() -> None:
         assert await a.acquire()
         assert not await b.try_acquire_or_renew()
         await a.release()
-        assert kube.lease()["spec"]["holderIdentity"] is None
+        assert kube.one("leases")["spec"]["holderIdentity"] is None
         assert await b.try_acquire_or_renew()
         assert not a.is_leader
         assert a.released
@@ -135,7 +95,7 @@ def test_two_replicas_racing_for_an_expired_lease_one_wins() -> None:
     assert not run(b.try_acquire_or_renew())
     assert not run(c.try_acquire_or_renew())
     clock.t += 20
-    stale = copy.deepcopy(kube.lease())
+    stale = copy.deepcopy(kube.one("leases"))
 
     real_request = kube.request
 

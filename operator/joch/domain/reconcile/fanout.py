@@ -31,9 +31,9 @@ from joch.api.v1alpha1 import meta
 from joch.api.v1alpha1.agent import Agent
 from joch.api.v1alpha1.policy import Policy
 from joch.api.v1alpha1.team import Team
-from joch.controllers.store import Entry, Store
 from joch.domain.compilation import scope
 from joch.domain.compilation.keys import ObjectKey
+from joch.domain.reconcile.cache import Entry, Store
 from joch.domain.settings import OperatorSettings
 
 __all__ = ["ReverseIndex", "affected_agents", "agent_key", "policy_selected_agents"]

@@ -98,6 +98,8 @@ _STATUS_MODELS: Final[Mapping[str, type[meta.Status]]] = {
 }
 REFERENCED_KINDS: Final = frozenset(_STATUS_MODELS) - {"Agent"}
 COUNTED_KINDS: Final = frozenset({"FrameworkAdapter", "Policy", "Environment"})
+REFERENCED_CONDITIONS: Final = ("Ready", "Stalled")
+"""The conditions the operator owns on a referenced object (Stalled only while it does not parse)."""
 """Kinds whose status counts the Agents depending on them."""
 
 
@@ -222,23 +224,34 @@ def agent_status(compiled: Compiled, *, current: Mapping[str, Any], now: str) ->
     return _validated("Agent", desired)
 
 
-def invalid_agent_status(
-    error: str, *, generation: int | None, current: Mapping[str, Any], now: str
+def invalid_status(
+    kind: str, error: str, *, generation: int | None, current: Mapping[str, Any], now: str
 ) -> dict[str, Any]:
-    """Status of an Agent the model rejects (the message says which fields and why)."""
-    message = f"the Agent does not parse: {error}"
-    conditions = [
-        condition("Ready", "False", "InvalidSpec", message, generation),
-        condition("Reconciling", "False", "Reconciled", "needs a change to the Agent", generation),
-        condition("Stalled", "True", "InvalidSpec", message, generation),
-    ]
+    """Status of a stored object the model rejects, the same for every kind: phase Failed, Ready False
+    and Stalled True with reason InvalidSpec and a message naming the fields and why. (Readers treat
+    such an object as absent: the cache keeps it without a parsed model.)"""
+    message = f"the {kind} does not parse: {error}"
+    conditions = [condition("Ready", "False", "InvalidSpec", message, generation)]
+    if kind == "Agent":
+        conditions.append(
+            condition("Reconciling", "False", "Reconciled", "needs a change to the Agent", generation)
+        )
+    conditions.append(condition("Stalled", "True", "InvalidSpec", message, generation))
+    owned = CONDITION_ORDER if kind == "Agent" else REFERENCED_CONDITIONS
     desired: dict[str, Any] = {
         "phase": "Failed",
-        "conditions": merge_conditions(conditions, current.get("conditions"), now, owned=CONDITION_ORDER),
+        "conditions": merge_conditions(conditions, current.get("conditions"), now, owned=owned),
     }
     if generation is not None:
         desired["observedGeneration"] = generation
-    return _validated("Agent", desired)
+    return _validated(kind, desired)
+
+
+def invalid_agent_status(
+    error: str, *, generation: int | None, current: Mapping[str, Any], now: str
+) -> dict[str, Any]:
+    """Status of an Agent the model rejects (:func:`invalid_status` of kind Agent)."""
+    return invalid_status("Agent", error, generation=generation, current=current, now=now)
 
 
 def only_manifest_moved(current: Mapping[str, Any], desired: Mapping[str, Any]) -> bool:
@@ -354,7 +367,9 @@ def referenced_status(
     conditions = [condition("Ready", ready, reason, message, generation)]
     desired: dict[str, Any] = {
         "phase": phase,
-        "conditions": merge_conditions(conditions, current.get("conditions"), now),
+        "conditions": merge_conditions(
+            conditions, current.get("conditions"), now, owned=REFERENCED_CONDITIONS
+        ),
         **_counters(obj, agents),
     }
     if generation is not None:

@@ -1,0 +1,132 @@
+"""Flags every ``joch`` command spells and parses the same way.
+
+- values: :func:`port`, :func:`positive_int`, :func:`positive_float`, :func:`seconds` (argparse
+  ``type=`` callables whose errors name the value and the rule);
+- the cluster: :func:`add_kube_flags` (``--kubeconfig``, ``--context``);
+- operator settings: :func:`add_settings_flags` and :func:`settings_from` (flags over
+  ``$JOCH_*`` over the defaults);
+- logging: :func:`add_verbosity_flags` and :func:`configure_logging`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import math
+from collections.abc import Mapping
+
+import kopf
+
+from joch.domain.settings import OperatorSettings
+
+__all__ = [
+    "add_kube_flags",
+    "add_settings_flags",
+    "add_verbosity_flags",
+    "configure_logging",
+    "port",
+    "positive_float",
+    "positive_int",
+    "seconds",
+    "settings_from",
+]
+
+
+def port(text: str) -> int:
+    """A TCP port, 0-65535 (0: none, or a free one, as the flag's help says)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is 0-65535, not {value}")
+    return value
+
+
+def positive_int(text: str) -> int:
+    """A whole number >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not value > 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number above 0, not {text!r}")
+    return value
+
+
+def seconds(text: str) -> float:
+    """A finite number of seconds >= 0 (0: disabled)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0 or math.isinf(value):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number of seconds >= 0")
+    return value
+
+
+def add_kube_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--kubeconfig PATH`` and ``--context NAME`` (attributes ``kubeconfig``, ``context``)."""
+    parser.add_argument(
+        "--kubeconfig", metavar="PATH", help="kubeconfig file (default: in-cluster, or $KUBECONFIG)"
+    )
+    parser.add_argument("--context", metavar="NAME", help="kubeconfig context (default: the current one)")
+
+
+def add_settings_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--shared-namespaces`` and ``--default-environment``, read by :func:`settings_from`."""
+    defaults = OperatorSettings()
+    parser.add_argument(
+        "--shared-namespaces",
+        metavar="NS,NS",
+        help="namespaces whose objects (Policies, Models, Tools...) every namespace may use "
+        f"(default: $JOCH_SHARED_NAMESPACES or {','.join(defaults.shared_namespaces)})",
+    )
+    parser.add_argument(
+        "--default-environment",
+        metavar="ENV",
+        help="environment of Agents no label places (default: $JOCH_DEFAULT_ENVIRONMENT or "
+        f"{defaults.default_environment})",
+    )
+
+
+def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> OperatorSettings:
+    """The operator settings: flags over ``$JOCH_*`` over the defaults (raises SettingsError)."""
+    settings = OperatorSettings.from_environ(environ)
+    shared = getattr(args, "shared_namespaces", None)
+    if shared is not None:
+        names = tuple(ns.strip() for ns in shared.split(",") if ns.strip())
+        settings = dataclasses.replace(settings, shared_namespaces=names)
+    environment = getattr(args, "default_environment", None)
+    if environment:
+        settings = dataclasses.replace(settings, default_environment=environment)
+    return settings
+
+
+def add_verbosity_flags(parser: argparse.ArgumentParser, *, verbose: str) -> None:
+    """``-v/--verbose`` (``verbose`` says what it adds), ``--debug``, ``-q/--quiet``; exclusive."""
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("-v", "--verbose", action="store_true", help=verbose)
+    group.add_argument("--debug", action="store_true", help="log everything, kopf included")
+    group.add_argument("-q", "--quiet", action="store_true", help="log warnings and errors only")
+
+
+def configure_logging(args: argparse.Namespace) -> None:
+    """Plain-text logs at the level the verbosity flags chose. kopf logs every handler call at INFO,
+    so below --debug it and urllib3 say only warnings; joch's own loggers follow the chosen level."""
+    kopf.configure(debug=args.debug, verbose=args.verbose, quiet=args.quiet, log_format=kopf.LogFormat.PLAIN)
+    if not args.debug:
+        logging.getLogger("kopf").setLevel(logging.WARNING)
+        logging.getLogger("urllib3").setLevel(logging.WARNING)

@@ -1,0 +1,232 @@
+"""The composition root: one operator process built from one :class:`~joch.runtime.options.Options`.
+
+:func:`run` owns the whole life of the process, in this order:
+
+1. the ports: every server's port is bound once (:mod:`joch.runtime.ports`); one that cannot be bound
+   stops the process before anything else starts;
+2. the clients: the kube client of the controllers (its connection pool sized by ``limits``), and a
+   small one of its own for the Lease, so renewals never queue behind writes;
+3. what the credentials may read (:func:`joch.controllers.access.probe`) and the shared cache and
+   services (:class:`joch.controllers.reconciler.Controller`, one LIST and one watch per kind, one
+   policy compiler) with the kopf registry that feeds them;
+4. the admission webhooks (:mod:`joch.webhooks`) reading the same cache, with their serving
+   certificate (local CA, a mounted directory, or a Secret the operator rotates);
+5. the decision service (:mod:`joch.decision_service`), fed by the controller's Policy and Environment
+   watches and compiling through its policy compiler;
+6. /metrics, /healthz and /readyz (:mod:`joch.metrics`), and with a Lease the leader elector that
+   starts the controllers' workers when it leads and stops the process when it loses the lead;
+7. ``kopf.run`` until SIGINT or SIGTERM; then the clean-up in reverse: the Lease released, the
+   background tasks cancelled, the servers closed, the clients released.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import datetime
+import logging
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import kopf
+
+from joch import decision_service, metrics, webhooks
+from joch.controllers import access
+from joch.controllers.reconciler import Controller
+from joch.controllers.registry import build_registry, kopf_settings
+from joch.kube import client, leader, webhook_tls
+from joch.runtime import ports
+from joch.runtime.options import ANY_ADDRESS, LOOPBACK, Options, Serving
+
+__all__ = ["Announce", "build", "reserve_ports", "run"]
+
+logger = logging.getLogger("joch.operator")
+
+Announce = Callable[[Options], None]
+"""Called once the ports are chosen, before the process connects anywhere (the CLI prints them)."""
+
+TLS = webhook_tls.SecretTLS | webhook_tls.DirectoryTLS
+
+
+def reserve_ports(options: Options) -> Options:
+    """``options`` with every listener's port bound once and chosen (raises ports.PortError)."""
+    serving = options.serving
+    chosen = ports.reserve(serving.listeners(), local=serving.local)
+    return dataclasses.replace(options, serving=serving.with_ports(chosen))
+
+
+def build(options: Options) -> tuple[Controller, kopf.OperatorRegistry]:
+    """The controller (with its kube client and what it may read) and the registry feeding it.
+
+    Without a Lease the start-up handler starts the workers; with one, only the elector does."""
+    configuration = client.load_configuration(options.kubeconfig, context=options.context)
+    api = client.new_api_client(configuration, pool_size=options.limits.concurrency)
+    kube = client.Kube(api, options.limits)
+    try:
+        granted = access.probe(kube, namespaces=options.controller.watch_namespaces())
+    except BaseException:
+        kube.close()
+        raise
+    controller = Controller(kube, options.controller, access=granted)
+    return controller, build_registry(controller, start_workers=options.serving.lease is None)
+
+
+def run(options: Options, *, announce: Announce | None = None) -> None:
+    """Run one operator process until SIGINT or SIGTERM (see the module docstring for the order).
+
+    Raises ports.PortError when a port cannot be bound and errors.KubeError when the cluster cannot
+    be reached; nothing is left running in either case."""
+    options = reserve_ports(options)
+    if announce is not None:
+        announce(options)
+    controller, registry = build(options)
+    namespaces = controller.watch_namespaces()
+    try:
+        settings = kopf_settings(controller.access)
+        _compose(options, settings, registry, controller)
+        kopf.run(
+            registry=registry,
+            settings=settings,
+            standalone=True,
+            clusterwide=not namespaces,
+            namespaces=namespaces,
+            liveness_endpoint=options.liveness_endpoint,
+        )
+    finally:
+        controller.kube.close(wait=False)
+
+
+# --------------------------------------------------------------------------------------- composition
+
+
+def _compose(
+    options: Options, settings: kopf.OperatorSettings, registry: kopf.OperatorRegistry, controller: Controller
+) -> None:
+    """Add the webhooks, the decision service, metrics/health and the elector to the process, with
+    their start-up and clean-up handlers."""
+    serving = options.serving
+    health = metrics.Health()
+    tls = _webhook_tls(serving, controller) if serving.webhooks else None
+    if serving.webhooks:
+        _configure_webhooks(serving, settings, registry, controller, tls)
+    if tls is not None:
+        context = tls
+        health.add_readiness("webhook-tls", lambda: context.ready)
+    if serving.decision_port:
+        # One cache: the controller lists and watches Policies and Environments once and feeds the
+        # decision service, which compiles through the controller's policy compiler.
+        service = decision_service.DecisionService(settings=controller.settings, compiler=controller.programs)
+        controller.feeds.append(service)
+        decision_service.register(
+            registry, host=serving.decision_host, port=serving.decision_port, service=service, watch=False
+        )
+    elector = _elector(options)
+    tasks: list[asyncio.Task[None]] = []
+    servers: list[metrics.Servers] = []
+
+    async def lost() -> None:
+        logger.warning("lost the leadership: stopping; restart as a follower")
+        await controller.stop()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    @kopf.on.startup(registry=registry, id="joch-serving")
+    async def startup(**_: Any) -> None:
+        if serving.metrics_port or serving.health_port:
+            servers.append(
+                await metrics.serve(
+                    host=serving.listen_host,
+                    metrics_port=serving.metrics_port or None,
+                    health_port=serving.health_port or None,
+                    health=health,
+                )
+            )
+            logger.info("serving %s", ", ".join(f"{k} on :{v}" for k, v in servers[0].ports.items()))
+        if tls is not None:
+            await tls.sync()
+            tasks.append(asyncio.create_task(tls.run(), name="joch webhook tls"))
+        if elector is not None:
+            tasks.append(
+                asyncio.create_task(
+                    elector.run(on_started=controller.start, on_stopped=lost), name="joch leader election"
+                )
+            )
+
+    @kopf.on.cleanup(registry=registry, id="joch-serving-cleanup")
+    async def cleanup(**_: Any) -> None:
+        try:
+            if elector is not None:
+                await elector.release()
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for running in servers:
+                await running.close()
+            if elector is not None:
+                await elector.kube.aclose()
+                elector.kube.close(wait=False)
+
+
+def _webhook_tls(serving: Serving, controller: Controller) -> TLS | None:
+    if serving.webhook_tls_dir:
+        return webhook_tls.DirectoryTLS(serving.webhook_tls_dir)
+    if serving.webhook_tls_secret:
+        assert serving.webhook_service is not None
+        namespace, _, name = serving.webhook_tls_secret.partition("/")
+        validity = datetime.timedelta(days=serving.webhook_cert_validity_days)
+        return webhook_tls.SecretTLS(
+            controller.kube,
+            secret_namespace=namespace,
+            secret_name=name,
+            config=webhook_tls.ServingConfig.for_service(serving.webhook_service, validity=validity),
+            configuration=serving.webhook_configuration,
+        )
+    return None
+
+
+def _configure_webhooks(
+    serving: Serving,
+    settings: kopf.OperatorSettings,
+    registry: kopf.OperatorRegistry,
+    controller: Controller,
+    tls: TLS | None,
+) -> None:
+    common: dict[str, Any] = {
+        "registry": registry,
+        "lookup": controller.store,
+        "joch_settings": controller.settings,
+        "kube": controller.kube,
+        "port": serving.webhook_port,
+        "cert_dir": serving.webhook_cert_dir,
+    }
+    if tls is None:
+        # Local control plane: own CA in cert_dir, configurations applied (url mode), removed on exit.
+        webhooks.configure(settings, listen_host=LOOPBACK, mode="url", remove_on_exit=True, **common)
+        return
+    service_name, service_namespace = "joch-webhook", serving.pod_namespace
+    if serving.webhook_service:
+        service_name, service_namespace = serving.webhook_service.split(".")[:2]
+    webhooks.configure(
+        settings,
+        listen_host=ANY_ADDRESS,  # the API server reaches the Pod through the Service
+        mode="service",
+        manage_configurations=False,
+        ssl_context=tls.context,
+        operator_namespace=serving.pod_namespace or service_namespace or "joch-operator",
+        service_name=service_name,
+        **common,
+    )
+
+
+def _elector(options: Options) -> leader.LeaderElector | None:
+    """The Lease elector, with a kube client of its own: no retries, one retry period per request, so
+    renewals never queue behind the controllers' writes."""
+    lease = options.serving.lease
+    if lease is None:
+        return None
+    configuration = client.load_configuration(options.kubeconfig, context=options.context)
+    limits = client.Limits(concurrency=2, max_retries=0, request_timeout=lease.retry_period)
+    kube = client.Kube(client.new_api_client(configuration, pool_size=2), limits)
+    return leader.LeaderElector(kube, lease)
