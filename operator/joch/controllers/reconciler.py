@@ -196,7 +196,9 @@ class Controller:
             capacity=self.config.event_capacity,
             clock=clock,
         )
-        self.programs = policy_compiling.PolicyCompiler()
+        self.programs = policy_compiling.PolicyCompiler(
+            policy_compiling.CompileOptions(cel_backend=self.settings.cel_backend)
+        )
         """The process's one policy compiler (the decision service is given it too)."""
         self.feeds: list[Feed] = []
         self.primed = False

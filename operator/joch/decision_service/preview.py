@@ -141,7 +141,8 @@ def preview(
     """Which Agents (of ``namespaces``, default all) the change would newly deny; see the module docstring."""
     changed, placed = with_policies(snapshot, policies)
     before_catalog, after_catalog = snapshot.catalog(settings), changed.catalog(settings)
-    before_programs, after_programs = engine.PolicyCompiler(), engine.PolicyCompiler()
+    options = engine.CompileOptions(cel_backend=settings.cel_backend)
+    before_programs, after_programs = engine.PolicyCompiler(options), engine.PolicyCompiler(options)
     wanted = set(namespaces) if namespaces is not None else None
     agents = [a for a in before_catalog.agents() if wanted is None or a.metadata.namespace in wanted]
     newly: list[Denial] = []

@@ -152,7 +152,9 @@ class DecisionService:
         compiler: engine.PolicyCompiler | None = None,
     ) -> None:
         self.settings = settings or OperatorSettings()
-        self.compiler = compiler if compiler is not None else engine.PolicyCompiler()
+        if compiler is None:
+            compiler = engine.PolicyCompiler(engine.CompileOptions(cel_backend=self.settings.cel_backend))
+        self.compiler = compiler
         self.ready = False
         """Set once the initial listing is in (the HTTP layer answers 503 before)."""
         self.counts: collections.Counter[str] = collections.Counter()
