@@ -444,7 +444,8 @@ class Controller:
         return old, new
 
     def observe_namespace(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        """A watch event of a core Namespace: its labels may decide Agents' environments (D5)."""
+        """A watch event of a core Namespace: its labels may decide Agents' environments (decision D5 of
+        docs/decisions.md)."""
         _, name, _ = _name(body)
         labels = None if event_type == "DELETED" else dict((body.get("metadata") or {}).get("labels") or {})
         old = self.store.set_namespace(name, labels)

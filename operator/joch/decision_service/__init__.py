@@ -3,7 +3,7 @@
 - service: :class:`~service.DecisionService`, compiled Policies and Environment facts kept current from
   watch events, and ``decide(request, now=)``;
 - requests: the JSON request of ``POST /v1/policy/evaluate`` and the decision-context shape check;
-- endpoint: the aiohttp application (``build_app``), errors in the catalog's shape;
+- endpoint: the aiohttp application (``build_app``), errors in the shape of docs/catalog.md section 6;
 - serving: :func:`~serving.register` (kopf handlers + the server's start and stop, for ``joch
   operator``) and :func:`~serving.run_standalone` (``joch policy serve``);
 - preview: which Agents a Policy change would newly deny (pure), over a

@@ -7,7 +7,7 @@
 | ``GET /healthz`` | 200 ``{"status": "ok"}`` while the process serves |
 | ``GET /readyz`` | 200 once the initial listing is loaded, else 503 |
 
-Every error has the catalog's shape (catalog.md section 6)::
+Every error has the catalog's shape (docs/catalog.md section 6)::
 
     {"error": {"code": "InvalidRequest", "message": "...", "details": {...}}}
 
@@ -83,7 +83,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The catalog's error shape."""
+    """The error shape of docs/catalog.md section 6."""
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
@@ -146,7 +146,7 @@ def build_app(
 
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """aiohttp's own errors (404, 405, 413...) and any bug, in the catalog's error shape."""
+    """aiohttp's own errors (404, 405, 413...) and any bug, in the error shape of docs/catalog.md 6."""
     try:
         return await handler(request)
     except _Rejected as exc:

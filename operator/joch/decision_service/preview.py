@@ -2,7 +2,8 @@
 
 Given a snapshot of the cluster (every object the compiler reads, plus Namespace labels) and the
 Policies to apply, :func:`preview` evaluates every Agent twice, with the current policies and with the
-changed set, exactly as admission preflight does (decision D9, joch.domain.compilation.preflight):
+changed set, exactly as admission preflight does (decision D9 of docs/decisions.md;
+joch.domain.compilation.preflight):
 
 - the effective policies of the Agent (explicit, selector, environment, team; ``gather``), compiled;
   a Policy that does not compile is left out, as preflight leaves it out;

@@ -9,7 +9,7 @@ Policies are compiled once per (namespace, name, generation) through one ``Polic
 indexed ``PolicySet`` is rebuilt lazily, at the first decision after a change, so the burst of events
 of an initial listing costs one rebuild rather than one per Policy.
 
-Which policies decide, in this order (decision D9's order, without duplicates):
+Which policies decide, in this order (decision D9's order, docs/decisions.md, without duplicates):
 
 1. the request's explicit ``policies`` (an Agent's ``spec.policies``), in the order given;
 2. the policies whose ``appliesTo`` selects the context's agent (``agent.namespace``, ``agent.labels``,
