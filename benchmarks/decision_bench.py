@@ -32,8 +32,8 @@ from typing import Any
 from aiohttp import ClientSession, web
 from policy_bench import Stats, make_contexts, make_policies, measure, print_table
 
-from joch.decisions import endpoint, requests
-from joch.decisions.service import DecisionService
+from joch.decision_service import endpoint, requests
+from joch.decision_service.service import DecisionService
 
 NOW = datetime.datetime(2026, 11, 27, tzinfo=datetime.UTC)
 SIZES = (100, 1000)

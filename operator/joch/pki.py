@@ -8,7 +8,9 @@ UTC datetime); every certificate starts :data:`CLOCK_SKEW` before ``now``.
 - :func:`new_ca`: a self-signed CA (``pathLen=0``; keyCertSign, cRLSign, digitalSignature; SKI);
 - :func:`new_leaf` / :func:`issue`: a leaf signed by a CA, with serverAuth and/or clientAuth, DNS and IP
   subject alternative names; as objects or as ``(cert PEM, key PEM)``;
-- :func:`key_pem`, :func:`public_key_pem`, :func:`cert_pem`: PEM encoding (PKCS#8, unencrypted).
+- :func:`key_pem`, :func:`public_key_pem`, :func:`cert_pem`: PEM encoding (PKCS#8, unencrypted);
+- :func:`needs_renewal`: the one renewal rule, used by both webhook TLS sources: replace a certificate
+  once less than :data:`RENEW_FRACTION` (a third) of its validity remains, or while it is not valid yet.
 """
 
 from __future__ import annotations
@@ -26,11 +28,13 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 __all__ = [
     "CLOCK_SKEW",
+    "RENEW_FRACTION",
     "Authority",
     "PrivateKey",
     "cert_pem",
     "issue",
     "key_pem",
+    "needs_renewal",
     "new_ca",
     "new_key",
     "new_leaf",
@@ -41,7 +45,26 @@ __all__ = [
 CLOCK_SKEW: Final = datetime.timedelta(minutes=5)
 """Certificates are valid from this long before ``now``, for clocks slightly behind ours."""
 
+RENEW_FRACTION: Final = 1 / 3
+"""Renew a certificate once less than this fraction of its validity remains (a 1-year certificate after
+about 243 days, a 10-year CA after about 6.7 years): early enough that a failing renewal is noticed and
+retried for months, as cert-manager does by default."""
+
 PrivateKey: TypeAlias = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+
+def needs_renewal(
+    certificate: x509.Certificate, now: datetime.datetime, *, fraction: float = RENEW_FRACTION
+) -> bool:
+    """Whether ``certificate`` must be replaced at ``now``: it is not valid yet (``now`` before its
+    notBefore), or less than ``fraction`` of its validity (notBefore to notAfter) remains. Exactly a
+    ``fraction`` left is still fine. Raises ValueError unless 0 < ``fraction`` < 1."""
+    if not 0 < fraction < 1:
+        raise ValueError(f"the renewal fraction must be between 0 and 1, not {fraction}")
+    start, end = certificate.not_valid_before_utc, certificate.not_valid_after_utc
+    if now < start:
+        return True
+    return end - now < (end - start) * fraction
 
 
 @dataclasses.dataclass(frozen=True)

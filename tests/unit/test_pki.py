@@ -8,6 +8,7 @@
 | validity                           | now - 5 min .. now + validity, capped at the CA's end      |
 | options                            | KeyUsage, uncapped end, no empty SAN, AKI from the SKI     |
 | PEM                                | PKCS#8 keys (EC and RSA), SubjectPublicKeyInfo             |
+| renewal rule at its edges          | not yet valid, exactly a third left, a second less, expired |
 """
 
 from __future__ import annotations
@@ -166,3 +167,23 @@ def test_pem_encodings() -> None:
         serialization.load_pem_private_key(pki.key_pem(rsa_key), password=None), rsa.RSAPrivateKey
     )
     assert serialization.load_pem_public_key(pki.public_key_pem(rsa_key)) == rsa_key.public_key()
+
+
+def test_the_renewal_rule_at_its_edges(ca: pki.Authority) -> None:
+    # A 1-year leaf is valid from NOW - 5 min to NOW + 1 year: renew once less than a third remains.
+    cert, _ = pki.new_leaf(ca, common_name="leaf", dns_names=["a"], now=NOW, validity=YEAR)
+    start, end = cert.not_valid_before_utc, cert.not_valid_after_utc
+    third = (end - start) / 3
+    second = datetime.timedelta(seconds=1)
+    assert pki.needs_renewal(cert, start - second)  # not valid yet
+    assert not pki.needs_renewal(cert, start)
+    assert not pki.needs_renewal(cert, NOW + datetime.timedelta(days=200))
+    assert not pki.needs_renewal(cert, end - third)  # exactly a third left: still fine
+    assert pki.needs_renewal(cert, end - third + second)
+    assert pki.needs_renewal(cert, NOW + datetime.timedelta(days=250))
+    assert pki.needs_renewal(cert, end + second)  # expired
+    assert not pki.needs_renewal(cert, end - third + second, fraction=0.1)
+    assert pki.needs_renewal(ca.certificate, NOW + datetime.timedelta(days=2500))  # the 10-year CA too
+    for bad in (0.0, 1.0, -0.5):
+        with pytest.raises(ValueError, match="between 0 and 1"):
+            pki.needs_renewal(cert, NOW, fraction=bad)

@@ -34,6 +34,7 @@ from joch.api.v1alpha1.agent import Agent
 from joch.cli import documents, flags
 from joch.cli.documents import InputError
 from joch.domain import compilation
+from joch.domain import policy as policy_engine
 from joch.domain.settings import OperatorSettings, SettingsError
 
 EXIT_OK = 0
@@ -90,8 +91,10 @@ def main(args: argparse.Namespace, *, stdout: TextIO, stderr: TextIO, stdin: Tex
         return EXIT_INPUT
 
     failed = 0
+    programs = policy_engine.PolicyCompiler(policy_engine.CompileOptions(cel_backend=settings.cel_backend))
     for agent in agents:
-        compiled = compilation.compile_agent(compilation.gather(agent, catalog, settings), settings)
+        gathered = compilation.gather(agent, catalog, settings)
+        compiled = compilation.compile_agent(gathered, settings, programs=programs)
         if compiled.ok:
             stdout.write("---\n" + compiled.manifest_yaml)
             continue

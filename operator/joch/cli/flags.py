@@ -4,7 +4,9 @@
   ``type=`` callables whose errors name the value and the rule);
 - the cluster: :func:`add_kube_flags` (``--kubeconfig``, ``--context``);
 - operator settings: :func:`add_settings_flags` and :func:`settings_from` (flags over
-  ``$JOCH_*`` over the defaults);
+  ``$JOCH_*`` over the defaults), :func:`add_cel_backend_flag` alone where only policies compile
+  (``joch policy eval``). The CLI is the only layer that reads ``$JOCH_*``: joch.domain is handed an
+  OperatorSettings;
 - logging: :func:`add_verbosity_flags` and :func:`configure_logging`.
 """
 
@@ -18,12 +20,15 @@ from collections.abc import Mapping
 
 import kopf
 
+from joch.domain.policy import cel
 from joch.domain.settings import OperatorSettings
 
 __all__ = [
+    "add_cel_backend_flag",
     "add_kube_flags",
     "add_settings_flags",
     "add_verbosity_flags",
+    "cel_backend",
     "configure_logging",
     "port",
     "positive_float",
@@ -77,6 +82,14 @@ def seconds(text: str) -> float:
     return value
 
 
+def cel_backend(text: str) -> str:
+    """A CEL backend name or alias, as its canonical name."""
+    try:
+        return cel.canonical_name(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def add_kube_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
     """``--kubeconfig PATH`` and ``--context NAME`` (attributes ``kubeconfig``, ``context``)."""
     parser.add_argument(
@@ -85,8 +98,20 @@ def add_kube_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) ->
     parser.add_argument("--context", metavar="NAME", help="kubeconfig context (default: the current one)")
 
 
+def add_cel_backend_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--cel-backend NAME``, read by :func:`settings_from`."""
+    parser.add_argument(
+        "--cel-backend",
+        type=cel_backend,
+        metavar="NAME",
+        help=f"CEL library that policies compile and run with: {cel.CEL_RUST} (Rust) or {cel.CEL_PYTHON} "
+        f"(pure Python) (default: $JOCH_CEL_BACKEND or {cel.DEFAULT_BACKEND})",
+    )
+
+
 def add_settings_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """``--shared-namespaces`` and ``--default-environment``, read by :func:`settings_from`."""
+    """``--shared-namespaces``, ``--default-environment`` and ``--cel-backend``, read by
+    :func:`settings_from`."""
     defaults = OperatorSettings()
     parser.add_argument(
         "--shared-namespaces",
@@ -100,6 +125,7 @@ def add_settings_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup
         help="environment of Agents no label places (default: $JOCH_DEFAULT_ENVIRONMENT or "
         f"{defaults.default_environment})",
     )
+    add_cel_backend_flag(parser)
 
 
 def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> OperatorSettings:
@@ -112,6 +138,9 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Opera
     environment = getattr(args, "default_environment", None)
     if environment:
         settings = dataclasses.replace(settings, default_environment=environment)
+    backend = getattr(args, "cel_backend", None)
+    if backend:
+        settings = dataclasses.replace(settings, cel_backend=backend)
     return settings
 
 

@@ -11,7 +11,7 @@
                    [--lease-duration S] [--renew-deadline S] [--retry-period S]]
 
 One process: the controllers, the admission webhooks (joch.webhooks), the decision service
-(joch.decisions, POST /v1/policy/evaluate), /metrics + /healthz + /readyz (joch.metrics) and, with
+(joch.decision_service, POST /v1/policy/evaluate), /metrics + /healthz + /readyz (joch.metrics) and, with
 ``--leader-election``, a Lease (joch.kube.leader) gating the controllers' workers only.
 
 Without ``--kubeconfig`` it runs in-cluster when in a pod, else with $KUBECONFIG / ~/.kube/config.

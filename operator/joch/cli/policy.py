@@ -19,11 +19,11 @@ decision service chooses them, from the context's agent.namespace, agent.labels 
 0 allow or modify, 3 deny, 2 unusable input (a clear message naming the file and field, no traceback).
 
 preview: lists the Agents of the current cluster that the policies would newly deny, with the item
-(model, tool, MCP server), policy, rule and reason (joch.decisions.preview explains how). Exit status:
+(model, tool, MCP server), policy, rule and reason (joch.decision_service.preview explains how). Exit status:
 0 when no agent would be newly denied, 3 when some would, 2 unusable input, 1 when the cluster cannot
 be read.
 
-serve: runs the decision service (``POST /v1/policy/evaluate``, joch.decisions.endpoint) on its own,
+serve: runs the decision service (``POST /v1/policy/evaluate``, joch.decision_service.endpoint) on its own,
 kept live from a watch of Policies and Environments, until SIGINT or SIGTERM. ``--port 0`` picks a
 free port; the address is logged (``decision service listening on http://HOST:PORT``).
 """
@@ -46,7 +46,7 @@ import pydantic
 from joch.api.v1alpha1.policy import Policy
 from joch.cli import documents, flags
 from joch.cli.documents import InputError
-from joch.decisions import cluster, endpoint, preview, requests, serving
+from joch.decision_service import cluster, endpoint, preview, requests, serving
 from joch.domain import policy as engine
 from joch.domain.policy import index as policy_index
 from joch.domain.settings import OperatorSettings, SettingsError
@@ -105,6 +105,7 @@ def add_subcommands(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="evaluate every policy read, in file order, ignoring appliesTo",
     )
+    flags.add_cel_backend_flag(evaluate)
     evaluate.add_argument(
         "--disable-rule",
         action="append",
@@ -198,16 +199,18 @@ def eval_main(args: argparse.Namespace, *, stdout: TextIO, stderr: TextIO, stdin
     try:
         if args.context_file == "-" and "-" in args.files:
             raise InputError("standard input can feed either -f or --input, not both")
-        policies = load_policies(args.files, default_namespace=args.namespace, stdin=stdin)
+        settings = _settings(args)
+        options = engine.CompileOptions(cel_backend=settings.cel_backend)
+        policies = load_policies(args.files, default_namespace=args.namespace, stdin=stdin, options=options)
         context = load_context(args.context_file, stdin=stdin)
         now = _parse_time(args.now, "--now") if args.now else datetime.datetime.now(datetime.UTC)
         disabled = dict(_disabled_rule(text) for text in args.disable_rule)
-        shared = _settings(args).shared_namespaces
+        shared = settings.shared_namespaces
     except InputError as exc:
         stderr.write(f"joch policy eval: error: {exc}\n")
         return EXIT_INPUT
 
-    compiled = [_compile(item) for item in policies]
+    compiled = [_compile(item, options) for item in policies]
     if args.all_policies:
         decision = engine.evaluate(
             compiled, context, now=now, disabled_rules=disabled or None, preflight=args.preflight
@@ -250,16 +253,22 @@ class LoadedPolicy:
         return generation if generation is not None and generation > 0 else 1
 
 
-def _compile(item: LoadedPolicy) -> engine.CompiledPolicy:
+def _compile(item: LoadedPolicy, options: engine.CompileOptions) -> engine.CompiledPolicy:
     return engine.compile_policy(
-        name=item.name, namespace=item.namespace, generation=item.generation, spec=item.spec
+        name=item.name, namespace=item.namespace, generation=item.generation, spec=item.spec, options=options
     )
 
 
 def load_policies(
-    paths: Sequence[str], *, default_namespace: str, stdin: TextIO | None
+    paths: Sequence[str],
+    *,
+    default_namespace: str,
+    stdin: TextIO | None,
+    options: engine.CompileOptions | None = None,
 ) -> list[LoadedPolicy]:
-    """Every Policy document of ``paths``, checked; raises InputError listing every problem."""
+    """Every Policy document of ``paths``, checked (CEL with ``options``' backend); raises InputError
+    listing every problem."""
+    options = options if options is not None else engine.CompileOptions()
     loaded: list[LoadedPolicy] = []
     problems: list[str] = []
     seen: dict[tuple[str, str], str] = {}
@@ -282,7 +291,7 @@ def load_policies(
         if not policy.metadata.namespace:
             policy.metadata.namespace = default_namespace
         spec = doc["spec"]
-        found = engine.validate_policy_spec(spec)
+        found = engine.validate_policy_spec(spec, options=options)
         if found:
             problems.extend(f"{where}: {error.path}: {error.message}" for error in found)
             continue
@@ -368,7 +377,8 @@ def preview_main(
     """``joch policy preview`` with its streams and cluster reader injected (tests call this)."""
     try:
         settings = _settings(args)
-        policies = load_policies(args.files, default_namespace=args.namespace, stdin=stdin)
+        options = engine.CompileOptions(cel_backend=settings.cel_backend)
+        policies = load_policies(args.files, default_namespace=args.namespace, stdin=stdin, options=options)
     except InputError as exc:
         stderr.write(f"joch policy preview: error: {exc}\n")
         return EXIT_INPUT

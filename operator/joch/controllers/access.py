@@ -30,7 +30,7 @@ class Access:
     kinds: frozenset[str]
     """The joch kinds (of WATCHED_KINDS) the operator may list and watch."""
     namespace_labels: bool = True
-    """Whether core Namespaces may be listed and watched (decision D5's namespace label)."""
+    """Whether core Namespaces may be listed and watched (their label of decision D5, docs/decisions.md)."""
     crds: bool = True
     """Whether CRDs may be listed and watched (kopf notices CRDs installed later)."""
     namespaces: tuple[str, ...] = ()

@@ -196,7 +196,9 @@ class Controller:
             capacity=self.config.event_capacity,
             clock=clock,
         )
-        self.programs = policy_compiling.PolicyCompiler()
+        self.programs = policy_compiling.PolicyCompiler(
+            policy_compiling.CompileOptions(cel_backend=self.settings.cel_backend)
+        )
         """The process's one policy compiler (the decision service is given it too)."""
         self.feeds: list[Feed] = []
         self.primed = False
@@ -442,7 +444,8 @@ class Controller:
         return old, new
 
     def observe_namespace(self, event_type: str | None, body: Mapping[str, Any]) -> None:
-        """A watch event of a core Namespace: its labels may decide Agents' environments (D5)."""
+        """A watch event of a core Namespace: its labels may decide Agents' environments (decision D5 of
+        docs/decisions.md)."""
         _, name, _ = _name(body)
         labels = None if event_type == "DELETED" else dict((body.get("metadata") or {}).get("labels") or {})
         old = self.store.set_namespace(name, labels)

@@ -6,7 +6,8 @@ no progress annotations, no status writes of its own):
 - one per kind the compiler reads (Agent, FrameworkAdapter, ModelRoute, Model, Tool, MCPServer,
   Memory, RAG, Policy, Environment, Team) and per kind admission's promotion gates read (Eval,
   Approval; stored only, for the webhooks) -> ``Controller.observe``;
-- core Namespaces (their labels decide Agents' environments, D5) -> ``Controller.observe_namespace``;
+- core Namespaces (their labels decide Agents' environments, decision D5 of docs/decisions.md) ->
+  ``Controller.observe_namespace``;
   (kinds and Namespaces the operator may not list, ``Controller.access``, are not watched);
 - ``on.startup``: prime and start the controller (kopf starts watching only after it returns);
   ``on.cleanup``: stop it and close its connections; ``on.login``: the credentials of the operator's

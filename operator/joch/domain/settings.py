@@ -15,8 +15,11 @@ every domain call. Changing a setting means restarting the operator, which recom
 | trace_url | JOCH_TRACE_URL | http://joch-trace | CAM observability.traceEndpoint |
 | agbom_url | JOCH_AGBOM_URL | http://joch-agbom | CAM observability.abomEndpoint |
 | keep_manifests | JOCH_KEEP_MANIFESTS | 3 | CAM ConfigMaps kept per Agent (D7) |
+| cel_backend | JOCH_CEL_BACKEND | common-expression-language | the CEL library policies compile with ** |
 
 (*) The Agent's FrameworkAdapter ``spec.bindings`` wins when it sets the URL; these are the fallbacks.
+(**) ``common-expression-language`` (Rust) or ``cel-python``, or an alias (policy/cel.py); stored under its
+canonical name. Compilers get it through ``CompileOptions(cel_backend=settings.cel_backend)``.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 from typing import Any
+
+from joch.domain.policy import cel
 
 __all__ = ["ENVIRONMENT_VARIABLES", "OperatorSettings", "SettingsError"]
 
@@ -42,6 +47,7 @@ ENVIRONMENT_VARIABLES: Mapping[str, str] = {
     "trace_url": "JOCH_TRACE_URL",
     "agbom_url": "JOCH_AGBOM_URL",
     "keep_manifests": "JOCH_KEEP_MANIFESTS",
+    "cel_backend": "JOCH_CEL_BACKEND",
 }
 """Setting field -> the environment variable :meth:`OperatorSettings.from_environ` reads it from."""
 
@@ -59,6 +65,7 @@ class OperatorSettings:
     trace_url: str = "http://joch-trace"
     agbom_url: str = "http://joch-agbom"
     keep_manifests: int = 3
+    cel_backend: str = cel.DEFAULT_BACKEND
 
     def __post_init__(self) -> None:
         namespaces: object = self.shared_namespaces
@@ -69,6 +76,10 @@ class OperatorSettings:
             raise SettingsError("default_environment must not be empty")
         if self.keep_manifests < 1:
             raise SettingsError(f"keep_manifests must be at least 1, not {self.keep_manifests}")
+        try:
+            object.__setattr__(self, "cel_backend", cel.canonical_name(self.cel_backend))
+        except ValueError as exc:
+            raise SettingsError(f"cel_backend: {exc}") from None
 
     def is_shared(self, namespace: str) -> bool:
         """Whether objects in ``namespace`` may be referenced from any namespace (decision D2)."""
@@ -89,6 +100,11 @@ class OperatorSettings:
                     values[field] = int(raw)
                 except ValueError:
                     raise SettingsError(f"{variable} must be an integer, not {raw!r}") from None
+            elif field == "cel_backend":
+                try:
+                    values[field] = cel.canonical_name(raw)
+                except ValueError as exc:
+                    raise SettingsError(f"{variable}: {exc}") from None
             else:
                 values[field] = raw.strip()
         return dataclasses.replace(cls(), **values)

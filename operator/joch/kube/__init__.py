@@ -1,8 +1,8 @@
 """joch.kube: the only code that talks to the API server.
 
-- client: configuration loading (kubeconfig or in-cluster), :class:`~client.Kube` (the sync
-  kubernetes client used from asyncio through a bounded thread pool, a write token bucket, 429
-  Retry-After and 5xx retries), :class:`~client.Limits`.
+- client: configuration loading (kubeconfig or in-cluster), :class:`~client.Kube` (JSON over aiohttp
+  on the caller's event loop with at most ``Limits.concurrency`` requests in flight, a write token
+  bucket, 429 Retry-After and 5xx retries), :class:`~client.Limits`.
 - errors: API failures translated into joch errors (NotFound, Conflict, Forbidden, TooManyRequests...).
 - paths: REST paths of joch kinds and the core kinds used (Namespace, ConfigMap, Event).
 - listing: paginated LIST.

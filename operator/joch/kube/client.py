@@ -74,7 +74,7 @@ class Limits:
     """How hard the operator may push the API server."""
 
     concurrency: int = 16
-    """Requests in flight at once (the thread pool size and the HTTP connection pool size)."""
+    """Requests in flight at once: the size of each event loop's HTTP connection pool (streams excluded)."""
     writes_per_second: float = 200.0
     """Sustained rate of writes (create, update, patch, delete) across the whole operator."""
     write_burst: int = 50

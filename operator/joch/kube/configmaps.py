@@ -1,4 +1,4 @@
-"""CompiledAgentManifest ConfigMaps (decision D7): create or replace idempotently, delete, list.
+"""CompiledAgentManifest ConfigMaps (D7, docs/decisions.md): create or replace idempotently, delete, list.
 
 ``apply_configmap`` writes only when something changed: the caller passes what it believes exists
 (``current``, from the operator's cache) and nothing is sent when the sha annotation and the owner are

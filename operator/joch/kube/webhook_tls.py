@@ -71,8 +71,8 @@ class ServingConfig:
     ip_addresses: tuple[str, ...] = ()
     validity: datetime.timedelta = datetime.timedelta(days=365)
     ca_validity: datetime.timedelta = datetime.timedelta(days=3650)
-    renew_fraction: float = 1 / 3
-    """Renew when less than this fraction of a certificate's lifetime remains."""
+    renew_fraction: float = pki.RENEW_FRACTION
+    """Renew when less than this fraction of a certificate's lifetime remains (joch.pki.needs_renewal)."""
 
     @classmethod
     def for_service(cls, service: str, **kwargs: Any) -> ServingConfig:
@@ -152,11 +152,6 @@ def issue(
     )
 
 
-def _expiring(cert: x509.Certificate, now: datetime.datetime, fraction: float) -> bool:
-    lifetime = cert.not_valid_after_utc - cert.not_valid_before_utc
-    return cert.not_valid_after_utc - now < lifetime * fraction
-
-
 def _covers(cert: x509.Certificate, config: ServingConfig) -> bool:
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -195,12 +190,12 @@ def plan(current: Bundle | None, *, config: ServingConfig, now: datetime.datetim
         return _with_cert(ca_cert, ca_key, ca_cert, config, now)
     authority = cas[0]
     still_valid = [c for c in cas if c.not_valid_after_utc > now]
-    if _expiring(authority, now, config.renew_fraction):
+    if pki.needs_renewal(authority, now, fraction=config.renew_fraction):
         ca_cert, ca_key = new_ca(now=now, validity=config.ca_validity)
         old = b"".join(c.public_bytes(serialization.Encoding.PEM) for c in still_valid)
         return _with_cert(ca_cert, ca_key, ca_cert + old, config, now)
     if (
-        _expiring(cert, now, config.renew_fraction)
+        pki.needs_renewal(cert, now, fraction=config.renew_fraction)
         or not _covers(cert, config)
         or not _signed_by(cert, authority)
         or len(still_valid) != len(cas)

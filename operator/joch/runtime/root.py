@@ -11,7 +11,7 @@
    policy compiler) with the kopf registry that feeds them;
 4. the admission webhooks (:mod:`joch.webhooks`) reading the same cache, with their serving
    certificate (local CA, a mounted directory, or a Secret the operator rotates);
-5. the decision service (:mod:`joch.decisions`), fed by the controller's Policy and Environment
+5. the decision service (:mod:`joch.decision_service`), fed by the controller's Policy and Environment
    watches and compiling through its policy compiler;
 6. /metrics, /healthz and /readyz (:mod:`joch.metrics`), and with a Lease the leader elector that
    starts the controllers' workers when it leads and stops the process when it loses the lead;
@@ -32,7 +32,7 @@ from typing import Any
 
 import kopf
 
-from joch import decisions, metrics, webhooks
+from joch import decision_service, metrics, webhooks
 from joch.controllers import access
 from joch.controllers.reconciler import Controller
 from joch.controllers.registry import build_registry, kopf_settings
@@ -117,9 +117,9 @@ def _compose(
     if serving.decision_port:
         # One cache: the controller lists and watches Policies and Environments once and feeds the
         # decision service, which compiles through the controller's policy compiler.
-        service = decisions.DecisionService(settings=controller.settings, compiler=controller.programs)
+        service = decision_service.DecisionService(settings=controller.settings, compiler=controller.programs)
         controller.feeds.append(service)
-        decisions.register(
+        decision_service.register(
             registry, host=serving.decision_host, port=serving.decision_port, service=service, watch=False
         )
     elector = _elector(options)

@@ -8,11 +8,11 @@ the webhook configuration. So the operator keeps its own small CA:
   API server may use: IP 127.0.0.1 (url mode against the local control plane) and the Service's DNS
   names ``<service>.<namespace>.svc`` and ``...svc.cluster.local`` (service mode in a cluster).
 
-:func:`ensure_certificates` reuses what is in the directory while the CA and the serving certificate
-are valid for at least :data:`RENEW_BEFORE` and the serving certificate covers every requested name;
-otherwise it issues a new serving certificate (and a new CA when the CA itself is unusable). Private
-keys are written with mode 0600. kopf's self-signed mode is not used: its oscrypto dependency fails
-on current OpenSSL.
+:func:`ensure_certificates` reuses what is in the directory while neither the CA nor the serving
+certificate needs renewal (:func:`joch.pki.needs_renewal`: valid already, and more than a third of its
+validity left) and the serving certificate covers every requested name; otherwise it issues a new
+serving certificate (and a new CA when the CA itself is unusable). Private keys are written with mode
+0600. kopf's self-signed mode is not used: its oscrypto dependency fails on current OpenSSL.
 """
 
 from __future__ import annotations
@@ -33,11 +33,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 
 from joch import pki
 
-__all__ = ["RENEW_BEFORE", "Certificates", "ensure_certificates", "service_dns_names"]
+__all__ = ["Certificates", "ensure_certificates", "service_dns_names"]
 
 CA_VALIDITY: Final = datetime.timedelta(days=3650)
 SERVING_VALIDITY: Final = datetime.timedelta(days=365)
-RENEW_BEFORE: Final = datetime.timedelta(days=30)
 CLOCK_SKEW: Final = pki.CLOCK_SKEW
 COMMON_NAME: Final = "joch-webhook"
 
@@ -110,7 +109,7 @@ def _load(
 
 
 def _fresh(certificate: x509.Certificate, now: datetime.datetime) -> bool:
-    return certificate.not_valid_before_utc <= now and certificate.not_valid_after_utc - RENEW_BEFORE > now
+    return not pki.needs_renewal(certificate, now)
 
 
 def _covers(certificate: x509.Certificate, dns: set[str], ips: set[str]) -> bool:

@@ -18,6 +18,7 @@
 | Deployment environmentRef prod for a dev Agent | denied at spec.environmentRef |
 | ModelRoute whose model the namespace's environment denies | denied at spec.strategy.primary |
 | ModelRoute model missing a route requirement | RequirementUnmet |
+| a CEL rule only cel-python fails (int vs double) | admitted with Rust, denied with cel-python (settings) |
 
 Decision numbers (D2, D5, ...) refer to docs/decisions.md.
 """
@@ -26,6 +27,8 @@ from __future__ import annotations
 
 import pytest
 
+from joch.domain.admission import Admission
+from joch.domain.settings import OperatorSettings
 from tests.unit.admission import factories as f
 
 
@@ -196,3 +199,20 @@ def test_route_requirements() -> None:
     assert not verdict.allowed
     assert verdict.errors[0].reason == "RequirementUnmet"
     assert "contextWindowMin" in verdict.message()
+
+
+def test_the_settings_choose_the_cel_backend() -> None:
+    # size() is an int: the Rust backend compares it with 1.0 (false: no match), cel-python refuses to
+    # (an evaluation error, which denies: fail closed). So the verdict shows which backend compiled it.
+    docs = [d for d in f.fleet() if d["kind"] != "Environment"]
+    docs.append(f.environment("dev"))
+    docs.append(f.environment("prod", policies=[{"name": "named"}]))
+    docs.append(f.policy("named", [{"when": {"cel": "size(agent.name) < 1.0"}, "action": "deny"}]))
+    agent = f.agent(labels={"env": "prod"})
+    verdicts = {
+        backend: Admission(OperatorSettings(cel_backend=backend)).validate(f.request(agent), f.world(docs))
+        for backend in ("common-expression-language", "cel-python")
+    }
+    assert verdicts["common-expression-language"].allowed
+    assert not verdicts["cel-python"].allowed
+    assert "Policy support/named (v1) rule 0" in verdicts["cel-python"].message()

@@ -25,10 +25,10 @@ import pytest
 import yaml
 
 from joch.cli import policy as policy_cli
-from joch.decisions import preview, serving
+from joch.decision_service import preview, serving
 from joch.kube import errors
 from tests import helpers
-from tests.unit.decisions import factories
+from tests.unit.decision_service import factories
 
 CONTEXT = {
     "hook": "toolCallRequest",
@@ -260,6 +260,38 @@ def test_a_bad_setting_exits_2(tmp_path: pathlib.Path, monkeypatch: pytest.Monke
     code, _, err = run_eval("-f", write_docs(tmp_path, [POLICY_DOC]), "--input", write_context(tmp_path, {}))
     assert code == 2
     assert "JOCH_KEEP_MANIFESTS" in err or "keep_manifests" in err
+
+
+CEL_DOC = {
+    "apiVersion": "joch.dev/v1alpha1",
+    "kind": "Policy",
+    "metadata": {"name": "run-cost", "namespace": "support"},
+    "spec": {"rules": [{"when": {"cel": "cost.runUsd > 1.0"}, "action": "deny"}]},
+}
+
+
+def test_the_cel_backend_comes_from_the_flag_then_the_environment(
+    tmp_path: pathlib.Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An int compared with a double: the Rust backend compares them (0 > 1.0 is false: allow),
+    # cel-python refuses (an evaluation error: fail-closed deny), so the exit status shows the backend.
+    args = (
+        "-f",
+        write_docs(tmp_path, [CEL_DOC]),
+        "--input",
+        write_context(tmp_path, {"cost": {"runUsd": 0}}),
+    )
+    monkeypatch.delenv("JOCH_CEL_BACKEND", raising=False)
+    assert run_eval(*args, "--all-policies")[0] == 0
+    code, out, _ = run_eval(*args, "--all-policies", "--cel-backend", "cel-python")
+    assert (code, json.loads(out)["decision"]) == (3, "deny")
+    monkeypatch.setenv("JOCH_CEL_BACKEND", "celpy")
+    assert run_eval(*args, "--all-policies")[0] == 3
+    assert run_eval(*args, "--all-policies", "--cel-backend", "rust")[0] == 0
+    monkeypatch.setenv("JOCH_CEL_BACKEND", "v8")
+    code, _, err = run_eval(*args, "--all-policies")
+    assert code == 2
+    assert "JOCH_CEL_BACKEND: unknown CEL backend 'v8'" in err
 
 
 # --- preview ----------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """OperatorSettings: defaults, JOCH_* environment variables, validation.
 
 Cases: the documented defaults; every variable read; blank variables ignored; comma lists; a bad
-integer and an empty environment name rejected with the variable named; lists normalised to tuples.
+integer, an unknown CEL backend and an empty environment name rejected with the variable named; lists
+normalised to tuples; CEL backend aliases stored under their canonical name.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ def test_defaults() -> None:
         "http://joch-agbom",
     )
     assert settings.keep_manifests == 3
+    assert settings.cel_backend == "common-expression-language"
     assert settings.is_shared("joch-system")
     assert not settings.is_shared("default")
 
@@ -39,6 +41,7 @@ def test_from_environ_reads_every_variable() -> None:
         "JOCH_TRACE_URL": "http://tr",
         "JOCH_AGBOM_URL": "http://ab",
         "JOCH_KEEP_MANIFESTS": "5",
+        "JOCH_CEL_BACKEND": " CelPy ",
         "UNRELATED": "x",
     }
     assert set(ENVIRONMENT_VARIABLES.values()) <= set(environ)
@@ -53,6 +56,7 @@ def test_from_environ_reads_every_variable() -> None:
         trace_url="http://tr",
         agbom_url="http://ab",
         keep_manifests=5,
+        cel_backend="cel-python",
     )
 
 
@@ -67,6 +71,11 @@ def test_blank_variables_keep_defaults() -> None:
             {"JOCH_KEEP_MANIFESTS": "three"}, "JOCH_KEEP_MANIFESTS must be an integer", id="not an int"
         ),
         pytest.param({"JOCH_KEEP_MANIFESTS": "0"}, "keep_manifests must be at least 1", id="zero"),
+        pytest.param(
+            {"JOCH_CEL_BACKEND": "v8"},
+            "JOCH_CEL_BACKEND: unknown CEL backend 'v8'; use 'common-expression-language' or 'cel-python'",
+            id="unknown CEL backend",
+        ),
     ],
 )
 def test_bad_values_are_rejected(environ: dict[str, str], message: str) -> None:
@@ -77,6 +86,9 @@ def test_bad_values_are_rejected(environ: dict[str, str], message: str) -> None:
 def test_constructor_validation() -> None:
     with pytest.raises(SettingsError, match="not a string"):
         OperatorSettings(shared_namespaces="joch-system")  # type: ignore[arg-type]
+    with pytest.raises(SettingsError, match="cel_backend: unknown CEL backend 'v8'"):
+        OperatorSettings(cel_backend="v8")
+    assert OperatorSettings(cel_backend="rust").cel_backend == "common-expression-language"
     with pytest.raises(SettingsError, match="default_environment"):
         OperatorSettings(default_environment="")
     assert OperatorSettings(shared_namespaces=["a"]).shared_namespaces == ("a",)  # type: ignore[arg-type]

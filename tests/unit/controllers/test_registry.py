@@ -86,6 +86,26 @@ def test_cli_options(monkeypatch: Any) -> None:
     assert (options.limits.concurrency, options.limits.writes_per_second) == (8, 50.0)
 
 
+def test_cli_cel_backend_reaches_every_policy_compiler(capsys: Any) -> None:
+    # --cel-backend over $JOCH_CEL_BACKEND over the default; the controller's one policy compiler (also
+    # the decision service's) compiles with it.
+    assert operator_cli.options_from(parse(), environ={}).controller.settings.cel_backend == (
+        "common-expression-language"
+    )
+    from_env = operator_cli.options_from(parse(), environ={"JOCH_CEL_BACKEND": "celpy"})
+    assert from_env.controller.settings.cel_backend == "cel-python"
+    options = operator_cli.options_from(
+        parse("--cel-backend", "rust"), environ={"JOCH_CEL_BACKEND": "cel-python"}
+    )
+    assert options.controller.settings.cel_backend == "common-expression-language"
+    controller = Controller(FakeKube(), from_env.controller)  # type: ignore[arg-type]
+    assert controller.programs.options.resolve_backend().name == "cel-python"
+    with pytest.raises(SystemExit) as exited:
+        parse("--cel-backend", "v8")
+    assert exited.value.code == 2
+    assert "argument --cel-backend: unknown CEL backend 'v8'" in capsys.readouterr().err
+
+
 def test_cli_resync_period(capsys: Any) -> None:
     assert operator_cli.options_from(parse()).controller.resync_period == 600.0
     assert operator_cli.options_from(parse("--resync-period", "0")).controller.resync_period == 0.0

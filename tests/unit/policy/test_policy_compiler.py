@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from joch.domain import policy
+from joch.domain.policy import cel
 
 SPEC: dict[str, Any] = {
     "rules": [
@@ -105,9 +106,14 @@ def test_compiled_rule_facts() -> None:
 
 
 def test_no_cel_means_no_backend_is_resolved(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("JOCH_CEL_BACKEND", "not-a-backend")
+    def no_backend(name: str | None = None) -> policy.CelBackend:
+        raise AssertionError(f"a CEL backend ({name}) was resolved for a policy without CEL")
+
+    monkeypatch.setattr(cel, "get_backend", no_backend)
     compiled = policy.compile_policy(
         name="p", namespace="n", generation=1, spec={"rules": [{"action": "deny"}]}
     )
     assert policy.evaluate([compiled], {}).decision == "deny"
     assert policy.validate_policy_spec({"rules": [{"action": "deny"}]}) == []
+    with pytest.raises(AssertionError, match="was resolved"):  # the stand-in is the one consulted
+        policy.validate_policy_spec({"rules": [{"when": {"cel": "hook == 'x'"}, "action": "deny"}]})

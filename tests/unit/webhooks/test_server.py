@@ -10,11 +10,13 @@
 | GET /healthz | ok |
 | unknown path / method | 404 / 405 |
 | certificates reused, reissued when names change, keys 0600 | |
+| certificates at day 200 / day 250 (joch.pki.needs_renewal) | kept / reissued by the same CA |
 | rendered configurations: every kind validated, defaulted kinds mutated, Fail, None, 5 s, v1, selector | |
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import pathlib
 import ssl
@@ -129,6 +131,22 @@ def test_certificates_are_reused_and_reissued(tmp_path: pathlib.Path) -> None:
     dns, ips = _sans(more.cert)
     assert "joch-webhook.joch-operator.svc" in dns
     assert ips == {"127.0.0.1"}
+
+
+def test_certificates_follow_the_one_renewal_rule(tmp_path: pathlib.Path, monkeypatch: Any) -> None:
+    # joch.pki.needs_renewal, as the in-cluster Secret source: the 1-year serving certificate is kept
+    # while more than a third of it is left (day 200) and reissued by the same CA after (day 250).
+    start = datetime.datetime.now(datetime.UTC)
+    first = certs.ensure_certificates(tmp_path)
+    cert_bytes = first.cert.read_bytes()
+    monkeypatch.setattr(certs, "_now", lambda: start + datetime.timedelta(days=200))
+    assert certs.ensure_certificates(tmp_path).cert.read_bytes() == cert_bytes
+    monkeypatch.setattr(certs, "_now", lambda: start + datetime.timedelta(days=250))
+    renewed = certs.ensure_certificates(tmp_path)
+    assert renewed.ca_pem == first.ca_pem
+    assert renewed.cert.read_bytes() != cert_bytes
+    cert = x509.load_pem_x509_certificate(renewed.cert.read_bytes())
+    cert.verify_directly_issued_by(x509.load_pem_x509_certificate(renewed.ca_pem))
 
 
 def test_broken_files_are_replaced(tmp_path: pathlib.Path) -> None:

@@ -34,6 +34,7 @@ from joch.domain.admission import agents, defaulting, impact, parsing, promotion
 from joch.domain.admission.preflight import CompiledPolicies
 from joch.domain.admission.verdict import Findings, Verdict
 from joch.domain.admission.world import SelectorIndex, World
+from joch.domain.policy import CompileOptions
 from joch.domain.settings import OperatorSettings
 
 __all__ = ["JUDGED_OPERATIONS", "Admission", "Request"]
@@ -91,7 +92,9 @@ class Admission:
         analyse_impact: bool = True,
     ) -> None:
         self.settings = settings
-        self.policies = policies if policies is not None else CompiledPolicies()
+        if policies is None:
+            policies = CompiledPolicies(CompileOptions(cel_backend=settings.cel_backend))
+        self.policies = policies
         self.analyse_impact = analyse_impact
         self.index = SelectorIndex(settings.shared_namespaces)
 

@@ -107,7 +107,8 @@ def _label_key_problem(key: str) -> str | None:
 
 def check_policy(policy: Policy, settings: OperatorSettings) -> Findings:
     findings = Findings()
-    for error in engine.validate_policy_spec(policy.spec.wire()):
+    options = engine.CompileOptions(cel_backend=settings.cel_backend)
+    for error in engine.validate_policy_spec(policy.spec.wire(), options=options):
         findings.error(error.path, error.message, error.reason)
     namespace = policy.metadata.namespace or ""
     applies = policy.spec.applies_to

@@ -6,9 +6,11 @@ Two implementations, both on PyPI:
                                                            on the engine path (benchmarks/policy_bench.py)
     ``cel-python``                  (``import celpy``)  pure Python
 
-``get_backend(name)`` picks one; without a name it reads ``JOCH_CEL_BACKEND`` (either name above, or
-the aliases ``cel``/``rust`` and ``celpy``/``python``), else the default. Both libraries are imported
-lazily: the engine pays for neither when no policy uses CEL.
+``get_backend(name)`` picks one by name (either name above, or the aliases ``cel``/``rust`` and
+``celpy``/``python``); without a name, the default. The operator's choice is the setting
+``OperatorSettings.cel_backend`` (flag ``--cel-backend`` or ``$JOCH_CEL_BACKEND``, read by joch.cli: this
+module never reads the environment), passed to compilers as ``CompileOptions(cel_backend=...)``. Both
+libraries are imported lazily: the engine pays for neither when no policy uses CEL.
 
 The seam has three calls:
 
@@ -38,7 +40,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import os
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Final, Protocol
@@ -48,7 +49,7 @@ from joch.domain.policy import context, errors
 CEL_RUST: Final = "common-expression-language"
 CEL_PYTHON: Final = "cel-python"
 DEFAULT_BACKEND: Final = CEL_RUST
-ENV_VAR: Final = "JOCH_CEL_BACKEND"
+BACKENDS: Final = (CEL_RUST, CEL_PYTHON)
 
 _ALIASES: Final[Mapping[str, str]] = {
     CEL_RUST: CEL_RUST,
@@ -396,11 +397,9 @@ def _backend(canonical: str) -> CelBackend:
     return RustCelBackend() if canonical == CEL_RUST else PythonCelBackend()
 
 
-def get_backend(name: str | None = None, *, environ: Mapping[str, str] | None = None) -> CelBackend:
-    """The backend called ``name``; else the one ``JOCH_CEL_BACKEND`` names; else ``DEFAULT_BACKEND``.
+def get_backend(name: str | None = None) -> CelBackend:
+    """The backend called ``name`` (a canonical name or an alias); ``None``: ``DEFAULT_BACKEND``.
 
-    Backends are stateless and shared. ``environ`` defaults to the process environment.
+    Backends are stateless and shared. Raises ValueError for an unknown name.
     """
-    if name is None:
-        name = (os.environ if environ is None else environ).get(ENV_VAR) or DEFAULT_BACKEND
-    return _backend(canonical_name(name))
+    return _backend(canonical_name(DEFAULT_BACKEND if name is None else name))

@@ -37,7 +37,9 @@ MAX_CACHED_OBJECTS: Final = 4096
 @dataclasses.dataclass(frozen=True, slots=True)
 class CompileOptions:
     backend: cel.CelBackend | None = None
-    """None: ``cel.get_backend()`` (``JOCH_CEL_BACKEND`` or the default), resolved only if CEL is used."""
+    """A backend instance (tests inject one); None: the one ``cel_backend`` names."""
+    cel_backend: str = cel.DEFAULT_BACKEND
+    """The CEL library by name (``OperatorSettings.cel_backend``), resolved only if CEL is used."""
     limits: cel.CelLimits = cel.DEFAULT_LIMITS
     timer: Timer = time.thread_time
     """Measures CEL evaluation time against ``limits.time_budget_seconds``; injectable for tests.
@@ -45,8 +47,11 @@ class CompileOptions:
     CPU time of the evaluating thread, not wall time: the budget bounds the work an expression does, so a
     busy machine that preempts the thread does not turn a cheap rule into a fail-closed deny."""
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "cel_backend", cel.canonical_name(self.cel_backend))
+
     def resolve_backend(self) -> cel.CelBackend:
-        return self.backend if self.backend is not None else cel.get_backend()
+        return self.backend if self.backend is not None else cel.get_backend(self.cel_backend)
 
 
 DEFAULT_OPTIONS: Final = CompileOptions()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from joch.api.v1alpha1 import meta
-from joch.decisions import preview
+from joch.decision_service import preview
 from joch.domain import compilation
 from tests import factories, helpers
 

@@ -9,7 +9,7 @@ Policies are compiled once per (namespace, name, generation) through one ``Polic
 indexed ``PolicySet`` is rebuilt lazily, at the first decision after a change, so the burst of events
 of an initial listing costs one rebuild rather than one per Policy.
 
-Which policies decide, in this order (decision D9's order, without duplicates):
+Which policies decide, in this order (decision D9's order, docs/decisions.md, without duplicates):
 
 1. the request's explicit ``policies`` (an Agent's ``spec.policies``), in the order given;
 2. the policies whose ``appliesTo`` selects the context's agent (``agent.namespace``, ``agent.labels``,
@@ -43,7 +43,7 @@ from typing import Any
 import pydantic
 
 from joch.api.v1alpha1.policy import Policy
-from joch.decisions import requests
+from joch.decision_service import requests
 from joch.domain import policy as engine
 from joch.domain.compilation import scope
 from joch.domain.policy import index
@@ -51,7 +51,7 @@ from joch.domain.settings import OperatorSettings
 
 __all__ = ["DecisionService", "EnvironmentFacts", "InvalidPolicy"]
 
-logger = logging.getLogger("joch.decisions")
+logger = logging.getLogger("joch.decision_service")
 
 Key = tuple[str, str]
 
@@ -152,7 +152,9 @@ class DecisionService:
         compiler: engine.PolicyCompiler | None = None,
     ) -> None:
         self.settings = settings or OperatorSettings()
-        self.compiler = compiler if compiler is not None else engine.PolicyCompiler()
+        if compiler is None:
+            compiler = engine.PolicyCompiler(engine.CompileOptions(cel_backend=self.settings.cel_backend))
+        self.compiler = compiler
         self.ready = False
         """Set once the initial listing is in (the HTTP layer answers 503 before)."""
         self.counts: collections.Counter[str] = collections.Counter()

@@ -3,7 +3,7 @@
 ``register(registry, host=, port=, kube=...)`` adds to an existing ``kopf.OperatorRegistry``:
 
 - ``@kopf.on.event`` for Policies (joch.dev) and Environments (ops.joch.dev) feeding a
-  :class:`~joch.decisions.service.DecisionService` (event handlers only: kopf writes nothing to the
+  :class:`~joch.decision_service.service.DecisionService` (event handlers only: kopf writes nothing to the
   watched objects);
 - ``@kopf.on.startup``: LIST the Policies and Environments through ``kube`` (so the first decision
   already sees every policy), then start the aiohttp server on ``host:port`` (port 0: any free port;
@@ -29,8 +29,8 @@ from aiohttp import web
 
 from joch.api.v1alpha1.environment import Environment
 from joch.api.v1alpha1.policy import Policy
-from joch.decisions import endpoint
-from joch.decisions.service import DecisionService
+from joch.decision_service import endpoint
+from joch.decision_service.service import DecisionService
 from joch.domain.settings import OperatorSettings
 from joch.kube import client, errors, listing, login, paths
 
@@ -45,7 +45,7 @@ __all__ = [
     "run_standalone",
 ]
 
-logger = logging.getLogger("joch.decisions")
+logger = logging.getLogger("joch.decision_service")
 
 POLICIES = paths.ResourceType.of(Policy)
 ENVIRONMENTS = paths.ResourceType.of(Environment)
@@ -137,18 +137,22 @@ def register(
     server = DecisionServer(endpoint.build_app(service, max_body=max_body), host=host, port=port)
     if not watch:
 
-        @kopf.on.startup(registry=registry, id="joch-decisions-startup")
+        @kopf.on.startup(registry=registry, id="joch-decision-service-startup")
         async def serve(**_: Any) -> None:
             await server.start()
 
-        @kopf.on.cleanup(registry=registry, id="joch-decisions-cleanup")
+        @kopf.on.cleanup(registry=registry, id="joch-decision-service-cleanup")
         async def stop(**_: Any) -> None:
             await server.stop()
 
         return Registration(service, server)
 
     @kopf.on.event(
-        POLICIES.group, POLICIES.version, POLICIES.plural, registry=registry, id="joch-decisions-policies"
+        POLICIES.group,
+        POLICIES.version,
+        POLICIES.plural,
+        registry=registry,
+        id="joch-decision-service-policies",
     )
     async def policies(event: Mapping[str, Any], **_: Any) -> None:
         service.observe_policy(event.get("type"), event["object"])
@@ -158,12 +162,12 @@ def register(
         ENVIRONMENTS.version,
         ENVIRONMENTS.plural,
         registry=registry,
-        id="joch-decisions-environments",
+        id="joch-decision-service-environments",
     )
     async def environments(event: Mapping[str, Any], **_: Any) -> None:
         service.observe_environment(event.get("type"), event["object"])
 
-    @kopf.on.startup(registry=registry, id="joch-decisions-startup")
+    @kopf.on.startup(registry=registry, id="joch-decision-service-startup")
     async def startup(**_: Any) -> None:
         if kube is not None:
             await prime(service, kube, namespaces)
@@ -171,7 +175,7 @@ def register(
             service.ready = True
         await server.start()
 
-    @kopf.on.cleanup(registry=registry, id="joch-decisions-cleanup")
+    @kopf.on.cleanup(registry=registry, id="joch-decision-service-cleanup")
     async def cleanup(**_: Any) -> None:
         await server.stop()
 
@@ -214,11 +218,11 @@ def run_standalone(options: StandaloneOptions) -> None:
         namespaces = tuple(dict.fromkeys((*options.namespaces, *options.settings.shared_namespaces)))
     registry = kopf.OperatorRegistry()
 
-    @kopf.on.login(registry=registry, id="joch-decisions-login")
+    @kopf.on.login(registry=registry, id="joch-decision-service-login")
     def credentials(**_: Any) -> kopf.ConnectionInfo:
         return login.connection_info(kube)
 
-    @kopf.on.cleanup(registry=registry, id="joch-decisions-connections")
+    @kopf.on.cleanup(registry=registry, id="joch-decision-service-connections")
     async def close_connections(**_: Any) -> None:
         await kube.aclose()
 

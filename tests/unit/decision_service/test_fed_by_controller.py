@@ -15,7 +15,7 @@ from typing import Any
 
 from joch.api.v1alpha1.policy import Policy
 from joch.controllers.reconciler import Controller, ControllerConfig
-from joch.decisions import DecisionService
+from joch.decision_service import DecisionService
 from tests.unit.controllers.support import NOW, example_world, obj, run, settle, started
 
 

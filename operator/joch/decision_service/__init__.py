@@ -1,9 +1,9 @@
-"""joch.decisions: the policy decision service, and the preview of a policy change.
+"""joch.decision_service: the policy decision service, and the preview of a policy change.
 
 - service: :class:`~service.DecisionService`, compiled Policies and Environment facts kept current from
   watch events, and ``decide(request, now=)``;
 - requests: the JSON request of ``POST /v1/policy/evaluate`` and the decision-context shape check;
-- endpoint: the aiohttp application (``build_app``), errors in the catalog's shape;
+- endpoint: the aiohttp application (``build_app``), errors in the shape of docs/catalog.md section 6;
 - serving: :func:`~serving.register` (kopf handlers + the server's start and stop, for ``joch
   operator``) and :func:`~serving.run_standalone` (``joch policy serve``);
 - preview: which Agents a Policy change would newly deny (pure), over a
@@ -13,10 +13,10 @@ Layer: beside joch.controllers and joch.webhooks (it imports joch.kube, joch.dom
 and aiohttp, never the controllers or the webhooks).
 """
 
-from joch.decisions import cluster, endpoint, preview, requests, service, serving
-from joch.decisions.endpoint import EVALUATE_PATH, build_app
-from joch.decisions.service import DecisionService
-from joch.decisions.serving import register, run_standalone
+from joch.decision_service import cluster, endpoint, preview, requests, service, serving
+from joch.decision_service.endpoint import EVALUATE_PATH, build_app
+from joch.decision_service.service import DecisionService
+from joch.decision_service.serving import register, run_standalone
 
 __all__ = [
     "EVALUATE_PATH",

@@ -7,7 +7,7 @@
 | ``GET /healthz`` | 200 ``{"status": "ok"}`` while the process serves |
 | ``GET /readyz`` | 200 once the initial listing is loaded, else 503 |
 
-Every error has the catalog's shape (catalog.md section 6)::
+Every error has the catalog's shape (docs/catalog.md section 6)::
 
     {"error": {"code": "InvalidRequest", "message": "...", "details": {...}}}
 
@@ -38,12 +38,12 @@ from typing import Any, Final
 from aiohttp import web
 
 from joch import metrics
-from joch.decisions import requests
-from joch.decisions.service import DecisionService
+from joch.decision_service import requests
+from joch.decision_service.service import DecisionService
 
 __all__ = ["DEFAULT_MAX_BODY", "EVALUATE_PATH", "SERVICE_KEY", "build_app", "error_body"]
 
-logger = logging.getLogger("joch.decisions")
+logger = logging.getLogger("joch.decision_service")
 
 EVALUATE_PATH: Final = "/v1/policy/evaluate"
 DEFAULT_MAX_BODY: Final = 1024 * 1024
@@ -58,8 +58,8 @@ class _Config:
     clock: Clock
 
 
-SERVICE_KEY: Final = web.AppKey("joch.decisions.service", DecisionService)
-_CONFIG_KEY: Final = web.AppKey("joch.decisions.config", _Config)
+SERVICE_KEY: Final = web.AppKey("joch.decision_service.service", DecisionService)
+_CONFIG_KEY: Final = web.AppKey("joch.decision_service.config", _Config)
 
 
 class _Rejected(Exception):
@@ -83,7 +83,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The catalog's error shape."""
+    """The error shape of docs/catalog.md section 6."""
     return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
@@ -146,7 +146,7 @@ def build_app(
 
 @web.middleware
 async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """aiohttp's own errors (404, 405, 413...) and any bug, in the catalog's error shape."""
+    """aiohttp's own errors (404, 405, 413...) and any bug, in the error shape of docs/catalog.md 6."""
     try:
         return await handler(request)
     except _Rejected as exc:

@@ -1,4 +1,4 @@
-"""Read the cluster into a :class:`~joch.decisions.preview.Snapshot`: one LIST per kind the compiler reads.
+"""Read the cluster into a :class:`~.preview.Snapshot`: one LIST per kind the compiler reads.
 
 Objects that fail validation against the models are skipped with a warning (the API server's schema
 makes that rare); a kind whose CRD is not installed counts as empty, with a warning too.
@@ -12,7 +12,7 @@ from typing import Any
 import pydantic
 
 from joch.api.v1alpha1 import meta
-from joch.decisions.preview import Snapshot
+from joch.decision_service.preview import Snapshot
 from joch.domain import compilation
 from joch.kube import client, errors, listing, paths
 

@@ -1,4 +1,4 @@
-"""The decision endpoint over real HTTP (aiohttp TestServer on 127.0.0.1, joch.decisions.endpoint).
+"""The decision endpoint over real HTTP (aiohttp TestServer on 127.0.0.1, joch.decision_service.endpoint).
 
 Cases: a good request gets the Decision (200, also for a deny); malformed JSON, non-UTF-8, NaN and
 over-deep JSON -> 400 InvalidJSON; wrong types and unknown fields (top level and in the context) ->
@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from aiohttp import test_utils
 
-from joch.decisions import endpoint, requests
-from joch.decisions.service import DecisionService
-from tests.unit.decisions import factories as f
+from joch.decision_service import endpoint, requests
+from joch.decision_service.service import DecisionService
+from tests.unit.decision_service import factories as f
 
 NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.UTC)
 LIMIT = 4096

@@ -1,4 +1,4 @@
-"""The decision request and the decision-context shape check (joch.decisions.requests).
+"""The decision request and the decision-context shape check (joch.decision_service.requests).
 
 Cases: accepted shapes (context only; explicit policies as strings and objects; preflight; null parts
 of the context mean absent; open parts take anything); every rejected shape names its field: a body
@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from joch.decisions import requests
+from joch.decision_service import requests
 
 AGENT = {"name": "triage", "namespace": "support", "labels": {"team": "support-platform"}}
 

@@ -2,7 +2,8 @@
 
 Given a snapshot of the cluster (every object the compiler reads, plus Namespace labels) and the
 Policies to apply, :func:`preview` evaluates every Agent twice, with the current policies and with the
-changed set, exactly as admission preflight does (decision D9, joch.domain.compilation.preflight):
+changed set, exactly as admission preflight does (decision D9 of docs/decisions.md;
+joch.domain.compilation.preflight):
 
 - the effective policies of the Agent (explicit, selector, environment, team; ``gather``), compiled;
   a Policy that does not compile is left out, as preflight leaves it out;
@@ -141,7 +142,8 @@ def preview(
     """Which Agents (of ``namespaces``, default all) the change would newly deny; see the module docstring."""
     changed, placed = with_policies(snapshot, policies)
     before_catalog, after_catalog = snapshot.catalog(settings), changed.catalog(settings)
-    before_programs, after_programs = engine.PolicyCompiler(), engine.PolicyCompiler()
+    options = engine.CompileOptions(cel_backend=settings.cel_backend)
+    before_programs, after_programs = engine.PolicyCompiler(options), engine.PolicyCompiler(options)
     wanted = set(namespaces) if namespaces is not None else None
     agents = [a for a in before_catalog.agents() if wanted is None or a.metadata.namespace in wanted]
     newly: list[Denial] = []

@@ -1,7 +1,7 @@
-"""The kopf side of the decision service (joch.decisions.serving), without a cluster.
+"""The kopf side of the decision service (joch.decision_service.serving), without a cluster.
 
 Cases: register() adds exactly the two event handlers (policies.joch.dev, environments.ops.joch.dev)
-and the startup/cleanup pair, under joch-decisions-* ids, to the registry it is given; the event
+and the startup/cleanup pair, under joch-decision-service-* ids, to the registry it is given; the event
 handlers feed the service; startup primes the service from a LIST (paginated, in each namespace
 given, a missing CRD counted as empty) and then serves real HTTP on the port it bound (port 0 picks
 one), cleanup stops it; without a kube client the service is ready at once; a port already taken is a
@@ -20,10 +20,10 @@ import kopf
 import pytest
 from kubernetes import client as k8s
 
-from joch.decisions import endpoint, serving
-from joch.decisions.service import DecisionService
+from joch.decision_service import endpoint, serving
+from joch.decision_service.service import DecisionService
 from joch.kube import client, errors, login
-from tests.unit.decisions import factories as f
+from tests.unit.decision_service import factories as f
 
 
 class FakeKube:
@@ -56,12 +56,13 @@ def test_register_adds_the_handlers() -> None:
     registration = serving.register(registry, host="127.0.0.1", port=0)
     found = handlers(registry)
     assert sorted(found) == [
-        "joch-decisions-cleanup",
-        "joch-decisions-environments",
-        "joch-decisions-policies",
-        "joch-decisions-startup",
+        "joch-decision-service-cleanup",
+        "joch-decision-service-environments",
+        "joch-decision-service-policies",
+        "joch-decision-service-startup",
     ]
-    policies, environments = found["joch-decisions-policies"], found["joch-decisions-environments"]
+    policies = found["joch-decision-service-policies"]
+    environments = found["joch-decision-service-environments"]
     assert (policies.selector.group, policies.selector.any_name) == ("joch.dev", "policies")
     assert (environments.selector.group, environments.selector.any_name) == ("ops.joch.dev", "environments")
     assert isinstance(registration.service, DecisionService)
@@ -73,8 +74,8 @@ def test_event_handlers_feed_the_service() -> None:
     found = handlers(registry)
 
     async def main() -> None:
-        await found["joch-decisions-policies"].fn(event={"type": "ADDED", "object": f.policy()})
-        await found["joch-decisions-environments"].fn(event={"type": None, "object": f.environment()})
+        await found["joch-decision-service-policies"].fn(event={"type": "ADDED", "object": f.policy()})
+        await found["joch-decision-service-environments"].fn(event={"type": None, "object": f.environment()})
 
     asyncio.run(main())
     assert [p["name"] for p in service.describe()] == ["caps"]
@@ -100,7 +101,7 @@ def test_startup_primes_then_serves_and_cleanup_stops() -> None:
     found = handlers(registry)
 
     async def main() -> None:
-        await found["joch-decisions-startup"].fn()
+        await found["joch-decision-service-startup"].fn()
         try:
             assert registration.server.port != 0
             context = f.context(tool={"name": "shell.exec"})
@@ -110,7 +111,7 @@ def test_startup_primes_then_serves_and_cleanup_stops() -> None:
                     assert response.status == 200
                     assert (await response.json())["policyId"] == "a"
         finally:
-            await found["joch-decisions-cleanup"].fn()
+            await found["joch-decision-service-cleanup"].fn()
         with pytest.raises(aiohttp.ClientConnectionError):
             async with aiohttp.ClientSession() as session, session.get(registration.server.url + "/healthz"):
                 pass
@@ -132,8 +133,8 @@ def test_without_a_kube_client_the_service_is_ready_at_once() -> None:
     found = handlers(registry)
 
     async def main() -> None:
-        await found["joch-decisions-startup"].fn()
-        await found["joch-decisions-cleanup"].fn()
+        await found["joch-decision-service-startup"].fn()
+        await found["joch-decision-service-cleanup"].fn()
 
     asyncio.run(main())
     assert registration.service.ready

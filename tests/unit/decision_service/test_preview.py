@@ -1,4 +1,4 @@
-"""Preview of a Policy change over a cluster snapshot (joch.decisions.preview), on examples/.
+"""Preview of a Policy change over a cluster snapshot (joch.decision_service.preview), on examples/.
 
 Cases: a Policy denying OpenAI models in the example namespace newly denies support-triage's primary
 model (policy, rule, item, path, reason); a harmless policy, or one in another namespace, denies
@@ -18,12 +18,12 @@ import pytest
 
 from joch.api.v1alpha1.agent import Agent
 from joch.api.v1alpha1.policy import Policy
-from joch.decisions import preview
+from joch.decision_service import preview
 from joch.domain import compilation
 from joch.domain import policy as engine
 from joch.domain.settings import OperatorSettings
 from tests import factories, helpers
-from tests.unit.decisions import factories as f
+from tests.unit.decision_service import factories as f
 
 SETTINGS = OperatorSettings()
 DENY_OPENAI = {"when": {"model.provider": "openai"}, "action": {"deny": True, "reason": "no OpenAI here"}}

@@ -1,4 +1,4 @@
-"""DecisionService: watch events in, decisions out (joch.decisions.service).
+"""DecisionService: watch events in, decisions out (joch.decision_service.service).
 
 Cases: an ADDED/listed Policy decides; a MODIFIED Policy with a new generation replaces it (version
 v2), an event repeating the same generation and spec compiles nothing; DELETED removes it (allow
@@ -16,9 +16,10 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from joch.decisions import requests
-from joch.decisions.service import DecisionService
-from tests.unit.decisions import factories as f
+from joch.decision_service import requests
+from joch.decision_service.service import DecisionService
+from joch.domain.settings import OperatorSettings
+from tests.unit.decision_service import factories as f
 
 NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.UTC)
 
@@ -177,6 +178,17 @@ def test_preflight_skips_runtime_only_rules() -> None:
     expensive = f.context(cost={"runUsd": 9})
     assert decide(service, expensive)["decision"] == "deny"
     assert decide(service, expensive, preflight=True)["decision"] == "allow"
+
+
+def test_the_settings_choose_the_cel_backend() -> None:
+    # An int compared with a double: Rust compares (allow), cel-python refuses (fail-closed deny).
+    rule = {"when": {"cel": "cost.runUsd > 1.0"}, "action": "deny"}
+    decisions = {}
+    for backend in ("common-expression-language", "cel-python"):
+        service = DecisionService(settings=OperatorSettings(cel_backend=backend))
+        service.observe_policy(None, f.policy(rules=[rule]))
+        decisions[backend] = decide(service, f.context(cost={"runUsd": 0}))["decision"]
+    assert decisions == {"common-expression-language": "allow", "cel-python": "deny"}
 
 
 def test_shared_namespace_policies_govern_everywhere() -> None:

@@ -2,7 +2,7 @@
 
 ``POST /v1/policy/evaluate`` takes::
 
-    {"context":   {...},                  # required: a decision context (catalog.md 4.4)
+    {"context":   {...},                  # required: a decision context (docs/catalog.md 4.4)
      "policies":  ["name" | "ns/name" | {"name": str, "namespace"?: str}, ...],   # optional
      "preflight": bool}                   # optional, default false
 
