@@ -164,9 +164,9 @@ def compile_agent(
         if item.tool is not None and (facts := preflight.tool_facts(item)) is not None
     ]
     tool_facts = [facts for _, facts in present_tools]
-    outcome = preflight.run_preflight(
-        gathered, tool_facts, programs if programs is not None else engine.PolicyCompiler()
-    )
+    if programs is None:  # a one-off compile (joch compile, tests): a compiler of its own
+        programs = engine.PolicyCompiler(engine.CompileOptions(cel_backend=settings.cel_backend))
+    outcome = preflight.run_preflight(gathered, tool_facts, programs)
     problems.extend(checks.capability_problems(gathered))
     problems.extend(checks.requirement_problems(gathered))
     problems.extend(checks.safety_problems(gathered))

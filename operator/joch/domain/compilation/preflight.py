@@ -10,7 +10,7 @@ facts such as cost.runUsd or data.contains are skipped) once per item:
 
 Each context also carries ``hook: preflight``, ``agent: {name, namespace, labels, version}``,
 ``framework`` (the adapter name) and ``environment: {name, allowedProviders?}``. :func:`preflight_contexts`
-builds them all; admission preflight and ``joch policy preview`` (joch.decisions.preview) use it too.
+builds them all; admission preflight and ``joch policy preview`` (joch.decision_service.preview) use it too.
 
 Outcome: a deny becomes a ``PolicyDenied`` problem naming the policy, the rule index, the item and the
 reason; a tool decision with ``requires.approval`` forces that tool's ``requiresApproval`` to true in the
