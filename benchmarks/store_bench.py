@@ -82,7 +82,16 @@ def watch_delivery(bare: Bare, ns: str) -> list[float]:
         _request_timeout=310,
     )
 
+    done = threading.Event()
+
     def read() -> None:
+        try:
+            consume()
+        except Exception:  # the stream closed under the reader at the end: expected then only
+            if not done.is_set():
+                raise
+
+    def consume() -> None:
         buffer = b""
         for chunk in response.stream(4096, decode_content=True):
             buffer += chunk
@@ -107,7 +116,9 @@ def watch_delivery(bare: Bare, ns: str) -> list[float]:
             if not seen.wait_for(lambda name=name: name in arrived, timeout=30):
                 raise RuntimeError(f"no ADDED event for {name} within 30 s")
             delays.append((arrived[name] - sent) * 1000)
+    done.set()
     response.release_conn()
+    reader.join(5)
     return delays
 
 
