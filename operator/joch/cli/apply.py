@@ -25,6 +25,7 @@ untruncated Status messages).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any, Final, TextIO
@@ -85,7 +86,7 @@ def register(commands: Any) -> None:
         "document passes. Exit 0 applied, 1 rejected (nothing written), 2 usage or connection errors.",
     )
     validate.add_input_arguments(parser)
-    validate.add_settings_arguments(parser)
+    flags.add_settings_flags(parser)
     flags.add_kube_flags(parser)
     parser.add_argument("--field-manager", default="joch", help="server-side apply field manager (joch)")
     parser.add_argument(
@@ -107,7 +108,7 @@ def _apply_query(args: argparse.Namespace, *, dry_run: bool) -> dict[str, str]:
 def run(args: argparse.Namespace, *, out: TextIO | None = None, cluster: Cluster | None = None) -> int:
     out = out or sys.stdout
     try:
-        settings = validate.settings_from(args)
+        settings = flags.settings_from(args, os.environ)
         documents, failures = validate.load_documents(args.filenames, recursive=args.recursive)
         cluster = cluster or Cluster.connect(args.kubeconfig, args.context)
         catalog, existing_namespaces = cluster_catalog(cluster, settings.shared_namespaces)

@@ -31,17 +31,15 @@ import yaml
 
 from joch.cli import flags
 from joch.domain.admission import Admission, Document, DocumentResult, check_batch
-from joch.domain.settings import OperatorSettings, SettingsError
+from joch.domain.settings import SettingsError
 
 __all__ = [
     "InputError",
     "add_input_arguments",
-    "add_settings_arguments",
     "load_documents",
     "print_results",
     "register",
     "run",
-    "settings_from",
 ]
 
 SUFFIXES = (".yaml", ".yml", ".json")
@@ -79,15 +77,6 @@ def add_input_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="admit references to objects that do not exist yet (warnings instead of errors)",
     )
-
-
-def add_settings_arguments(parser: argparse.ArgumentParser) -> None:
-    flags.add_settings_flags(parser)
-
-
-def settings_from(args: argparse.Namespace) -> OperatorSettings:
-    """Operator settings from the JOCH_* variables and the flags; raises SettingsError."""
-    return flags.settings_from(args, os.environ)
 
 
 def _files(path: pathlib.Path, recursive: bool) -> list[pathlib.Path]:
@@ -190,14 +179,14 @@ def register(commands: Any) -> None:
         "Exit 0 when every document passes, 1 when one is rejected, 2 on usage errors.",
     )
     add_input_arguments(parser)
-    add_settings_arguments(parser)
+    flags.add_settings_flags(parser)
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, *, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     try:
-        settings = settings_from(args)
+        settings = flags.settings_from(args, os.environ)
         documents, failures = load_documents(args.filenames, recursive=args.recursive)
     except (InputError, SettingsError) as exc:
         sys.stderr.write(f"joch validate: error: {exc}\n")

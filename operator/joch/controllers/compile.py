@@ -35,7 +35,7 @@ import pydantic
 
 from joch import metrics
 from joch.api.v1alpha1.agent import Agent
-from joch.controllers.service import Change, Host, Service
+from joch.controllers.service import Change, Desire, Host, Service
 from joch.domain.compilation.configmap import SHA_ANNOTATION
 from joch.domain.compilation.keys import ObjectKey
 from joch.domain.reconcile import fanout, plan, status
@@ -173,7 +173,7 @@ class CompileService(Service):
             latest = self._still_stored(key, entry.uid)
             if latest is None:
                 return
-            desired = planned.status(latest.status, self._now())
+            desired = planned.status(latest.status, self.host.now())
             if status.only_manifest_moved(latest.status, desired):
                 self.reports[key] = _PendingReport(planned, entry.uid)
                 host.queue.add(AgentReport(key))
@@ -184,7 +184,7 @@ class CompileService(Service):
             def desire(stored: Entry) -> Mapping[str, Any] | None:
                 if stored.generation != entry.generation:
                     return None  # the spec moved on; its own event queued a newer compile
-                return planned.status(stored.status, self._now())
+                return planned.status(stored.status, self.host.now())
 
             await self._report(key, latest, desire)
 
@@ -202,7 +202,7 @@ class CompileService(Service):
                 generation = pending.plan.compiled.generation
                 if self.reports.get(key) is not pending or stored.generation != generation:
                     return None  # never write an outcome older than the newest compile
-                return pending.plan.status(stored.status, self._now())
+                return pending.plan.status(stored.status, self.host.now())
 
             await self._report(key, latest, desire)
             if self.reports.get(key) is pending:
@@ -217,7 +217,7 @@ class CompileService(Service):
             return None
         return latest
 
-    async def _report(self, key: ObjectKey, latest: Entry, desire: Any) -> None:
+    async def _report(self, key: ObjectKey, latest: Entry, desire: Desire) -> None:
         """Write an Agent's status (the caller holds its status lock) and its warning Events."""
         before = latest.status
         patched, desired = await self.host.write_status(key, latest.uid, desire, owned=status.AGENT_FIELDS)
@@ -306,7 +306,7 @@ class CompileService(Service):
                 return True
         if self._doomed(entry.namespace or "", entry.name, entry.uid):
             return True
-        desired = planned.status(entry.status, self._now())
+        desired = planned.status(entry.status, self.host.now())
         return status.status_patch(desired, entry.status, owned=status.AGENT_FIELDS) is not None
 
     # --- helpers ----------------------------------------------------------------------------------
@@ -314,11 +314,8 @@ class CompileService(Service):
     def _invalid(self, message: str, entry: Entry) -> dict[str, Any]:
         """The status of an Agent the model rejects (``message`` says which fields and why)."""
         return status.invalid_agent_status(
-            message, generation=entry.generation, current=entry.status, now=self._now()
+            message, generation=entry.generation, current=entry.status, now=self.host.now()
         )
-
-    def _now(self) -> str:
-        return self.host.now()
 
 
 def _involved(entry: Entry) -> events.InvolvedObject:

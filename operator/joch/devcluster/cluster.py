@@ -582,19 +582,13 @@ class ControlPlane:
         conn = http.client.HTTPSConnection(
             LOOPBACK, self.apiserver_port, context=self.ssl_context(), timeout=10
         )
+        code, text = stores.http_request(conn, method, path, body)
+        if code is None:
+            return None, text
         try:
-            payload = json.dumps(body).encode() if body is not None else None
-            conn.request(method, path, body=payload, headers={"Content-Type": "application/json"})
-            response = conn.getresponse()
-            text = response.read().decode("utf-8", errors="replace")
-        except (OSError, http.client.HTTPException) as exc:
-            return None, f"{type(exc).__name__}: {exc}"
-        finally:
-            conn.close()
-        try:
-            return response.status, json.loads(text)
+            return code, json.loads(text)
         except ValueError:
-            return response.status, text
+            return code, text
 
     def _start_workloads(self, binaries: Mapping[str, Path], *, deadline: float) -> None:
         """Start kube-controller-manager, kube-scheduler and kwok; register the fake Nodes; wait until

@@ -39,7 +39,7 @@ import socket
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Any, Final, Protocol
 
 __all__ = [
     "DEFAULT_STORE",
@@ -219,8 +219,19 @@ def probe_tcp(port: int, *, timeout: float = 1.0) -> tuple[bool, str]:
 
 def http_get(conn: http.client.HTTPConnection, path: str) -> tuple[int | None, str]:
     """GET ``path`` once on ``conn`` (closed afterwards): (HTTP status, body), or (None, the error)."""
+    return http_request(conn, "GET", path)
+
+
+def http_request(
+    conn: http.client.HTTPConnection, method: str, path: str, body: Mapping[str, Any] | None = None
+) -> tuple[int | None, str]:
+    """One request on ``conn`` (closed afterwards), ``body`` sent as JSON: (HTTP status, body), or
+    (None, the error)."""
     try:
-        conn.request("GET", path)
+        if body is None:
+            conn.request(method, path)
+        else:
+            conn.request(method, path, body=json.dumps(body), headers={"Content-Type": "application/json"})
         response = conn.getresponse()
         return response.status, response.read().decode("utf-8", errors="replace").strip()
     except (OSError, http.client.HTTPException) as exc:
