@@ -19,7 +19,6 @@ from pathlib import Path
 
 import pytest
 
-from joch.devcluster import find_binary
 from tests import helpers
 
 pytestmark = pytest.mark.integration
@@ -72,13 +71,7 @@ class DevRun:
 
 def versions(kubeconfig: Path) -> dict[str, str]:
     """resourceVersion of every joch object (status writes move it)."""
-    got = subprocess.run(
-        [str(find_binary("kubectl")), f"--kubeconfig={kubeconfig}", "get", "joch", "-A", "-o", "json"],
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=60,
-    )
+    got = helpers.make_kubectl(str(kubeconfig))("get", "joch", "-A", "-o", "json")
     assert got.returncode == 0, got.stderr
     items = json.loads(got.stdout)["items"]
     return {

@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from joch.api import v1alpha1
 from joch.controllers.reconciler import Controller, ControllerConfig
+from joch.controllers.services import SERVICES, ServiceFactory
 from joch.domain import compilation
 from joch.domain.settings import OperatorSettings
 from tests import helpers
@@ -54,13 +55,17 @@ def agent_copy(name: str, **spec: Any) -> dict[str, Any]:
     return doc
 
 
-async def started(kube: FakeKube, **config: Any) -> Controller:
-    """A Controller over ``kube``, started and settled (no status delay, fixed clock)."""
+async def started(
+    kube: FakeKube, *, services: Sequence[ServiceFactory] = SERVICES, **config: Any
+) -> Controller:
+    """A Controller over ``kube`` (with ``services``), started and settled (no status delay, fixed
+    clock)."""
     settings = config.pop("settings", OperatorSettings())
     controller = Controller(
         kube,  # type: ignore[arg-type]
         ControllerConfig(settings=settings, status_delay=0, **config),
         clock=lambda: NOW,
+        services=services,
     )
     await controller.start()
     await settle(controller)

@@ -23,8 +23,7 @@ from joch.controllers.service import Change, Host, Service
 from joch.controllers.services import SERVICES
 from joch.domain.compilation.keys import ObjectKey
 from joch.domain.reconcile.cache import Entry
-from joch.domain.settings import OperatorSettings
-from tests.unit.controllers.support import NOW, NS, bump, conditions, example_world, obj, run, settle
+from tests.unit.controllers.support import NS, bump, conditions, example_world, obj, run, settle, started
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -73,14 +72,7 @@ class AuditService(Service):
 
 
 async def _started(kube: Any) -> tuple[Controller, AuditService]:
-    controller = Controller(
-        kube,  # type: ignore[arg-type]
-        ControllerConfig(settings=OperatorSettings(), status_delay=0),
-        clock=lambda: NOW,
-        services=(*SERVICES, AuditService),
-    )
-    await controller.start()
-    await settle(controller)
+    controller = await started(kube, services=(*SERVICES, AuditService))
     (audit,) = [s for s in controller.services if isinstance(s, AuditService)]
     return controller, audit
 
