@@ -624,12 +624,14 @@ class ControlPlane:
         )
 
     def _nodes_ready(self, names: Sequence[str]) -> tuple[bool, str]:
-        waiting = []
-        for name in names:
-            code, node = self.api("GET", f"/api/v1/nodes/{name}")
-            conditions = node.get("status", {}).get("conditions", []) if code == 200 else []
-            if not any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
-                waiting.append(name)
+        """Whether every Node in ``names`` is Ready (one LIST per probe)."""
+        code, listed = self.api("GET", "/api/v1/nodes")
+        ready = set()
+        for node in listed.get("items", []) if code == 200 else []:
+            conditions = node.get("status", {}).get("conditions", [])
+            if any(c.get("type") == "Ready" and c.get("status") == "True" for c in conditions):
+                ready.add(node["metadata"]["name"])
+        waiting = [name for name in names if name not in ready]
         return not waiting, f"not Ready yet: {', '.join(waiting)}" if waiting else "all Ready"
 
     def _default_service_account(self) -> tuple[bool, str]:
