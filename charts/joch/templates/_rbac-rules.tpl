@@ -45,6 +45,18 @@
 - apiGroups: [""]
   resources: ["configmaps"]
   verbs: ["get", "list", "watch", "create", "update", "delete"]
+# agbom: the AgBOM object of every Agent (created when absent) and its status
+- apiGroups: ["ops.joch.dev"]
+  resources: ["agboms", "agboms/status"]
+  verbs: ["create", "patch", "update"]
+# agbom: AgBOM documents: ConfigMaps <agent>-agbom-v<generation> (the newest 5 kept)
+- apiGroups: [""]
+  resources: ["configmaps"]
+  verbs: ["get", "list", "create", "update", "delete"]
+# agbom: Agent status.agbom (the generation in force)
+- apiGroups: ["joch.dev"]
+  resources: ["agents/status"]
+  verbs: ["get", "patch"]
 # controllers: Kubernetes Events on joch objects
 - apiGroups: [""]
   resources: ["events"]

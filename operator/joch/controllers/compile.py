@@ -74,7 +74,7 @@ class _PendingReport:
 
 class CompileService(Service):
     name = "compile"
-    watches = frozenset({*WATCHED_KINDS, "Namespace", "ConfigMap"})
+    watches = frozenset({*WATCHED_KINDS, "Namespace", "ConfigMap"} - {"AgBOM", "KnowledgeSource"})
     resync_kinds = ("Agent",)
 
     def __init__(self, host: Host) -> None:

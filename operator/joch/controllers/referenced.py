@@ -12,16 +12,29 @@ complete (:meth:`synced_keys`).
 from __future__ import annotations
 
 from collections.abc import Hashable, Iterable, Mapping
-from typing import Any
+from typing import Any, Final
 
+from joch.api.v1alpha1.mcpserver import MCPServer
 from joch.api.v1alpha1.policy import Policy
+from joch.api.v1alpha1.tool import Tool
 from joch.controllers.service import Change, Service
+from joch.domain import compilation
 from joch.domain.compilation.keys import ObjectKey
 from joch.domain.policy import errors as policy_errors
 from joch.domain.reconcile import status
 from joch.domain.reconcile.cache import Entry
+from joch.kube import events, paths
 
 __all__ = ["ReferencedStatusService"]
+
+MCP: Final = paths.ResourceType.of(MCPServer)
+
+
+def _condition(status_: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
+    for item in status_.get("conditions") or ():
+        if isinstance(item, Mapping) and item.get("type") == type_:
+            return item
+    return {}
 
 
 class ReferencedStatusService(Service):
@@ -61,8 +74,18 @@ class ReferencedStatusService(Service):
         entry = host.store.entry(key.kind, key.namespace, key.name)
         if entry is None:
             return
+        before = _condition(entry.status, "Drifted")
         async with host.status_lock(key):
-            await host.write_status(key, entry.uid, self.desired, owned=())
+            _, desired = await host.write_status(key, entry.uid, self.desired, owned=())
+        after = _condition(desired or {}, "Drifted")
+        if after.get("status") == "True" and (before.get("status"), before.get("message")) != (
+            "True",
+            after.get("message"),
+        ):
+            involved = events.InvolvedObject(
+                MCP.api_version, "MCPServer", entry.namespace, entry.name, entry.uid
+            )
+            host.recorder.record(involved, "Warning", "SchemaDrift", after.get("message") or "")
 
     def desired(self, entry: Entry) -> Mapping[str, Any] | None:
         """The status a referenced object should have, from the cache (InvalidSpec when the model
@@ -80,6 +103,9 @@ class ReferencedStatusService(Service):
                 host.programs.compile_object(entry.obj)
             except policy_errors.PolicyError as exc:
                 policy_error = str(exc)
+        drift: tuple[str, ...] = ()
+        if isinstance(entry.obj, MCPServer):
+            drift = self._drift(entry.obj)
         return status.referenced_status(
             entry.obj,
             current=entry.status,
@@ -88,7 +114,17 @@ class ReferencedStatusService(Service):
             agents=self._count_agents(entry.key),
             policy_error=policy_error,
             now=host.now(),
+            drift=drift,
         )
+
+    def _drift(self, server: MCPServer) -> tuple[str, ...]:
+        namespace = server.metadata.namespace
+        tools = (
+            entry.obj
+            for entry in self.host.store.entries("Tool")
+            if entry.namespace == namespace and isinstance(entry.obj, Tool)
+        )
+        return compilation.server_drift(server, tools)
 
     def drifted(self, entry: Entry) -> Hashable | None:
         desired = self.desired(entry)

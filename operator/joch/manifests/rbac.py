@@ -131,6 +131,30 @@ GRANTS: Final[tuple[Grant, ...]] = (
         "namespaces",
     ),
     Grant(
+        "agbom",
+        "the AgBOM object of every Agent (created when absent) and its status",
+        "ops.joch.dev",
+        ("agboms", "agboms/status"),
+        ("create", "patch", "update"),
+        "namespaces",
+    ),
+    Grant(
+        "agbom",
+        "AgBOM documents: ConfigMaps <agent>-agbom-v<generation> (the newest 5 kept)",
+        "",
+        ("configmaps",),
+        ("get", "list", "create", "update", "delete"),
+        "namespaces",
+    ),
+    Grant(
+        "agbom",
+        "Agent status.agbom (the generation in force)",
+        "joch.dev",
+        ("agents/status",),
+        ("get", "patch"),
+        "namespaces",
+    ),
+    Grant(
         "controllers", "Kubernetes Events on joch objects", "", ("events",), ("create", "patch"), "namespaces"
     ),
     Grant(

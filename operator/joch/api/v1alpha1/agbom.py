@@ -94,9 +94,20 @@ class AgBOMSpec(meta.Schema):
     exports: AgBOMExports | None = Field(default=None, description="Where to export each format.")
 
 
+class StoredDocument(meta.Schema):
+    """Where the newest generation's document is stored in the cluster."""
+
+    config_map: str = Field(max_length=253, description="ConfigMap <agent>-agbom-v<generation>.")
+    key: str = Field(max_length=253, description="Data key of the document (bom.cdx.json).")
+    sha256: str = Field(max_length=64, pattern=r"^[0-9a-f]{64}$", description="sha256 of the document.")
+
+
 class AgBOMArtifacts(meta.Schema):
     """Stored documents of the newest generation."""
 
+    cyclonedx: StoredDocument | None = Field(
+        default=None, description="The CycloneDX 1.6 JSON document in a ConfigMap of the namespace."
+    )
     cyclonedx_ref: ArtifactURI | None = Field(
         default=None, description="artifact:// URI of the CycloneDX document."
     )
@@ -128,7 +139,15 @@ class AgBOMStatus(meta.Status):
     last_generated_at: str | None = Field(
         default=None, max_length=64, description="When the newest generation was built (RFC 3339)."
     )
+    content_hash: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=r"^[0-9a-f]{64}$",
+        description="sha256 of the document's content without its timestamp and version: the generation "
+        "moves only when this does.",
+    )
     artifacts: AgBOMArtifacts | None = Field(default=None, description="Stored documents, one per format.")
+    high_risk_count: int | None = Field(default=None, ge=0, description="How many high-risk components.")
     high_risk_components: list[HighRiskComponent] | None = Field(
         default=None,
         max_length=256,
@@ -152,7 +171,12 @@ class AgBOM(meta.Resource):
             meta.PrinterColumn(
                 "Generation", ".status.generation", "integer", description="AgBOM generation."
             ),
-            meta.PrinterColumn("Generated", ".status.lastGeneratedAt", "date", description="Last generated."),
+            meta.PrinterColumn(
+                "High-risk", ".status.highRiskCount", "integer", description="High-risk components."
+            ),
+            meta.PrinterColumn(
+                "Generated", ".status.lastGeneratedAt", "date", description="Last generated.", priority=1
+            ),
             meta.PrinterColumn("Phase", ".status.phase", priority=1),
             meta.PrinterColumn("Formats", ".spec.formats", priority=1),
         ),

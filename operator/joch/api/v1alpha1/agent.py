@@ -133,6 +133,16 @@ class CompiledManifestRef(meta.Schema):
     generation: int = Field(ge=0, description="Agent generation the manifest was compiled from.")
 
 
+class AgBOMRef(meta.Schema):
+    """Which AgBOM generation describes the agent now."""
+
+    name: str = Field(max_length=253, description="The AgBOM object (same name as the Agent).")
+    generation: int = Field(ge=1, description="The AgBOM generation (CycloneDX version).")
+    sha256: str = Field(
+        max_length=64, pattern=r"^[0-9a-f]{64}$", description="sha256 of the stored bom.cdx.json."
+    )
+
+
 class AgentStatus(meta.Status):
     """Observed state of an Agent."""
 
@@ -149,7 +159,11 @@ class AgentStatus(meta.Status):
     )
     active_executions: int | None = Field(default=None, ge=0, description="Executions running now.")
     last_run_at: str | None = Field(default=None, description="When the latest execution started (RFC 3339).")
-    abom_ref: meta.Ref | None = Field(default=None, description="The newest AgBOM of this agent.")
+    agbom: AgBOMRef | None = Field(
+        default=None,
+        description="The newest AgBOM generation of this agent (its AgBOM object, generation and the "
+        "sha256 of the stored CycloneDX document).",
+    )
 
 
 class Agent(meta.Resource):

@@ -71,6 +71,18 @@ class MCPServerDiscovery(meta.Schema):
     )
 
 
+class PinnedTool(meta.Schema):
+    """One tool of the server as accepted: its name and the sha256 of its schemas."""
+
+    name: ItemName = Field(description="Tool name as the server reports it.")
+    schema_sha: str = Field(
+        max_length=71,
+        pattern=r"^sha256:[0-9a-f]{64}$",
+        description="sha256:<hex> of the canonical JSON of {inputSchema, outputSchema}, as in the compiled "
+        "manifest's tools[].schemaSha.",
+    )
+
+
 class MCPServerSecurity(meta.Schema):
     """Trust and isolation controls."""
 
@@ -87,6 +99,14 @@ class MCPServerSecurity(meta.Schema):
     )
     pinned_version: str | None = Field(
         default=None, max_length=128, description="The server version to accept."
+    )
+    pinned_tools: list[PinnedTool] | None = Field(
+        default=None,
+        max_length=4096,
+        json_schema_extra=meta.list_map("name"),
+        description="Tool schemas to accept, by tool name (`joch mcp pin` writes what was discovered). A "
+        "tool listed here is pinned to this hash; one not listed is pinned to the schema of the Tool "
+        "object that binds it, if any. A discovered hash that differs is schema drift.",
     )
     trusted_publisher: str | None = Field(
         default=None, max_length=253, description="Publisher identity the server must be signed by."
@@ -159,6 +179,34 @@ class MCPServerSpec(meta.Schema):
     )
 
 
+class DiscoveredTool(meta.Schema):
+    """One tool as the MCP gateway found it."""
+
+    name: ItemName = Field(description="Tool name as the server reports it.")
+    schema_sha: str | None = Field(
+        default=None,
+        max_length=71,
+        pattern=r"^sha256:[0-9a-f]{64}$",
+        description="sha256:<hex> of the canonical JSON of the tool's {inputSchema, outputSchema}.",
+    )
+
+
+class MCPServerDiscovered(meta.Schema):
+    """What the MCP gateway discovered at its last listing (it writes this; the operator compares it with
+    the pins)."""
+
+    version: str | None = Field(default=None, max_length=128, description="Server version reported.")
+    tools: list[DiscoveredTool] | None = Field(
+        default=None,
+        max_length=4096,
+        json_schema_extra=meta.list_map("name"),
+        description="Tools found, with their schema hashes.",
+    )
+    observed_at: str | None = Field(
+        default=None, max_length=64, description="When the gateway listed the server (RFC 3339)."
+    )
+
+
 class MCPServerStatus(meta.Status):
     """Observed state of an MCPServer."""
 
@@ -181,8 +229,13 @@ class MCPServerStatus(meta.Status):
         default=None, max_length=128, description="Server version reported at the last discovery."
     )
     trust_score: float | None = Field(default=None, ge=0, le=1, description="Current trust score, 0..1.")
+    discovered: MCPServerDiscovered | None = Field(
+        default=None,
+        description="What the MCP gateway discovered (version, tools and schema hashes); the operator "
+        "compares it with the pins and sets the Drifted condition.",
+    )
     schema_drift: bool | None = Field(
-        default=None, description="The tool list or a tool schema changed since it was accepted."
+        default=None, description="The server version or a tool schema differs from its pin (Drifted)."
     )
     call_count7d: int | None = Field(default=None, ge=0, description="Calls in the last 7 days.")
     deny_count7d: int | None = Field(default=None, ge=0, description="Denied calls in the last 7 days.")

@@ -20,6 +20,11 @@ problems (Problem).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
+from joch.api.v1alpha1.mcpserver import MCPServer
+from joch.api.v1alpha1.tool import Tool
+from joch.domain.compilation import drift
 from joch.domain.compilation.canonical import canonical_json, canonical_yaml, sha256_hex
 from joch.domain.compilation.catalog import COMPILE_KINDS, Catalog, CatalogError, Lookup, find_model
 from joch.domain.compilation.compiler import (
@@ -39,6 +44,7 @@ from joch.domain.compilation.configmap import (
     manifest_selector,
     stale_manifests,
 )
+from joch.domain.compilation.drift import binds
 from joch.domain.compilation.keys import ObjectKey, key_of
 from joch.domain.compilation.preflight import PolicyPrograms
 from joch.domain.compilation.problems import REFERENCE_REASONS, Problem, Reason
@@ -63,6 +69,7 @@ __all__ = [
     "Problem",
     "Reason",
     "agent_label_value",
+    "binds",
     "canonical_json",
     "canonical_yaml",
     "compile_agent",
@@ -77,7 +84,13 @@ __all__ = [
     "manifest_selector",
     "policy_selects",
     "schema_sha",
+    "server_drift",
     "sha256_hex",
     "source_hash",
     "stale_manifests",
 ]
+
+
+def server_drift(server: MCPServer, tools: Iterable[Tool]) -> tuple[str, ...]:
+    """An MCPServer's drift from its pins, with tool schemas hashed as in the compiled manifest."""
+    return drift.server_drift(server, tools, schema_sha)

@@ -28,7 +28,7 @@ from typing import Any, Final
 from joch.api.v1alpha1.mcpserver import MCPServer
 from joch.api.v1alpha1.tool import Tool
 from joch.domain import policy as engine
-from joch.domain.compilation import canonical, checks, memo, preflight, resolve
+from joch.domain.compilation import canonical, checks, drift, memo, preflight, resolve
 from joch.domain.compilation.keys import ObjectKey
 from joch.domain.compilation.problems import REFERENCE_REASONS, Problem
 from joch.domain.settings import OperatorSettings
@@ -282,4 +282,9 @@ def _mcp_entry(gathered: resolve.Gathered, item: resolve.ResolvedMCPServer, gate
     if server is not None:
         _put(entry, "pinnedVersion", server.spec.security.pinned_version)
         _put(entry, "trustScore", server.status.trust_score if server.status is not None else None)
+        tools = (item.tool for item in gathered.tools if item.tool is not None)
+        found = drift.server_drift(server, tools, _schema_shas)
+        if found:  # gateways refuse a drifted server until a human re-pins it (joch mcp pin)
+            entry["drifted"] = True
+            entry["drift"] = list(found)
     return entry

@@ -37,6 +37,8 @@ from typing import Any, Final
 import pydantic
 
 from joch.api.v1alpha1 import meta
+from joch.api.v1alpha1.agbom import AgBOM
+from joch.api.v1alpha1.knowledgesource import KnowledgeSource
 from joch.api.v1alpha1.policy import Policy
 from joch.api.v1alpha1.team import Team
 from joch.domain.admission import promotion
@@ -45,10 +47,10 @@ from joch.domain.compilation import catalog, keys
 __all__ = ["WATCHED_KINDS", "Entry", "Store", "parse_entry"]
 
 WATCHED_KINDS: Final[Mapping[str, type[meta.Resource]]] = {
-    kind.crd.kind: kind for kind in (*catalog.COMPILE_KINDS, *promotion.GATE_KINDS)
+    kind.crd.kind: kind for kind in (*catalog.COMPILE_KINDS, *promotion.GATE_KINDS, KnowledgeSource, AgBOM)
 }
-"""Every joch kind the operator watches (the kinds the compiler reads, then the kinds admission's
-promotion gates read), by Kind name."""
+"""Every joch kind the operator watches (the kinds the compiler reads, the kinds admission's promotion
+gates read, then what the AgBOM service reads besides: KnowledgeSources and the AgBOMs), by Kind name."""
 
 _DROPPED_ANNOTATIONS: Final = ("kubectl.kubernetes.io/last-applied-configuration",)
 _STATUS_PARSED: Final = frozenset({"MCPServer", "Eval", "Approval"})
@@ -108,11 +110,14 @@ class Entry:
 
     def fingerprint(self) -> tuple[Any, ...]:
         """What, when it changes, may change a compile result: identity, spec generation, and for
-        Agents their labels (selectors, D5), for MCPServers their trust score (snapshotted)."""
+        Agents their labels (selectors, D5), for MCPServers their trust score (snapshotted) and what the
+        gateway discovered (drift)."""
         if self.kind == "Agent":
             return (self.uid, self.generation, tuple(sorted(self.labels.items())))
-        if self.kind == "MCPServer":
-            return (self.uid, self.generation, self.status.get("trustScore"), self.error)
+        if self.kind == "MCPServer":  # the gateway's discovery decides drift (joch.domain.compilation.drift)
+            discovered = self.status.get("discovered")
+            seen = _compact(discovered) if discovered else None
+            return (self.uid, self.generation, self.status.get("trustScore"), seen, self.error)
         return (self.uid, self.generation, self.error)
 
 

@@ -43,7 +43,7 @@ from joch.api.v1alpha1 import meta
 from joch.api.v1alpha1.agent import AgentStatus
 from joch.api.v1alpha1.environment import Environment, EnvironmentStatus
 from joch.api.v1alpha1.frameworkadapter import FrameworkAdapter, FrameworkAdapterStatus
-from joch.api.v1alpha1.mcpserver import MCPServerStatus
+from joch.api.v1alpha1.mcpserver import MCPServer, MCPServerStatus
 from joch.api.v1alpha1.memory import MemoryStatus
 from joch.api.v1alpha1.model import Model, ModelStatus
 from joch.api.v1alpha1.modelroute import ModelRoute, ModelRouteStatus
@@ -98,7 +98,7 @@ _STATUS_MODELS: Final[Mapping[str, type[meta.Status]]] = {
 }
 REFERENCED_KINDS: Final = frozenset(_STATUS_MODELS) - {"Agent"}
 COUNTED_KINDS: Final = frozenset({"FrameworkAdapter", "Policy", "Environment"})
-REFERENCED_CONDITIONS: Final = ("Ready", "Stalled")
+REFERENCED_CONDITIONS: Final = ("Ready", "Stalled", "Drifted")
 """The conditions the operator owns on a referenced object (Stalled only while it does not parse)."""
 """Kinds whose status counts the Agents depending on them."""
 
@@ -351,11 +351,13 @@ def referenced_status(
     agents: int,
     policy_error: str | None,
     now: str,
+    drift: Sequence[str] = (),
 ) -> dict[str, Any]:
     """The status fields the controller owns for a referenced object (see the module docstring).
 
     ``agents`` is how many Agents depend on it (used by the counted kinds); ``policy_error`` says why
-    a Policy does not compile (None when it does).
+    a Policy does not compile (None when it does); ``drift`` is an MCPServer's drift from its pins
+    (joch.domain.compilation.drift: the ``Drifted`` condition and ``schemaDrift``).
     """
     kind = type(obj).crd.kind
     generation = obj.metadata.generation
@@ -365,12 +367,27 @@ def referenced_status(
     if kind == "MCPServer" and current.get("phase") == "Suspended":
         phase = "Suspended"
     conditions = [condition("Ready", ready, reason, message, generation)]
+    extra: dict[str, Any] = {}
+    if kind == "MCPServer":
+        if drift:
+            found = "; ".join(drift)
+            conditions.append(condition("Drifted", "True", "SchemaDrift", found, generation))
+        elif isinstance(obj, MCPServer) and obj.status is not None and obj.status.discovered is not None:
+            conditions.append(
+                condition("Drifted", "False", "Pinned", "discovery matches the pins", generation)
+            )
+        else:
+            conditions.append(
+                condition("Drifted", "False", "NotDiscovered", "nothing discovered yet", generation)
+            )
+        extra["schemaDrift"] = bool(drift)
     desired: dict[str, Any] = {
         "phase": phase,
         "conditions": merge_conditions(
             conditions, current.get("conditions"), now, owned=REFERENCED_CONDITIONS
         ),
         **_counters(obj, agents),
+        **extra,
     }
     if generation is not None:
         desired["observedGeneration"] = generation
