@@ -47,8 +47,9 @@ EXIT_INPUT: Final = 2
 
 EPOCH: Final = "1970-01-01T00:00:00Z"
 
+_READ_KINDS: Final[tuple[type[meta.Resource], ...]] = (*compilation.COMPILE_KINDS, KnowledgeSource)
 _KINDS: Final[dict[tuple[str, str], type[meta.Resource]]] = {
-    (kind.crd.api_version, kind.crd.kind): kind for kind in (*compilation.COMPILE_KINDS, KnowledgeSource)
+    (kind.crd.api_version, kind.crd.kind): kind for kind in _READ_KINDS
 }
 
 
