@@ -364,6 +364,7 @@ class Controller:
         for (kind, _), items in zip(jobs, listed, strict=True):
             by_kind[kind].extend(items)
         namespaces = self._store_listed(by_kind)
+        await asyncio.gather(*(service.prime() for service in self.services))
         for namespace, (found, version) in zip(scoped, manifests_listed, strict=True):
             versions = {}
             for manifest in found:

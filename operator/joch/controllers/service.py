@@ -10,7 +10,8 @@ objects' statuses; later AgBOMs, executions, approvals, budgets...). It declares
 - :meth:`Service.owns`: which work keys are its own (a key type of its own, or object kinds);
 - :meth:`Service.reconcile`: for one key, gather from the cache, call its pure plan in
   ``joch.domain`` (desired objects, status, Events) and apply it through ``joch.kube``;
-- optionally :meth:`Service.start_keys` (queued at start), :meth:`Service.synced_keys` (queued once
+- optionally :meth:`Service.prime` (read its own objects once at start), :meth:`Service.start_keys`
+  (queued at start), :meth:`Service.synced_keys` (queued once
   the first pass has drained) and :meth:`Service.drifted` (the safety resync: would a reconcile of this
   stored object change anything? then the key to queue).
 
@@ -106,6 +107,9 @@ class Host(Protocol):
 
     def manages(self, namespace: str | None) -> bool: ...
 
+    def watch_namespaces(self) -> tuple[str, ...]:
+        """The namespaces the operator watches (managed and shared); () means all."""
+
     def now(self) -> str:
         """The current time as an RFC 3339 UTC timestamp (the controller's clock)."""
 
@@ -139,6 +143,10 @@ class Service:
 
     async def reconcile(self, key: Hashable) -> None:
         raise NotImplementedError
+
+    async def prime(self) -> None:
+        """Read what the service keeps besides the shared cache (its own objects' metadata), once, with
+        the controller's start-up LIST."""
 
     def start_keys(self) -> Iterable[Hashable]:
         """Keys to reconcile when the controller starts (after the start-up LIST)."""

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from joch.controllers.agbom import AgBOMService
 from joch.controllers.compile import CompileService
 from joch.controllers.referenced import ReferencedStatusService
 from joch.controllers.service import Host, Service
@@ -19,4 +20,5 @@ ServiceFactory = Callable[[Host], Service]
 SERVICES: tuple[ServiceFactory, ...] = (
     CompileService,
     ReferencedStatusService,
+    AgBOMService,
 )

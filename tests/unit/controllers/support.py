@@ -9,8 +9,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from joch.api import v1alpha1
+from joch.controllers.compile import CompileService
 from joch.controllers.reconciler import Controller, ControllerConfig
-from joch.controllers.services import SERVICES, ServiceFactory
+from joch.controllers.referenced import ReferencedStatusService
+from joch.controllers.services import ServiceFactory
 from joch.domain import compilation
 from joch.domain.settings import OperatorSettings
 from tests import helpers
@@ -19,6 +21,9 @@ from tests.fake_kube import FakeKube
 T = TypeVar("T")
 NS = "support"
 NOW = datetime.datetime(2026, 11, 27, 12, 0, tzinfo=datetime.UTC)
+CATALOG_SERVICES: tuple[ServiceFactory, ...] = (CompileService, ReferencedStatusService)
+"""The services these tests are about unless they say otherwise (the AgBOM service has tests of its own,
+which pass ``services=SERVICES``)."""
 
 
 def run(scenario: Callable[[], Awaitable[T]], timeout: float = 20) -> T:
@@ -56,7 +61,7 @@ def agent_copy(name: str, **spec: Any) -> dict[str, Any]:
 
 
 async def started(
-    kube: FakeKube, *, services: Sequence[ServiceFactory] = SERVICES, **config: Any
+    kube: FakeKube, *, services: Sequence[ServiceFactory] = CATALOG_SERVICES, **config: Any
 ) -> Controller:
     """A Controller over ``kube`` (with ``services``), started and settled (no status delay, fixed
     clock)."""

@@ -46,8 +46,9 @@ from joch.domain.compilation import catalog, keys
 
 __all__ = ["WATCHED_KINDS", "Entry", "Store", "parse_entry"]
 
+_AGBOM_READS: Final[tuple[type[meta.Resource], ...]] = (KnowledgeSource, AgBOM)
 WATCHED_KINDS: Final[Mapping[str, type[meta.Resource]]] = {
-    kind.crd.kind: kind for kind in (*catalog.COMPILE_KINDS, *promotion.GATE_KINDS, KnowledgeSource, AgBOM)
+    kind.crd.kind: kind for kind in (*catalog.COMPILE_KINDS, *promotion.GATE_KINDS, *_AGBOM_READS)
 }
 """Every joch kind the operator watches (the kinds the compiler reads, the kinds admission's promotion
 gates read, then what the AgBOM service reads besides: KnowledgeSources and the AgBOMs), by Kind name."""
