@@ -37,6 +37,7 @@ from typing import Any, Final
 from joch import runtime
 from joch.cli import flags
 from joch.controllers.reconciler import ControllerConfig
+from joch.controllers.services import SERVICES
 from joch.domain.settings import SettingsError
 from joch.kube import client, errors, leader
 from joch.runtime.options import ANY_ADDRESS, DEFAULT_PORTS, LOOPBACK
@@ -92,8 +93,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="seconds between safety resyncs that re-derive every status from the cache and repair what "
         "differs (default 600; 0 disables)",
     )
+    parser.add_argument(
+        "--services",
+        type=_service_names,
+        default=(),
+        metavar="NAMES",
+        help="comma-separated services this process runs, of "
+        f"{', '.join(service_names())} (default: all); large installs run them in separate processes",
+    )
     _add_serving_arguments(parser)
     flags.add_verbosity_flags(parser, verbose="log every reconcile")
+
+
+def service_names() -> list[str]:
+    return [factory.name for factory in SERVICES]
+
+
+def _service_names(text: str) -> tuple[str, ...]:
+    names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    unknown = [name for name in names if name not in service_names()]
+    if not names or unknown:
+        raise argparse.ArgumentTypeError(
+            f"{', '.join(unknown) or 'nothing'}: not a service (known: {', '.join(service_names())})"
+        )
+    return names
 
 
 def _add_serving_arguments(parser: argparse.ArgumentParser) -> None:
@@ -259,6 +282,7 @@ def options_from(args: argparse.Namespace, environ: Mapping[str, str] = os.envir
             workers=args.workers,
             event_rate=args.event_rate,
             resync_period=args.resync_period,
+            services=args.services,
         ),
         limits=client.Limits(
             concurrency=args.concurrency, writes_per_second=args.write_rate, write_burst=args.write_burst

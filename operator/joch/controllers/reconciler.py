@@ -106,6 +106,8 @@ class ControllerConfig:
     cannot report (joch.controllers.audit)."""
     resync_period: float = 600.0
     """Seconds between safety resyncs (:meth:`Controller.resync`); 0 disables them."""
+    services: tuple[str, ...] = ()
+    """Names of the services this process runs (``Service.name``); () = every one it is given."""
     event_rate: float = 20.0
     event_burst: int = 50
     event_capacity: int = 1000
@@ -214,7 +216,10 @@ class Controller:
             lambda kind, body: self.observe(kind, "DELETED", body),
             delay=self.config.audit_delay,
         )
-        self.services: tuple[Service, ...] = tuple(make(self) for make in services)
+        wanted = self.config.services
+        self.services: tuple[Service, ...] = tuple(
+            make(self) for make in services if not wanted or make.name in wanted
+        )
         self._watching: dict[str, tuple[Service, ...]] = {}
         for service in self.services:
             for kind in service.watches:

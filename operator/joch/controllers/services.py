@@ -6,16 +6,14 @@ here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from joch.controllers.agbom import AgBOMService
 from joch.controllers.compile import CompileService
 from joch.controllers.referenced import ReferencedStatusService
-from joch.controllers.service import Host, Service
+from joch.controllers.service import Service
 
 __all__ = ["SERVICES", "ServiceFactory"]
 
-ServiceFactory = Callable[[Host], Service]
+ServiceFactory = type[Service]
 
 SERVICES: tuple[ServiceFactory, ...] = (
     CompileService,

@@ -185,7 +185,7 @@ def test_a_user_written_agbom_switches_components_and_one_naming_another_agent_f
             "metadata": {"name": "support-triage", "namespace": NS, "generation": 1},
             "spec": {"agentRef": {"name": "support-triage"}, "components": {"models": False}},
         }
-        wrong = {
+        wrong: dict[str, Any] = {
             "apiVersion": "ops.joch.dev/v1alpha1",
             "kind": "AgBOM",
             "metadata": {"name": "ghost", "namespace": NS, "generation": 1},
