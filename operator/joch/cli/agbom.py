@@ -3,6 +3,7 @@
     joch agbom -f FILE|DIR [-f ...] [-o DIR] [--agent [NS/]NAME] [--timestamp RFC3339] [--secrets]
                [-n NAMESPACE] [--default-environment ENV] [--shared-namespaces NS,NS]
     joch agbom diff --from-file OLD.json --to-file NEW.json
+    joch agbom diff AGENT -n NAMESPACE --from N --to M [--kubeconfig PATH] [--context NAME]
 
 The first form reads the fleet exactly as ``joch compile -f`` does (KnowledgeSources too, which RAGs
 name), compiles every Agent (or one) and builds its document with the operator's own code (generation 1;
@@ -15,7 +16,8 @@ Exit status: 0 when every Agent compiled; 1 when some Agent has problems (they a
 marked incomplete when references are missing, is still written); 2 when the input is unusable.
 
 ``diff`` prints one line per added (``+``), removed (``-``) or changed (``~``) component or service, e.g.
-``~ Model openai:gpt-5 version: a -> b``, and exits 0 (2 when a file cannot be read).
+``~ Model openai:gpt-5 version: a -> b``, and exits 0 (2 when a file cannot be read). With ``AGENT
+--from N --to M`` it reads generations N and M from the cluster (ConfigMaps ``<agent>-agbom-v<n>``).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import pathlib
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, TextIO
+from urllib.parse import quote
 
 import pydantic
 
@@ -39,7 +42,9 @@ from joch.cli import documents, flags
 from joch.cli.documents import InputError
 from joch.domain import agbom, compilation
 from joch.domain import policy as policy_engine
+from joch.domain.reconcile import agbom as agbom_plan
 from joch.domain.settings import OperatorSettings, SettingsError
+from joch.kube.rest import Cluster, ClusterError
 
 EXIT_OK: Final = 0
 EXIT_PROBLEMS: Final = 1
@@ -107,8 +112,19 @@ def register(commands: Any) -> None:
         description="Print one line per component or service added (+), removed (-) or changed (~) from "
         "the first document to the second, e.g. '~ Model openai:gpt-5 version: a -> b'.",
     )
-    diff_parser.add_argument("--from-file", required=True, metavar="OLD.json", help="the older document")
-    diff_parser.add_argument("--to-file", required=True, metavar="NEW.json", help="the newer document")
+    diff_parser.add_argument(
+        "agent", nargs="?", metavar="AGENT", help="an Agent in the cluster (with --from N --to M)"
+    )
+    diff_parser.add_argument("-n", "--namespace", default="default", help="the Agent's namespace")
+    diff_parser.add_argument(
+        "--from", dest="from_generation", type=flags.positive_int, metavar="N", help="the older generation"
+    )
+    diff_parser.add_argument(
+        "--to", dest="to_generation", type=flags.positive_int, metavar="M", help="the newer generation"
+    )
+    diff_parser.add_argument("--from-file", metavar="OLD.json", help="the older document (offline)")
+    diff_parser.add_argument("--to-file", metavar="NEW.json", help="the newer document (offline)")
+    flags.add_kube_flags(diff_parser)
     diff_parser.set_defaults(handler=run_diff)
 
 
@@ -232,15 +248,61 @@ def load_catalog(
 
 
 def main_diff(args: argparse.Namespace, *, stdout: TextIO, stderr: TextIO) -> int:
-    """``joch agbom diff --from-file A --to-file B`` with its streams injected."""
+    """``joch agbom diff`` (two files, or two generations of an Agent's AgBOM in the cluster) with its
+    streams injected."""
+    offline = args.from_file is not None or args.to_file is not None
+    online = args.agent is not None or args.from_generation is not None or args.to_generation is not None
+    if (
+        offline == online
+        or (offline and None in (args.from_file, args.to_file))
+        or (online and None in (args.agent, args.from_generation, args.to_generation))
+    ):
+        stderr.write(
+            "joch agbom diff: error: give either AGENT --from N --to M (in the cluster) or "
+            "--from-file OLD.json --to-file NEW.json\n"
+        )
+        return EXIT_INPUT
     try:
-        old = read_document(args.from_file)
-        new = read_document(args.to_file)
+        if online:
+            old, new = cluster_documents(args)
+        else:
+            old = read_document(args.from_file)
+            new = read_document(args.to_file)
     except InputError as exc:
         stderr.write(f"joch agbom diff: error: {exc}\n")
         return EXIT_INPUT
     print_diff(old, new, stdout)
     return EXIT_OK
+
+
+def cluster_documents(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Generations ``--from`` and ``--to`` of the Agent's AgBOM, read from their ConfigMaps."""
+    try:
+        cluster = Cluster.connect(args.kubeconfig, args.context)
+    except ClusterError as exc:
+        raise InputError(str(exc)) from None
+    found = []
+    for generation in (args.from_generation, args.to_generation):
+        name = agbom_plan.configmap_name(args.agent, generation)
+        path = f"/api/v1/namespaces/{quote(args.namespace, safe='')}/configmaps/{quote(name, safe='')}"
+        try:
+            answer = cluster.call("GET", path)
+        except ClusterError as exc:
+            raise InputError(str(exc)) from None
+        where = f"AgBOM {args.namespace}/{args.agent} generation {generation}"
+        if answer.status == 404:
+            raise InputError(f"{where}: ConfigMap {name} not found (the newest 5 generations are kept)")
+        if answer.error is not None:
+            raise InputError(f"{where}: {answer.error}")
+        text = (answer.body.get("data") or {}).get(agbom_plan.DOCUMENT_KEY)
+        try:
+            document = json.loads(text) if isinstance(text, str) else None
+        except json.JSONDecodeError:
+            document = None
+        if not isinstance(document, dict):
+            raise InputError(f"{where}: ConfigMap {name} holds no readable {agbom_plan.DOCUMENT_KEY}")
+        found.append(document)
+    return found[0], found[1]
 
 
 def read_document(path: str) -> dict[str, Any]:
