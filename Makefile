@@ -70,12 +70,14 @@ unit: venv tools ## Unit tests only (no control plane)
 bench: venv tools ## Benchmarks: each figure next to a baseline measured in the same run
 	$(PY) benchmarks/policy_bench.py
 	$(PY) benchmarks/compile_bench.py
+	$(PY) benchmarks/agbom_bench.py
 	$(PY) benchmarks/decision_bench.py
 	$(PY) benchmarks/webhook_bench.py
 	$(PY) benchmarks/client_bench.py
 	$(PY) benchmarks/operator_bench.py
 	$(PY) benchmarks/resync_bench.py
 	$(PY) benchmarks/store_bench.py
+	$(PY) benchmarks/agbom_fanout_bench.py
 
 ##@ Local control plane
 
