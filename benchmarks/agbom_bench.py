@@ -8,7 +8,8 @@ Figures, per agent:
 - ``describe``: the AgBOM content and its hash (what the service computes on every change, to decide
   whether a new generation is due);
 - ``describe + render``: the whole CycloneDX 1.6 JSON document (what a new generation costs), rendered
-  through cyclonedx-python-lib;
+  through cyclonedx-python-lib, starting with an empty component memo (each distinct component or
+  service is serialised once, as in a fan-out);
 - reference: the strict JSON-schema validation of the document (tests do it; the service does not).
 
 The fleet is benchmarks/compile_bench.py's (seeded; 10 namespaces, 40 Tools, 4 MCP servers, 6 Models,
@@ -28,12 +29,13 @@ from cyclonedx.validation.json import JsonStrictValidator
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-import compile_bench as fleet_bench  # noqa: E402
+import compile_bench as fleet_bench
 
-from joch import __version__  # noqa: E402
-from joch.domain import agbom, compilation  # noqa: E402
-from joch.domain import policy as policy_engine  # noqa: E402
-from joch.domain.settings import OperatorSettings  # noqa: E402
+from joch import __version__
+from joch.domain import agbom, compilation
+from joch.domain import policy as policy_engine
+from joch.domain.agbom.render import FRAGMENTS
+from joch.domain.settings import OperatorSettings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,6 +70,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     baseline = fleet_bench.measure(compile_one, len(fleet))
     described = fleet_bench.measure(describe, len(fleet))
+    FRAGMENTS.clear()  # as after a change: each distinct component is serialised once
     whole = fleet_bench.measure(
         lambda i: agbom.render(describe(i), generation=2, timestamp="2026-12-03T00:00:00Z"), len(fleet)
     )

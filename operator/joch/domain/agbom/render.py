@@ -4,9 +4,16 @@ The document is built with cyclonedx-python-lib's model and serialiser; what the
 (component ``modelCard`` and ``data``, ``compositions``) and what it would decide itself (the
 ``dependencies`` graph, which it cannot express for nested services, and ``metadata.timestamp``, which it
 would reformat) are written into its JSON output afterwards. The text reads only ``content.body``, the
-generation and the timestamp: equal inputs give identical bytes (sorted keys, two-space indent, a final
-newline). Completeness cannot be said on a composition in 1.6 (it has no description), so an incomplete
-document names each missing reference as a ``joch:missing`` property of the metadata component.
+generation and the timestamp: equal inputs give identical bytes (sorted keys, compact separators, a final
+newline).
+
+Components and services are serialised one by one through the library's model and remembered by
+their content (:data:`FRAGMENTS`, bounded): the Tools, MCP servers, policies and images of a namespace
+recur in every Agent's document, so a fan-out renders each distinct one once. They are listed in the
+body's order (sorted by bom-ref).
+
+Completeness cannot be said on a composition in 1.6 (it has no description), so an incomplete document
+names each missing reference as a ``joch:missing`` property of the metadata component.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ import json
 import uuid
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, Final
 
 from cyclonedx.model import HashAlgorithm, HashType, Property, XsUri
 from cyclonedx.model.bom import Bom, BomMetaData
@@ -25,11 +32,17 @@ from cyclonedx.model.lifecycle import LifecyclePhase, PredefinedLifecycle
 from cyclonedx.model.service import Service
 from cyclonedx.model.tool import ToolRepository
 from cyclonedx.output.json import JsonV1Dot6
+from cyclonedx.schema.schema import SchemaVersion1Dot6
 from packageurl import PackageURL
 
 from joch.domain.agbom.content import Content
+from joch.domain.compilation import memo
+from joch.domain.compilation.canonical import canonical_json
 
-__all__ = ["render"]
+__all__ = ["FRAGMENTS", "render"]
+
+FRAGMENTS: Final[memo.Memo[tuple[str, str], dict[str, Any]]] = memo.Memo("agbom.fragments", 8192)
+"""(component|service, canonical JSON of its body item) -> its CycloneDX JSON object."""
 
 _JSON_EXTRAS = ("modelCard", "data")
 """Component fields the library does not model; copied from the body into its JSON output."""
@@ -45,18 +58,16 @@ def render(content: Content, *, generation: int, timestamp: str) -> str:
         text = JsonV1Dot6(bom).output_as_string()
     document: dict[str, Any] = json.loads(text)
     document["metadata"]["timestamp"] = timestamp
-    extras = {item["bomRef"]: item for item in body["components"]}
-    for component in document.get("components", ()):
-        source = extras.get(component.get("bom-ref"), {})
-        for key in _JSON_EXTRAS:
-            if key in source:
-                component[key] = source[key]
+    if body["components"]:
+        document["components"] = [_fragment("component", item) for item in body["components"]]
+    if body["services"]:
+        document["services"] = [_fragment("service", item) for item in body["services"]]
     document["dependencies"] = [
         {"ref": ref, "dependsOn": list(depends)} if depends else {"ref": ref}
         for ref, depends in body["dependencies"]
     ]
     document["compositions"] = [{"aggregate": body["aggregate"], "assemblies": [body["agent"]["bomRef"]]}]
-    return json.dumps(document, sort_keys=True, indent=2, ensure_ascii=False) + "\n"
+    return json.dumps(document, sort_keys=True, separators=(",", ":"), ensure_ascii=False) + "\n"
 
 
 def _bom(body: Mapping[str, Any], generation: int) -> Bom:
@@ -90,9 +101,21 @@ def _bom(body: Mapping[str, Any], generation: int) -> Bom:
         serial_number=uuid.UUID(str(body["serialNumber"]).removeprefix("urn:uuid:")),
         version=generation,
         metadata=metadata,
-        components=[_component(item) for item in body["components"]],
-        services=[_service(item) for item in body["services"]],
     )
+
+
+def _fragment(kind: str, item: Mapping[str, Any]) -> dict[str, Any]:
+    """One component or service as CycloneDX JSON (shared: never mutate it)."""
+    key = (kind, canonical_json(item))
+    found = FRAGMENTS.get(key)
+    if found is None:
+        model: Any = _component(item) if kind == "component" else _service(item)
+        found = json.loads(model.as_json(view_=SchemaVersion1Dot6))  # as_json: py-serializable's
+        for extra in _JSON_EXTRAS if kind == "component" else ():
+            if extra in item:
+                found[extra] = item[extra]
+        FRAGMENTS.put(key, found)
+    return found
 
 
 def _properties(pairs: Iterable[Sequence[str]]) -> list[Property]:
