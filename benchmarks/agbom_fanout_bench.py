@@ -47,7 +47,13 @@ def run(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--agents", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--operator-arg",
+        action="append",
+        help=f"a `joch operator` argument (repeatable; default: {' '.join(ob.OPERATOR_ARGS)})",
+    )
     args = parser.parse_args(argv)
+    extra = args.operator_arg if args.operator_arg is not None else list(ob.OPERATOR_ARGS)
     n = args.agents
     state = pathlib.Path(tempfile.mkdtemp(prefix="joch-agbom-bench-"))
     began = time.monotonic()
@@ -57,7 +63,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         for ns in (NS, BASE_NS):
             ob.namespace(bare, ns)
         ob.kubectl_apply(cp.kubeconfig, ob.examples_in(NS))
-        operator = ob.Operator(cp.kubeconfig, NS, state / "operator.log", ob.OPERATOR_ARGS)
+        operator = ob.Operator(cp.kubeconfig, NS, state / "operator.log", extra)
         operator.wait_synced()
         boms = ob.Progress(bare, NS, AGBOM_PATH)
         ob.create_agents(bare, NS, ob.agent_bodies(NS, n - 1))
