@@ -18,14 +18,17 @@ The AgBOM object is created when absent (owned by the Agent); a user-written one
 supplies the component switches (``spec.components``) and ``refresh.onChange``. The documents are owned
 by the AgBOM object: deleting the Agent removes everything through the garbage collector.
 
-Known limits: ``spec.formats`` other than cyclonedx and ``spec.refresh.schedule`` are not acted on (the
-Ready condition says so); a document ConfigMap deleted by hand is not rewritten until the content
-changes.
+``spec.refresh.schedule`` (five cron fields, UTC) queues the AgBOM again when it next fires; a
+reconcile at or after that time regenerates even with ``refresh.onChange: false`` (still only when the
+content differs). Known limits: ``spec.formats`` other than cyclonedx are not generated (the Ready
+condition says so); a document ConfigMap deleted by hand is not rewritten until the content changes.
 """
 
 from __future__ import annotations
 
 import collections
+import dataclasses
+import datetime
 import logging
 from collections.abc import Hashable, Iterable, Mapping
 from typing import Any, Final
@@ -37,6 +40,7 @@ from joch.api.v1alpha1.agbom import AgBOM
 from joch.api.v1alpha1.agent import Agent
 from joch.controllers.service import Change, Host, Service
 from joch.domain import agbom, compilation
+from joch.domain.agbom import schedule as agbom_schedule
 from joch.domain.compilation.canonical import sha256_hex
 from joch.domain.compilation.keys import ObjectKey
 from joch.domain.reconcile import agbom as plan
@@ -55,24 +59,16 @@ def agbom_key(namespace: str, agent: str) -> ObjectKey:
     return ObjectKey("AgBOM", namespace, agent)
 
 
+@dataclasses.dataclass(slots=True)
 class _Described:
     """One describe of one Agent: the content and what the AgBOM object asks for."""
 
-    __slots__ = ("agent", "content", "notes", "on_change", "spec_generation")
-
-    def __init__(
-        self,
-        agent: Entry,
-        content: agbom.Content,
-        notes: list[str],
-        on_change: bool,
-        spec_generation: int | None,
-    ) -> None:
-        self.agent = agent
-        self.content = content
-        self.notes = notes
-        self.on_change = on_change
-        self.spec_generation = spec_generation
+    agent: Entry
+    content: agbom.Content
+    notes: list[str]
+    on_change: bool
+    spec_generation: int | None
+    schedule: agbom_schedule.Schedule | None
 
 
 class AgBOMService(Service):
@@ -86,6 +82,9 @@ class AgBOMService(Service):
         """Agent -> what its last describe consulted (compile inputs and KnowledgeSources)."""
         self.documents: dict[tuple[str, str], dict[int, plan.Document]] = collections.defaultdict(dict)
         """(namespace, agent) -> generation -> the stored document ConfigMap."""
+        self.due: dict[ObjectKey, datetime.datetime] = {}
+        """AgBOM key -> when its refresh.schedule next fires (a reconcile at or after it regenerates
+        even with refresh.onChange false)."""
 
     # --- what is dirty ----------------------------------------------------------------------------
 
@@ -160,9 +159,9 @@ class AgBOMService(Service):
         if newest is not None and newest.content_hash == content.content_hash:
             document = newest  # current (or written before a crash, its status never followed)
             generated_at = generated_at if stored.get("generation") == newest.generation else host.now()
-        elif newest is not None and not described.on_change:
-            document = newest  # refresh.onChange false: the newest generation stays
-            described.notes.append("refresh.onChange is false: not regenerated")
+        elif newest is not None and not described.on_change and not self._scheduled_now(key):
+            document = newest  # refresh.onChange false: the newest generation stays until the schedule
+            described.notes.append("refresh.onChange is false: regenerated on schedule only")
         else:
             generation = max(int(stored.get("generation") or 0), newest.generation if newest else 0) + 1
             generated_at = host.now()
@@ -197,6 +196,30 @@ class AgBOMService(Service):
             message = "; ".join(f"{item.kind} {item.name}: {item.reason}" for item in risky)
             host.recorder.record(_involved(bom_entry), "Warning", "HighRiskComponent", message)
         await self._write_agent_status(agent_entry, document)
+        self._schedule_next(key, described.schedule)
+
+    def _now(self) -> datetime.datetime:
+        return datetime.datetime.strptime(self.host.now(), "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
+
+    def _scheduled_now(self, key: ObjectKey) -> bool:
+        due = self.due.get(key)
+        return due is not None and self._now() >= due
+
+    def _schedule_next(self, key: ObjectKey, schedule: agbom_schedule.Schedule | None) -> None:
+        """Queue the key again when its refresh.schedule next fires (no schedule: forget it)."""
+        if schedule is None:
+            self.due.pop(key, None)
+            return
+        now = self._now()
+        due = self.due.get(key)
+        if due is not None and due > now:
+            return  # already queued for then
+        following = schedule.next_after(now)
+        if following is None:
+            self.due.pop(key, None)
+            return
+        self.due[key] = following
+        self.host.queue.add_after(key, (following - now).total_seconds())
 
     def _describe(self, namespace: str, name: str) -> _Described | None:
         """Gather, compile and describe the Agent from the cache (no await: one consistent snapshot),
@@ -232,11 +255,15 @@ class AgBOMService(Service):
         notes = []
         if spec is not None and (others := [f for f in spec.formats if f != "cyclonedx"]):
             notes.append(f"formats {', '.join(others)} are not generated (only cyclonedx)")
+        schedule = None
         if spec is not None and spec.refresh.schedule:
-            notes.append("refresh.schedule is not acted on (regenerated on change only)")
+            try:
+                schedule = agbom_schedule.parse(spec.refresh.schedule)
+            except agbom_schedule.ScheduleError as exc:
+                notes.append(f"spec.refresh.schedule: {exc}; ignored")
         on_change = spec is None or spec.refresh.on_change
         generation = bom_entry.generation if bom_entry is not None else None
-        return _Described(entry, content, notes, on_change, generation)
+        return _Described(entry, content, notes, on_change, generation, schedule)
 
     async def _write_agbom_status(
         self, bom_entry: Entry, document: plan.Document, generated_at: str, described: _Described

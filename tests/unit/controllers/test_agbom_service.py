@@ -12,6 +12,7 @@ crash (no status followed) is adopted, not duplicated.
 from __future__ import annotations
 
 import copy
+import datetime
 import hashlib
 import json
 from typing import Any
@@ -19,10 +20,12 @@ from typing import Any
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
+from joch.controllers.agbom import AgBOMService, agbom_key
+from joch.controllers.reconciler import Controller, ControllerConfig
 from joch.controllers.services import SERVICES
 from joch.domain.reconcile import agbom as plan
 from tests.fake_kube import FakeKube
-from tests.unit.controllers.support import NS, agent_copy, bump, example_world, obj, run, settle, started
+from tests.unit.controllers.support import NOW, NS, agent_copy, bump, example_world, obj, run, settle, started
 
 VALIDATOR = JsonStrictValidator(SchemaVersion.V1_6)
 
@@ -224,5 +227,68 @@ def test_a_document_written_before_a_crash_is_adopted() -> None:
         assert obj(kube, "agboms", "support-triage")["status"]["generation"] == 1
         assert obj(kube, "agents", "support-triage")["status"]["agbom"]["generation"] == 1
         await again.stop()
+
+    run(scenario)
+
+
+def test_refresh_on_change_false_waits_for_the_schedule() -> None:
+    async def scenario() -> None:
+        mine = {
+            "apiVersion": "ops.joch.dev/v1alpha1",
+            "kind": "AgBOM",
+            "metadata": {"name": "support-triage", "namespace": NS, "generation": 1},
+            "spec": {
+                "agentRef": {"name": "support-triage"},
+                "refresh": {"onChange": False, "schedule": "0 3 * * *"},
+            },
+        }
+        kube = example_world(mine)
+        now = [NOW]  # 2026-11-27 12:00 UTC
+        controller = Controller(
+            kube,  # type: ignore[arg-type]
+            ControllerConfig(status_delay=0),
+            clock=lambda: now[0],
+            services=SERVICES,
+        )
+        await controller.start()
+        await settle(controller)
+        (service,) = [s for s in controller.services if isinstance(s, AgBOMService)]
+        key = agbom_key(NS, "support-triage")
+        assert service.due[key] == datetime.datetime(2026, 11, 28, 3, 0, tzinfo=datetime.UTC)
+        assert obj(kube, "agboms", "support-triage")["status"]["generation"] == 1
+
+        body = bump(kube, "models", "gpt-5-thinking", model="gpt-5.1-thinking")
+        controller.observe("Model", "MODIFIED", body)
+        await settle(controller)
+        status = obj(kube, "agboms", "support-triage")["status"]
+        assert status["generation"] == 1, "onChange false: a change alone does not regenerate"
+        ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+        assert "refresh.onChange is false: regenerated on schedule only" in ready["message"]
+
+        now[0] = datetime.datetime(2026, 11, 28, 3, 0, 5, tzinfo=datetime.UTC)
+        controller.queue.add(key)  # what the timer queued for 03:00 does
+        await settle(controller)
+        assert obj(kube, "agboms", "support-triage")["status"]["generation"] == 2
+        assert service.due[key] == datetime.datetime(2026, 11, 29, 3, 0, tzinfo=datetime.UTC)
+        await controller.stop()
+
+    run(scenario)
+
+
+def test_a_bad_schedule_is_reported_and_ignored() -> None:
+    async def scenario() -> None:
+        mine = {
+            "apiVersion": "ops.joch.dev/v1alpha1",
+            "kind": "AgBOM",
+            "metadata": {"name": "support-triage", "namespace": NS, "generation": 1},
+            "spec": {"agentRef": {"name": "support-triage"}, "refresh": {"schedule": "0 25 * * *"}},
+        }
+        kube = example_world(mine)
+        controller = await started(kube, services=SERVICES)
+        status = obj(kube, "agboms", "support-triage")["status"]
+        ready = next(c for c in status["conditions"] if c["type"] == "Ready")
+        assert "spec.refresh.schedule: hour: '25' is outside 0-23; ignored" in ready["message"]
+        assert status["generation"] == 1
+        await controller.stop()
 
     run(scenario)
