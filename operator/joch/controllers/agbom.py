@@ -96,10 +96,11 @@ class AgBOMService(Service):
         if change.kind == "Namespace":
             agents: Iterable[ObjectKey] = fanout.namespace_affected(change.name, self.index)
         elif change.kind == "AgBOM":
-            if change.changed:
-                agents = (fanout.agent_key(change.namespace or "", change.name),)
-            else:
+            if not change.changed:
                 return
+            if change.new is None:  # its documents go with it (garbage collection): start afresh
+                self.documents.pop((change.namespace or "", change.name), None)
+            agents = (fanout.agent_key(change.namespace or "", change.name),)
         elif not change.changed or change.current is None:
             return
         elif change.kind == "Agent":

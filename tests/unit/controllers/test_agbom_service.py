@@ -292,3 +292,23 @@ def test_a_bad_schedule_is_reported_and_ignored() -> None:
         await controller.stop()
 
     run(scenario)
+
+
+def test_an_agbom_deleted_by_hand_is_recreated_with_a_document_of_its_own() -> None:
+    async def scenario() -> None:
+        kube = example_world()
+        controller = await started(kube, services=SERVICES)
+        old = obj(kube, "agboms", "support-triage")
+        key = next(k for k, body in kube.objects.items() if body is old)
+        del kube.objects[key]
+        controller.observe("AgBOM", "DELETED", copy.deepcopy(old))
+        await settle(controller)
+        new = obj(kube, "agboms", "support-triage")
+        assert new["metadata"]["uid"] != old["metadata"]["uid"]
+        assert new["status"]["generation"] == 1
+        document = documents(kube)["support-triage-agbom-v1"]
+        owner = document["metadata"]["ownerReferences"][0]
+        assert owner["uid"] == new["metadata"]["uid"], "the document now belongs to the new AgBOM"
+        await controller.stop()
+
+    run(scenario)
