@@ -26,6 +26,7 @@ condition says so); a document ConfigMap deleted by hand is not rewritten until 
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import dataclasses
 import datetime
@@ -192,11 +193,14 @@ class AgBOMService(Service):
             del known[generation]
 
         risky = plan.new_risks(stored, content.high_risk)
-        await self._write_agbom_status(bom_entry, document, generated_at, described)
+        # The two statuses are independent (each under its own object's lock): written side by side.
+        await asyncio.gather(
+            self._write_agbom_status(bom_entry, document, generated_at, described),
+            self._write_agent_status(agent_entry, document),
+        )
         if risky:
             message = "; ".join(f"{item.kind} {item.name}: {item.reason}" for item in risky)
             host.recorder.record(_involved(bom_entry), "Warning", "HighRiskComponent", message)
-        await self._write_agent_status(agent_entry, document)
         self._schedule_next(key, described.schedule)
 
     def _now(self) -> datetime.datetime:
