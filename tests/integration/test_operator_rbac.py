@@ -12,6 +12,7 @@ The credentials are a ServiceAccount token (``kubectl create token``), as in a p
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
@@ -60,7 +61,7 @@ def grant(
 
 
 def forbidden_lines(log: str) -> list[str]:
-    return [line for line in log.splitlines() if "403" in line or "orbidden" in line]
+    return [line for line in log.splitlines() if re.search(r"\b403\b", line) or "orbidden" in line]
 
 
 def ready_condition(cluster: Cluster, kind: str, namespace: str | None, name: str) -> None:

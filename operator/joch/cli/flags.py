@@ -154,8 +154,12 @@ def add_verbosity_flags(parser: argparse.ArgumentParser, *, verbose: str) -> Non
 
 def configure_logging(args: argparse.Namespace) -> None:
     """Plain-text logs at the level the verbosity flags chose. kopf logs every handler call at INFO,
-    so below --debug it and urllib3 say only warnings; joch's own loggers follow the chosen level."""
+    so below --debug it and urllib3 say only warnings; joch's own loggers follow the chosen level;
+    py-serializable (the AgBOM serialiser) says only warnings, always."""
     kopf.configure(debug=args.debug, verbose=args.verbose, quiet=args.quiet, log_format=kopf.LogFormat.PLAIN)
+    # cyclonedx-python-lib's serialiser logs every object it dumps (AgBOM documents) at debug: never
+    # worth a line, even with --debug.
+    logging.getLogger("py_serializable").setLevel(logging.WARNING)
     if not args.debug:
         logging.getLogger("kopf").setLevel(logging.WARNING)
         logging.getLogger("urllib3").setLevel(logging.WARNING)
