@@ -31,14 +31,12 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Final, TextIO
 from urllib.parse import quote
 
-import pydantic
-
 from joch import __version__
 from joch.api.v1alpha1 import meta
 from joch.api.v1alpha1.agent import Agent
 from joch.api.v1alpha1.knowledgesource import KnowledgeSource
 from joch.cli import compile as compile_cmd
-from joch.cli import documents, flags
+from joch.cli import flags
 from joch.cli.documents import InputError
 from joch.domain import agbom, compilation
 from joch.domain import policy as policy_engine
@@ -216,32 +214,9 @@ def load_catalog(
     paths: Sequence[str], *, default_namespace: str, settings: OperatorSettings, stdin: TextIO | None = None
 ) -> compilation.Catalog:
     """As ``joch compile``'s loader, plus KnowledgeSources; raises :class:`InputError`."""
-    catalog = compilation.Catalog(shared_namespaces=settings.shared_namespaces)
-    for source, index, doc in documents.read_documents(paths, stdin):
-        where = f"{source}: document {index + 1}"
-        if not isinstance(doc, dict):
-            raise InputError(f"{where}: expected a Kubernetes object (a map), got {type(doc).__name__}")
-        api_version, kind = doc.get("apiVersion"), doc.get("kind")
-        if not isinstance(api_version, str) or not isinstance(kind, str):
-            raise InputError(f"{where}: not a Kubernetes object (apiVersion and kind are required)")
-        if api_version == "v1" and kind == "Namespace":
-            compile_cmd._add_namespace(catalog, doc, where)
-            continue
-        model = _KINDS.get((api_version, kind))
-        if model is None:
-            continue
-        where = f"{where} ({kind} {compile_cmd._name_of(doc)})"
-        try:
-            obj = model.model_validate(doc)
-        except pydantic.ValidationError as exc:
-            raise InputError(f"{where} is invalid:\n{compile_cmd._validation_errors(exc)}") from exc
-        if model.crd.scope == "Namespaced" and not obj.metadata.namespace:
-            obj.metadata.namespace = default_namespace
-        try:
-            catalog.add(obj)
-        except compilation.CatalogError as exc:
-            raise InputError(f"{where}: {exc}") from exc
-    return catalog
+    return compile_cmd.load_catalog(
+        paths, default_namespace=default_namespace, settings=settings, stdin=stdin, kinds=_KINDS
+    )
 
 
 # --- joch agbom diff -------------------------------------------------------------------------------------

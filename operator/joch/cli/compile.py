@@ -24,7 +24,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 import pydantic
@@ -142,9 +142,15 @@ def _select(catalog: compilation.Catalog, wanted: str | None) -> list[Agent]:
 
 
 def load_catalog(
-    paths: Sequence[str], *, default_namespace: str, settings: OperatorSettings, stdin: TextIO | None = None
+    paths: Sequence[str],
+    *,
+    default_namespace: str,
+    settings: OperatorSettings,
+    stdin: TextIO | None = None,
+    kinds: Mapping[tuple[str, str], type[meta.Resource]] = _KINDS,
 ) -> compilation.Catalog:
-    """A Catalog of every compiler-relevant object in ``paths``; raises :class:`InputError`."""
+    """A Catalog of every object in ``paths`` of ``kinds`` (by apiVersion and kind; default: what the
+    compiler reads) and the Namespaces; raises :class:`InputError`."""
     catalog = compilation.Catalog(shared_namespaces=settings.shared_namespaces)
     for source, index, doc in documents.read_documents(paths, stdin):
         where = f"{source}: document {index + 1}"
@@ -156,7 +162,7 @@ def load_catalog(
         if api_version == "v1" and kind == "Namespace":
             _add_namespace(catalog, doc, where)
             continue
-        model = _KINDS.get((api_version, kind))
+        model = kinds.get((api_version, kind))
         if model is None:
             continue
         where = f"{where} ({kind} {_name_of(doc)})"

@@ -309,6 +309,17 @@ class _Builder:
         self.listed[(kind, key)] = properties
         return {"bomRef": bom_ref, "name": name, **fields, "properties": properties}
 
+    def _data_item(
+        self, kind: str, prefix: str, namespace: str, name: str, spec: meta.Schema
+    ) -> tuple[str, dict[str, Any]]:
+        """A ``data`` component for a namespaced object, hashed by its spec: (bom-ref, component)."""
+        where = f"{namespace}/{name}"
+        bom_ref = f"{prefix}:{where}"
+        component = self._item(
+            kind, where, bom_ref, name=name, type="data", group=namespace, hashes=_spec_hash(spec)
+        )
+        return bom_ref, component
+
     def _uses_secret(self, user: str, ref: meta.Ref | None, default_namespace: str) -> None:
         if ref is not None and self.options.secrets:
             secret = f"secret:{ref.namespace or default_namespace}/{ref.name}"
@@ -486,18 +497,8 @@ class _Builder:
         for item in self.gathered.memories:
             if item.memory is None:
                 continue
-            where = f"{item.namespace}/{item.name}"
-            bom_ref = f"memory:{where}"
             spec = item.memory.spec
-            component = self._item(
-                "Memory",
-                where,
-                bom_ref,
-                name=item.name,
-                type="data",
-                group=item.namespace,
-                hashes=_spec_hash(spec),
-            )
+            bom_ref, component = self._data_item("Memory", "memory", item.namespace, item.name, spec)
             component["properties"].extend(
                 [
                     ["joch:slot", item.slot],
@@ -518,18 +519,8 @@ class _Builder:
         for item in self.gathered.rags:
             if item.rag is None:
                 continue
-            where = f"{item.namespace}/{item.name}"
-            bom_ref = f"rag:{where}"
             spec = item.rag.spec
-            component = self._item(
-                "RAG",
-                where,
-                bom_ref,
-                name=item.name,
-                type="data",
-                group=item.namespace,
-                hashes=_spec_hash(spec),
-            )
+            bom_ref, component = self._data_item("RAG", "rag", item.namespace, item.name, spec)
             if spec.vector_store is not None:
                 component["properties"].append(["joch:vectorStore", spec.vector_store.type])
                 self._uses_secret(bom_ref, spec.vector_store.connection_secret_ref, item.namespace)
@@ -543,21 +534,12 @@ class _Builder:
         if found is None:
             self.missing.append(self._missing_name("KnowledgeSource", namespace, name))
             return
-        where = f"{namespace}/{name}"
-        bom_ref = f"knowledge:{where}"
+        bom_ref = f"knowledge:{namespace}/{name}"
         self.depends.setdefault(rag_ref, set()).add(bom_ref)
         if bom_ref in self.components:
             return
         spec = found.spec
-        component = self._item(
-            "KnowledgeSource",
-            where,
-            bom_ref,
-            name=name,
-            type="data",
-            group=namespace,
-            hashes=_spec_hash(spec),
-        )
+        _, component = self._data_item("KnowledgeSource", "knowledge", namespace, name, spec)
         component["properties"].append(["joch:sourceType", spec.type])
         if spec.classification is not None and spec.classification.sensitivity is not None:
             component["properties"].append(["joch:sensitivity", spec.classification.sensitivity])
