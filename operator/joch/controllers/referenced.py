@@ -30,13 +30,6 @@ __all__ = ["ReferencedStatusService"]
 MCP: Final = paths.ResourceType.of(MCPServer)
 
 
-def _condition(status_: Mapping[str, Any], type_: str) -> Mapping[str, Any]:
-    for item in status_.get("conditions") or ():
-        if isinstance(item, Mapping) and item.get("type") == type_:
-            return item
-    return {}
-
-
 class ReferencedStatusService(Service):
     name = "status"
     watches = status.REFERENCED_KINDS
@@ -74,18 +67,15 @@ class ReferencedStatusService(Service):
         entry = host.store.entry(key.kind, key.namespace, key.name)
         if entry is None:
             return
-        before = _condition(entry.status, "Drifted")
+        before = entry.status
         async with host.status_lock(key):
             _, desired = await host.write_status(key, entry.uid, self.desired, owned=())
-        after = _condition(desired or {}, "Drifted")
-        if after.get("status") == "True" and (before.get("status"), before.get("message")) != (
-            "True",
-            after.get("message"),
-        ):
+        message = status.drift_warning(before, desired or {}) if key.kind == "MCPServer" else None
+        if message is not None:
             involved = events.InvolvedObject(
                 MCP.api_version, "MCPServer", entry.namespace, entry.name, entry.uid
             )
-            host.recorder.record(involved, "Warning", "SchemaDrift", after.get("message") or "")
+            host.recorder.record(involved, "Warning", "SchemaDrift", message)
 
     def desired(self, entry: Entry) -> Mapping[str, Any] | None:
         """The status a referenced object should have, from the cache (InvalidSpec when the model

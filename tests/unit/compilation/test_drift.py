@@ -8,6 +8,7 @@ from joch.api.v1alpha1.agent import Agent
 from joch.api.v1alpha1.mcpserver import MCPServer
 from joch.api.v1alpha1.tool import Tool
 from joch.domain import compilation
+from joch.domain.reconcile import status
 from joch.domain.settings import OperatorSettings
 from tests import factories as f
 
@@ -87,3 +88,16 @@ def test_the_compiled_manifest_marks_a_drifted_server() -> None:
     (entry,) = compiled.manifest["spec"]["mcpServers"]
     assert entry["drifted"] is True
     assert entry["drift"] == ["version: pinned 2026.10.1, discovered 2026.12.0"]
+
+
+def test_a_drift_warning_is_said_once_per_change_of_the_drifted_condition() -> None:
+    def drifted(state: str, message: str) -> dict[str, Any]:
+        return {"conditions": [{"type": "Drifted", "status": state, "reason": "x", "message": message}]}
+
+    assert status.drift_warning({}, drifted("True", "tool a: pinned x, discovered y")) == (
+        "tool a: pinned x, discovered y"
+    )
+    assert status.drift_warning(drifted("False", "ok"), drifted("True", "version: ...")) == "version: ..."
+    assert status.drift_warning(drifted("True", "same"), drifted("True", "same")) is None
+    assert status.drift_warning(drifted("True", "old"), drifted("True", "new")) == "new"
+    assert status.drift_warning(drifted("True", "old"), drifted("False", "ok")) is None

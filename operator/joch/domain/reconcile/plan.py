@@ -86,8 +86,8 @@ def compiled_event(compiled: compilation.Compiled) -> str:
 def agent_warnings(before: Mapping[str, Any], after: Mapping[str, Any]) -> list[tuple[str, str]]:
     """Warning Events (reason, message) for the ResolvedRefs and Compiled conditions that turned False
     or changed their message (references still pending are not worth a warning)."""
-    old = {c.get("type"): c for c in before.get("conditions") or ()}
-    new = {c.get("type"): c for c in after.get("conditions") or ()}
+    old = status.conditions_by_type(before)
+    new = status.conditions_by_type(after)
     warnings = []
     for kind in ("ResolvedRefs", "Compiled"):
         condition = new.get(kind)

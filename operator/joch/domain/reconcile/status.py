@@ -62,6 +62,8 @@ __all__ = [
     "REFERENCED_KINDS",
     "agent_status",
     "condition",
+    "conditions_by_type",
+    "drift_warning",
     "invalid_agent_status",
     "merge_conditions",
     "only_manifest_moved",
@@ -113,6 +115,21 @@ def condition(type_: str, status: str, reason: str, message: str, generation: in
     if generation is not None:
         out["observedGeneration"] = generation
     return out
+
+
+def conditions_by_type(status: Mapping[str, Any]) -> dict[Any, Mapping[str, Any]]:
+    """A status's conditions by type (entries that are not objects left out)."""
+    return {c.get("type"): c for c in status.get("conditions") or () if isinstance(c, Mapping)}
+
+
+def drift_warning(before: Mapping[str, Any], after: Mapping[str, Any]) -> str | None:
+    """The message of the Warning ``SchemaDrift`` Event an MCPServer's status change calls for: when its
+    Drifted condition turned True or now says something else; None otherwise."""
+    old = conditions_by_type(before).get("Drifted") or {}
+    new = conditions_by_type(after).get("Drifted") or {}
+    if new.get("status") != "True" or (old.get("status"), old.get("message")) == ("True", new.get("message")):
+        return None
+    return str(new.get("message") or "")
 
 
 def merge_conditions(
