@@ -167,6 +167,8 @@ ISOLATED = ("--no-webhooks", "--decision-port=0", "--metrics-port=0", "--health-
 def isolated_args(args: tuple[str, ...]) -> list[str]:
     """:data:`ISOLATED` minus what ``args`` sets, then ``args``."""
     given = {arg.split("=", 1)[0] for arg in args}
+    if "--webhook-port" in given:  # a test that serves the webhooks
+        given.add("--no-webhooks")
     return [flag for flag in ISOLATED if flag.split("=", 1)[0] not in given] + list(args)
 
 
@@ -282,6 +284,12 @@ class Cluster:
     def __init__(self, api: client.ApiClient) -> None:
         self.custom = client.CustomObjectsApi(api)
         self.core = client.CoreV1Api(api)
+        self.batch = client.BatchV1Api(api)
+
+    def list(self, kind: str, namespace: str) -> list[dict[str, Any]]:
+        group, version, plural, _ = _plural(kind)
+        found = self.custom.list_namespaced_custom_object(group, version, namespace, plural)
+        return list(found["items"])
 
     def get(self, kind: str, namespace: str | None, name: str) -> dict[str, Any]:
         group, version, plural, namespaced = _plural(kind)
@@ -329,11 +337,11 @@ class Cluster:
         ).items
         return {cm.metadata.name: cm for cm in items}
 
-    def events(self, namespace: str, name: str) -> list[client.CoreV1Event]:
+    def events(self, namespace: str, name: str, kind: str = "Agent") -> list[client.CoreV1Event]:
         return [
             e
             for e in self.core.list_namespaced_event(namespace).items
-            if e.involved_object.name == name and e.involved_object.kind == "Agent"
+            if e.involved_object.name == name and e.involved_object.kind == kind
         ]
 
     def label_namespace(self, namespace: str, labels: dict[str, str | None]) -> None:

@@ -57,6 +57,30 @@
 - apiGroups: ["joch.dev"]
   resources: ["agents/status"]
   verbs: ["get", "patch"]
+# executions: Execution status (phase, manifestRef, abomSnapshotRef) and retention (finished ones deleted)
+- apiGroups: ["runtime.joch.dev"]
+  resources: ["executions", "executions/status"]
+  verbs: ["get", "patch", "update", "delete"]
+# executions: ToolCalls linked to their Execution (ownerReference, label)
+- apiGroups: ["runtime.joch.dev"]
+  resources: ["toolcalls"]
+  verbs: ["get", "patch"]
+# executions: one Job per Execution (same name, owned by it); cancelled ones deleted
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch", "create", "delete"]
+# executions: the Pods of those Jobs (phase, failure reason): read only
+- apiGroups: [""]
+  resources: ["pods"]
+  verbs: ["get", "list", "watch"]
+# executions: the workers' ServiceAccount joch-worker, created per namespace
+- apiGroups: [""]
+  resources: ["serviceaccounts"]
+  verbs: ["get", "create"]
+# executions: the workers' Role and RoleBinding joch-worker (read Executions, report into their status)
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["roles", "rolebindings"]
+  verbs: ["get", "create"]
 # controllers: Kubernetes Events on joch objects
 - apiGroups: [""]
   resources: ["events"]
@@ -91,6 +115,14 @@
 # controllers: CompiledAgentManifest ConfigMaps <agent>-g<generation> (decision D7, docs/decisions.md)
 - apiGroups: [""]
   resources: ["configmaps"]
+  verbs: ["get", "list", "watch"]
+# executions: one Job per Execution (same name, owned by it); cancelled ones deleted
+- apiGroups: ["batch"]
+  resources: ["jobs"]
+  verbs: ["get", "list", "watch"]
+# executions: the Pods of those Jobs (phase, failure reason): read only
+- apiGroups: [""]
+  resources: ["pods"]
   verbs: ["get", "list", "watch"]
 {{- end }}
 

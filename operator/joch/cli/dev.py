@@ -104,8 +104,9 @@ def _operator(kubeconfig: pathlib.Path, log: pathlib.Path) -> Iterator[subproces
             process.wait()
 
 
-OPERATOR_FLAGS: tuple[str, ...] = ()
-"""Extra `joch operator` flags for the local run."""
+OPERATOR_FLAGS: tuple[str, ...] = ("--execution-pod-annotation-prefix", "devcluster.joch.dev/")
+"""Extra `joch operator` flags for the local run: Execution annotations under devcluster.joch.dev/ reach
+the fake Pods (joch.devcluster.workloads: how long a fake run takes, its exit code)."""
 
 
 def _show_agents(kubectl: _Kubectl) -> None:

@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from joch import __version__
-from joch.cli import agbom, apply, dev, manifests, mcp, operator, policy, validate
+from joch.cli import agbom, apply, dev, executions, manifests, mcp, operator, policy, validate
 from joch.cli import compile as compile_cmd
 
 
@@ -18,7 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"joch {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for module in (operator, manifests, compile_cmd, validate, apply, policy, dev, agbom, mcp):
+    for module in (operator, manifests, compile_cmd, validate, apply, policy, dev, agbom, mcp, executions):
         module.register(commands)
     return parser
 

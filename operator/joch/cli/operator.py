@@ -38,6 +38,7 @@ from joch import runtime
 from joch.cli import flags
 from joch.controllers.reconciler import ControllerConfig
 from joch.controllers.services import SERVICES
+from joch.domain.reconcile.executions import ExecutionSettings
 from joch.domain.settings import SettingsError
 from joch.kube import client, errors, leader
 from joch.runtime.options import ANY_ADDRESS, DEFAULT_PORTS, LOOPBACK
@@ -100,6 +101,36 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAMES",
         help="comma-separated services this process runs, of "
         f"{', '.join(service_names())} (default: all); large installs run them in separate processes",
+    )
+    executions = parser.add_argument_group("executions (each Execution runs as a Job)")
+    executions.add_argument(
+        "--execution-concurrency",
+        type=flags.positive_int,
+        default=4,
+        metavar="N",
+        help="running Executions per Agent that has no Deployment (a Deployment's replicas win; default 4)",
+    )
+    executions.add_argument(
+        "--execution-timeout",
+        type=flags.positive_int,
+        default=3600,
+        metavar="SECONDS",
+        help="timeout of an Execution without spec.timeoutSeconds (default 3600)",
+    )
+    executions.add_argument(
+        "--execution-retention",
+        type=flags.seconds,
+        default=86400.0,
+        metavar="SECONDS",
+        help="how long a finished Execution and its Job are kept (default 86400; 0 keeps them)",
+    )
+    executions.add_argument(
+        "--execution-pod-annotation-prefix",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="copy an Execution's annotations with this prefix onto its Pod (repeatable; the local "
+        "cluster uses devcluster.joch.dev/ to steer fake runs)",
     )
     _add_serving_arguments(parser)
     flags.add_verbosity_flags(parser, verbose="log every reconcile")
@@ -283,6 +314,12 @@ def options_from(args: argparse.Namespace, environ: Mapping[str, str] = os.envir
             event_rate=args.event_rate,
             resync_period=args.resync_period,
             services=args.services,
+            executions=ExecutionSettings(
+                concurrency=args.execution_concurrency,
+                timeout_seconds=args.execution_timeout,
+                retention_seconds=int(args.execution_retention),
+                pod_annotation_prefixes=tuple(args.execution_pod_annotation_prefix),
+            ),
         ),
         limits=client.Limits(
             concurrency=args.concurrency, writes_per_second=args.write_rate, write_burst=args.write_burst

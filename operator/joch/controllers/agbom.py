@@ -46,7 +46,7 @@ from joch.domain.compilation.canonical import sha256_hex
 from joch.domain.compilation.keys import ObjectKey
 from joch.domain.reconcile import agbom as plan
 from joch.domain.reconcile import fanout
-from joch.domain.reconcile.cache import WATCHED_KINDS, Entry, parse_entry
+from joch.domain.reconcile.cache import RUNTIME_KIND_NAMES, WATCHED_KINDS, Entry, parse_entry
 from joch.kube import agboms, events, paths
 
 __all__ = ["AgBOMService", "agbom_key"]
@@ -74,7 +74,7 @@ class _Described:
 
 class AgBOMService(Service):
     name = "agbom"
-    watches = frozenset({*WATCHED_KINDS, "Namespace"})
+    watches = frozenset({*WATCHED_KINDS, "Namespace"} - RUNTIME_KIND_NAMES)
     resync_kinds = ("Agent",)
 
     def __init__(self, host: Host) -> None:

@@ -39,7 +39,7 @@ from joch.controllers.service import Change, Desire, Host, Service
 from joch.domain.compilation.configmap import SHA_ANNOTATION
 from joch.domain.compilation.keys import ObjectKey
 from joch.domain.reconcile import fanout, plan, status
-from joch.domain.reconcile.cache import WATCHED_KINDS, Entry, validation_message
+from joch.domain.reconcile.cache import RUNTIME_KIND_NAMES, WATCHED_KINDS, Entry, validation_message
 from joch.kube import configmaps, events, paths
 from joch.kube.configmaps import ManifestConfigMap
 
@@ -74,7 +74,9 @@ class _PendingReport:
 
 class CompileService(Service):
     name = "compile"
-    watches = frozenset({*WATCHED_KINDS, "Namespace", "ConfigMap"} - {"AgBOM", "KnowledgeSource"})
+    watches = frozenset(
+        {*WATCHED_KINDS, "Namespace", "ConfigMap"} - {"AgBOM", "KnowledgeSource", *RUNTIME_KIND_NAMES}
+    )
     resync_kinds = ("Agent",)
 
     def __init__(self, host: Host) -> None:

@@ -77,6 +77,7 @@ from joch.domain.compilation.keys import ObjectKey
 from joch.domain.policy import compiling as policy_compiling
 from joch.domain.reconcile import fanout, status
 from joch.domain.reconcile.cache import WATCHED_KINDS, Entry, Store, parse_entry
+from joch.domain.reconcile.executions import ExecutionSettings
 from joch.domain.settings import OperatorSettings
 from joch.kube import client, configmaps, errors, listing, paths, watch
 from joch.kube import status as kube_status
@@ -108,6 +109,8 @@ class ControllerConfig:
     """Seconds between safety resyncs (:meth:`Controller.resync`); 0 disables them."""
     services: tuple[str, ...] = ()
     """Names of the services this process runs (``Service.name``); () = every one it is given."""
+    executions: ExecutionSettings = dataclasses.field(default_factory=ExecutionSettings)
+    """How the executions service schedules runs."""
     event_rate: float = 20.0
     event_burst: int = 50
     event_capacity: int = 1000
@@ -176,6 +179,7 @@ class Controller:
         self.kube = kube
         self.config = config or ControllerConfig()
         self.settings = self.config.settings
+        self.execution_settings = self.config.executions
         self.access = access or Access.everything(self.config.watch_namespaces())
         """What the operator may read (access.probe); it watches and lists only that."""
         self.store = Store()
@@ -282,6 +286,7 @@ class Controller:
         """Stop the workers (work in flight is abandoned; it is redone at the next start)."""
         self.queue.shutdown()
         await self.audit.stop()
+        await asyncio.gather(*(service.stop() for service in self.services), return_exceptions=True)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -148,6 +148,9 @@ class Service:
         """Read what the service keeps besides the shared cache (its own objects' metadata), once, with
         the controller's start-up LIST."""
 
+    async def stop(self) -> None:
+        """Stop what :meth:`prime` started (its own informers), when the controller stops."""
+
     def start_keys(self) -> Iterable[Hashable]:
         """Keys to reconcile when the controller starts (after the start-up LIST)."""
         return ()

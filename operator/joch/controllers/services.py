@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from joch.controllers.agbom import AgBOMService
 from joch.controllers.compile import CompileService
+from joch.controllers.executions import ExecutionService
 from joch.controllers.referenced import ReferencedStatusService
 from joch.controllers.service import Service
 
@@ -19,4 +20,5 @@ SERVICES: tuple[ServiceFactory, ...] = (
     CompileService,
     ReferencedStatusService,
     AgBOMService,
+    ExecutionService,
 )

@@ -111,11 +111,21 @@ class Cluster:
         return str(self.api.configuration.host)
 
     def call(
-        self, method: str, path: str, *, query: Mapping[str, str] | None = None, body: Any = None
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
     ) -> Answer:
+        """One request; a body is sent as ``content_type`` (default: server-side apply for PATCH, JSON
+        otherwise)."""
         headers = {"Accept": "application/json"}
         if body is not None:
-            headers["Content-Type"] = APPLY_PATCH if method == "PATCH" else "application/json"
+            headers["Content-Type"] = content_type or (
+                APPLY_PATCH if method == "PATCH" else "application/json"
+            )
         try:
             response = self.api.call_api(
                 path,

@@ -47,7 +47,7 @@ from typing import Any, Final
 
 from joch.kube import client, errors, listing, paths
 
-__all__ = ["Listed", "MetadataWatch"]
+__all__ = ["Listed", "MetadataWatch", "ObjectWatch"]
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,7 @@ MAX_LINE: Final = 4 * 1024 * 1024
 """Longest watch event line accepted (metadata only; a longer one is a protocol error)."""
 
 Deliver = Callable[[str, Mapping[str, Any]], None]
+Trim = Callable[[Mapping[str, Any]], dict[str, Any]]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -83,6 +84,7 @@ class MetadataWatch:
         label_selector: str | None = None,
         timeout_seconds: int = 300,
         max_backoff: float = 30.0,
+        trim: Trim | None = None,
     ) -> None:
         self.kube = kube
         self.resource = resource
@@ -91,6 +93,7 @@ class MetadataWatch:
         self.timeout_seconds = timeout_seconds
         self.max_backoff = max_backoff
         self._deliver = deliver
+        self._trim: Trim = trim or _trimmed
         self._task: asyncio.Task[None] | None = None
         self._known: dict[tuple[str, str], str] = {}
         """Objects believed to exist: (namespace, name) -> resourceVersion (the set a re-list is diffed
@@ -99,9 +102,13 @@ class MetadataWatch:
         """LISTs done (1 at start unless started from the caller's, one more per 410), for diagnostics
         and tests."""
 
+    metadata_only: bool = True
+    """Ask for PartialObjectMetadata (:class:`ObjectWatch` asks for whole objects)."""
+
     def __str__(self) -> str:
         where = f" in {self.namespace}" if self.namespace else ""
-        return f"metadata watch of {self.resource.plural}{where}"
+        what = "metadata watch" if self.metadata_only else "watch"
+        return f"{what} of {self.resource.plural}{where}"
 
     # --- life cycle -----------------------------------------------------------------------------------
 
@@ -153,10 +160,10 @@ class MetadataWatch:
             self.resource,
             namespace=self.namespace,
             label_selector=self.label_selector,
-            metadata_only=True,
+            metadata_only=self.metadata_only,
         )
         self.lists += 1
-        current = [_trimmed(item) for item in items]
+        current = [self._trim(item) for item in items]
         listed = {_identity(item) for item in current}
         for (namespace, name), last in self._known.items():
             if (namespace, name) not in listed:
@@ -181,7 +188,7 @@ class MetadataWatch:
             async with self.kube.stream(
                 self.resource.collection_path(self.namespace),
                 query=query,
-                accept=WATCH_ACCEPT,
+                accept=WATCH_ACCEPT if self.metadata_only else "application/json",
                 read_timeout=self.timeout_seconds + 30,
                 max_line=MAX_LINE,
             ) as lines:
@@ -205,7 +212,7 @@ class MetadataWatch:
         version = str(metadata.get("resourceVersion") or version)
         if kind == "BOOKMARK":
             return version
-        obj = _trimmed(obj)
+        obj = self._trim(obj)
         identity = _identity(obj)
         if kind == "DELETED":
             self._known.pop(identity, None)
@@ -215,6 +222,13 @@ class MetadataWatch:
             return version
         self._emit(str(kind), obj)
         return version
+
+
+class ObjectWatch(MetadataWatch):
+    """The same informer over whole objects; ``trim`` keeps what the receiver needs (metadata and the
+    status fields it reads), so a watch of many Jobs or Pods does not hold their specs."""
+
+    metadata_only = False
 
 
 _KEPT: Final = ("name", "namespace", "uid", "resourceVersion", "labels", "annotations", "ownerReferences")

@@ -202,6 +202,18 @@ def render(
         for model in models
         if model.crd.kind in DEFAULTED_KINDS
     ]
+    for model in models:
+        if model.crd.kind == "Execution":
+            validating_hooks.append(
+                _worker_status_hook(
+                    model,
+                    url=url,
+                    service=service,
+                    bundle=bundle,
+                    exempt=exempt,
+                    timeout_seconds=timeout_seconds,
+                )
+            )
     validating = {
         "apiVersion": ADMISSION,
         "kind": "ValidatingWebhookConfiguration",
@@ -215,6 +227,37 @@ def render(
         "webhooks": mutating_hooks,
     }
     return validating, mutating
+
+
+WORKER_USER_CONDITION: Final = (
+    "request.userInfo.username.startsWith('system:serviceaccount:') "
+    "&& request.userInfo.username.endsWith(':joch-worker')"
+)
+
+
+def _worker_status_hook(
+    model: type[meta.Resource],
+    *,
+    url: str | None,
+    service: ServiceTarget | None,
+    bundle: str | None,
+    exempt: list[str],
+    timeout_seconds: int,
+) -> dict[str, Any]:
+    """Writes of an Execution's status by a worker (the ServiceAccount joch-worker): only into the
+    Execution its own Pod runs, only the fields it reports (joch.domain.admission.executions). Every
+    other writer (the operator, administrators) is not sent here at all: RBAC decides for them."""
+    hook = _webhook(
+        model,
+        verb="validate-status",
+        client=_client(f"{validating_path(model)}/status", url, service, bundle),
+        exempt=exempt,
+        conditions=[{"name": "worker-writes", "expression": WORKER_USER_CONDITION}],
+        timeout_seconds=timeout_seconds,
+    )
+    hook["rules"][0]["resources"] = [f"{model.crd.plural}/status"]
+    hook["rules"][0]["operations"] = ["UPDATE"]
+    return hook
 
 
 def render_files(

@@ -8,7 +8,8 @@ Only this module knows the wire shape. Two kinds of failure are kept apart (as k
 - the review is fine but the object is not: an ordinary denial (``allowed: false`` with a Status).
 
 Fields read from ``request``: uid, kind {group, version, kind}, operation, name, namespace, object,
-oldObject, dryRun. Everything else (userInfo, options, resource, subResource) is ignored.
+oldObject, dryRun, subResource and userInfo (who the API server authenticated). Everything else (options,
+resource) is ignored.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Final, Literal, NotRequired, TypedDict
 
-from joch.domain.admission import Request
+from joch.domain.admission import Request, UserInfo
 
 __all__ = [
     "API_VERSION",
@@ -101,6 +102,7 @@ def parse_review(body: Any) -> ReviewRequest:
     name = request.get("name")
     namespace = request.get("namespace")
     dry_run = request.get("dryRun")
+    sub_resource = request.get("subResource")
     return ReviewRequest(
         uid=uid,
         group=group,
@@ -113,7 +115,29 @@ def parse_review(body: Any) -> ReviewRequest:
             object=request.get("object"),
             old_object=request.get("oldObject"),
             dry_run=dry_run is True,
+            sub_resource=sub_resource[:63] if isinstance(sub_resource, str) else "",
+            user=_user(request.get("userInfo")),
         ),
+    )
+
+
+def _user(value: Any) -> UserInfo:
+    """The authenticated user of the request (missing or malformed parts are left empty)."""
+    if not isinstance(value, Mapping):
+        return UserInfo()
+    username = value.get("username")
+    groups = value.get("groups")
+    extra = value.get("extra")
+    return UserInfo(
+        username=username[:512] if isinstance(username, str) else "",
+        groups=tuple(g for g in groups[:64] if isinstance(g, str)) if isinstance(groups, list) else (),
+        extra={
+            str(key)[:256]: tuple(v for v in values[:16] if isinstance(v, str))
+            for key, values in list(extra.items())[:32]
+            if isinstance(values, list)
+        }
+        if isinstance(extra, Mapping)
+        else {},
     )
 
 

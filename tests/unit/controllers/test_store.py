@@ -142,7 +142,13 @@ def _live(doc: dict[str, Any], rv: str = "10") -> dict[str, Any]:
 
 
 def test_the_store_holds_what_admission_knows() -> None:
-    assert set(WATCHED_KINDS) - WATCHED_KIND_NAMES == {"AgBOM", "KnowledgeSource"}  # the AgBOM service's
+    assert set(WATCHED_KINDS) - WATCHED_KIND_NAMES == {
+        "AgBOM",  # the AgBOM service's
+        "KnowledgeSource",
+        "Execution",  # the executions service's
+        "ToolCall",
+        "Deployment",
+    }
     assert set(WATCHED_KINDS) >= WATCHED_KIND_NAMES
     assert isinstance(Store(), LabelIndex)
 

@@ -165,7 +165,15 @@ def test_rendered_configurations() -> None:
         url="https://127.0.0.1:9443", ca_bundle=b"PEM", operator_namespace="ops"
     )
     assert validating["kind"] == "ValidatingWebhookConfiguration"
-    assert len(validating["webhooks"]) == len(v1alpha1.KINDS)
+    # one per kind, plus the worker-status webhook of Executions
+    assert len(validating["webhooks"]) == len(v1alpha1.KINDS) + 1
+    status = next(
+        h for h in validating["webhooks"] if h["name"] == "validate-status.executions.runtime.joch.dev"
+    )
+    assert status["rules"][0]["resources"] == ["executions/status"]
+    assert status["rules"][0]["operations"] == ["UPDATE"]
+    assert status["clientConfig"]["url"].endswith("/validate/runtime.joch.dev/executions/status")
+    assert "joch-worker" in status["matchConditions"][0]["expression"]
     assert {h["rules"][0]["resources"][0] for h in mutating["webhooks"]} == {
         k.crd.plural for k in v1alpha1.KINDS if k.crd.kind in DEFAULTED_KINDS
     }

@@ -1,7 +1,8 @@
 """Execution (runtime.joch.dev/v1alpha1): one run of an Agent.
 
-docs/catalog.md section 2.10. On Kubernetes the ExecutionController runs it as a batch/v1 Job of the same
-name; status.abomSnapshotRef pins the AgBOM generation live at start.
+docs/catalog.md section 2.10 and docs/executions.md. On Kubernetes the executions service runs it as a
+batch/v1 Job of the same name, from the Agent's compiled manifest; status.manifestRef and
+status.abomSnapshotRef pin the manifest and the AgBOM generation current at start.
 """
 
 from __future__ import annotations
@@ -76,6 +77,27 @@ class ExecutionSpec(meta.Schema):
     )
     budgets: ExecutionBudgets | None = Field(default=None, description="Budget caps of the run.")
     observability: ExecutionObservability | None = Field(default=None, description="Tracing of the run.")
+    timeout_seconds: int | None = Field(
+        default=None,
+        ge=1,
+        le=604800,
+        description="Longest the run may take, in seconds, from the start of its Job "
+        "(activeDeadlineSeconds); past it the run ends TimedOut. Default: the operator's setting (3600).",
+    )
+    cancel: bool | None = Field(
+        default=None,
+        description="true stops the run: its Job is deleted and the Execution ends Cancelled (a queued one "
+        "never starts). The only field that may change after creation.",
+    )
+
+
+class ManifestRef(meta.Schema):
+    """The compiled manifest a run started from."""
+
+    name: str = Field(max_length=253, description="The CompiledAgentManifest ConfigMap mounted into the Job.")
+    sha256: str = Field(
+        max_length=64, pattern=r"^[0-9a-f]{64}$", description="sha256 of the manifest's canonical JSON."
+    )
 
 
 class AbomSnapshotRef(meta.Schema):
@@ -88,21 +110,45 @@ class AbomSnapshotRef(meta.Schema):
 class ExecutionStatus(meta.Status):
     """Observed state of an Execution."""
 
-    phase: Literal["Pending", "Running", "WaitingForApproval", "Succeeded", "Failed", "Cancelled"] | None = (
-        Field(
-            default=None,
-            description="Pending: not started. Running. WaitingForApproval: held by an Approval. Succeeded. "
-            "Failed. Cancelled: stopped by a user or a budget.",
-        )
+    phase: (
+        Literal[
+            "Pending",
+            "Queued",
+            "Running",
+            "WaitingForApproval",
+            "Succeeded",
+            "Failed",
+            "Cancelled",
+            "TimedOut",
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="Pending: admitted, not yet scheduled. Queued: waiting for a free slot of its Agent. "
+        "Running: its Job exists. WaitingForApproval: held by an Approval. Succeeded. Failed (reason and "
+        "message in the Ready condition). Cancelled: stopped by a user or a budget. TimedOut: ran past "
+        "spec.timeoutSeconds.",
     )
     started_at: str | None = Field(
         default=None, max_length=64, description="When the run started (RFC 3339)."
     )
     completed_at: str | None = Field(default=None, max_length=64, description="When it ended (RFC 3339).")
-    cost_usd: float | None = Field(default=None, ge=0, description="Cost so far, USD.")
+    cost_usd: float | None = Field(
+        default=None, ge=0, description="Cost so far, USD (reported by the worker)."
+    )
+    tokens: int | None = Field(default=None, ge=0, description="Model tokens used (reported by the worker).")
     duration_ms: int | None = Field(default=None, ge=0, description="Duration in milliseconds.")
-    model_calls: int | None = Field(default=None, ge=0, description="Model calls made.")
-    tool_calls: int | None = Field(default=None, ge=0, description="Tool calls made.")
+    model_calls: int | None = Field(
+        default=None, ge=0, description="Model calls made (reported by the worker)."
+    )
+    tool_calls: int | None = Field(
+        default=None, ge=0, description="Tool calls made (reported by the worker)."
+    )
+    recorded_tool_calls: int | None = Field(
+        default=None,
+        ge=0,
+        description="ToolCalls the tool gateway recorded for this run (counted by the operator).",
+    )
     approvals: int | None = Field(default=None, ge=0, description="Approvals requested.")
     hook_decisions: int | None = Field(default=None, ge=0, description="Policy hook decisions taken.")
     artifact_refs: list[ArtifactURI] | None = Field(
@@ -110,7 +156,15 @@ class ExecutionStatus(meta.Status):
     )
     trace_ref: meta.Ref | None = Field(default=None, description="The Trace of the run.")
     abom_snapshot_ref: AbomSnapshotRef | None = Field(
-        default=None, description="The AgBOM generation live at start."
+        default=None, description="The AgBOM generation live at start (never changed after)."
+    )
+    manifest_ref: ManifestRef | None = Field(
+        default=None, description="The compiled manifest the run started from (never changed after)."
+    )
+    pod_name: str | None = Field(
+        default=None,
+        max_length=253,
+        description="The Pod running the Execution: the only worker whose token may report into this status.",
     )
 
 
@@ -125,11 +179,12 @@ class Execution(meta.Resource):
         short_names=("exec", "jexec"),
         columns=(
             *meta.ready_columns(),
-            meta.PrinterColumn("Phase", ".status.phase", description="State of the run."),
             meta.PrinterColumn("Agent", ".spec.agentRef.name", description="Agent run."),
+            meta.PrinterColumn("Phase", ".status.phase", description="State of the run."),
             meta.PrinterColumn("Cost", ".status.costUsd", "number", description="Cost, USD."),
             meta.PrinterColumn("Duration", ".status.durationMs", "integer", description="Duration, ms."),
             meta.PrinterColumn("Trigger", ".spec.trigger.type", priority=1),
+            meta.PrinterColumn("Pod", ".status.podName", priority=1),
         ),
         description="One run of an Agent: what triggered it, its input, and its cost, duration, tool calls, "
         "approvals and trace. Runs as a batch/v1 Job on Kubernetes.",

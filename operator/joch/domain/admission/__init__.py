@@ -26,7 +26,7 @@ from joch.domain.admission.defaulting import (
     defaults_for,
 )
 from joch.domain.admission.parsing import parse_object
-from joch.domain.admission.review import Admission, Request, unchanged
+from joch.domain.admission.review import Admission, Request, UserInfo, unchanged
 from joch.domain.admission.verdict import Finding, Findings, Verdict
 from joch.domain.admission.world import (
     ALL_KINDS,
@@ -52,6 +52,7 @@ __all__ = [
     "LabelIndex",
     "Mutation",
     "Request",
+    "UserInfo",
     "Verdict",
     "World",
     "apply_patch",

@@ -29,17 +29,41 @@ from typing import Any, Final
 from joch.api.v1alpha1 import meta
 from joch.api.v1alpha1.agent import Agent
 from joch.api.v1alpha1.deployment import Deployment
+from joch.api.v1alpha1.execution import Execution
 from joch.api.v1alpha1.modelroute import ModelRoute
-from joch.domain.admission import agents, defaulting, impact, parsing, promotion, refs, semantic
+from joch.api.v1alpha1.toolcall import ToolCall
+from joch.domain.admission import (
+    agents,
+    defaulting,
+    executions,
+    impact,
+    parsing,
+    promotion,
+    refs,
+    semantic,
+)
 from joch.domain.admission.preflight import CompiledPolicies
 from joch.domain.admission.verdict import Findings, Verdict
 from joch.domain.admission.world import SelectorIndex, World
 from joch.domain.policy import CompileOptions
 from joch.domain.settings import OperatorSettings
 
-__all__ = ["JUDGED_OPERATIONS", "Admission", "Request"]
+__all__ = ["JUDGED_OPERATIONS", "Admission", "Request", "UserInfo"]
 
 JUDGED_OPERATIONS: Final = frozenset({"CREATE", "UPDATE"})
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class UserInfo:
+    """Who sent the request, as the API server authenticated them (never what the client claims)."""
+
+    username: str = ""
+    groups: tuple[str, ...] = ()
+    extra: Mapping[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+
+    def first(self, key: str) -> str | None:
+        values = self.extra.get(key) or ()
+        return values[0] if values else None
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -53,6 +77,8 @@ class Request:
     object: Any = None
     old_object: Any = None
     dry_run: bool = False
+    sub_resource: str = ""
+    user: UserInfo = dataclasses.field(default_factory=UserInfo)
 
 
 def _labels(obj: Any) -> Any:
@@ -90,8 +116,11 @@ class Admission:
         *,
         policies: CompiledPolicies | None = None,
         analyse_impact: bool = True,
+        execution_gates: tuple[executions.ExecutionGate, ...] = (),
     ) -> None:
         self.settings = settings
+        self.execution_gates = execution_gates
+        """Further checks of a new Execution (budgets)."""
         if policies is None:
             policies = CompiledPolicies(CompileOptions(cel_backend=settings.cel_backend))
         self.policies = policies
@@ -117,8 +146,19 @@ class Admission:
     def validate(self, request: Request, world: World) -> Verdict:
         """The verdict on one request (see the module docstring)."""
         name = _name_of(request)
+        if request.kind == "Execution" and request.sub_resource == "status":
+            return self._execution_status(request, name)
         if request.operation not in JUDGED_OPERATIONS or unchanged(request):
             return Verdict(request.kind, name)
+        if (
+            request.kind == "Execution"
+            and request.operation == "UPDATE"
+            and isinstance(request.object, Mapping)
+            and isinstance(request.old_object, Mapping)
+        ):
+            immutable = executions.check_execution_update(request.object, request.old_object)
+            if immutable.errors:
+                return immutable.verdict(request.kind, name)
         parsed = parsing.parse_object(request.object)
         kind = parsed.kind.crd.kind if parsed.kind is not None else request.kind
         if parsed.obj is None:
@@ -133,9 +173,23 @@ class Admission:
                 update={"metadata": obj.metadata.model_copy(update={"namespace": request.namespace})}
             )
         old = None
-        if request.operation == "UPDATE" and isinstance(obj, Deployment):
+        if request.operation == "UPDATE" and isinstance(obj, Deployment | Execution | ToolCall):
             old = parsing.parse_object(request.old_object).obj
         return self.judge(obj, world, old=old).verdict(kind, name)
+
+    def _execution_status(self, request: Request, name: str) -> Verdict:
+        """A write of an Execution's status: a worker may report only into its own run (the rest of the
+        callers are left to RBAC)."""
+        user = request.user
+        new, old = request.object, request.old_object
+        if not executions.is_worker(user.username, request.namespace):
+            return Verdict(request.kind, name)
+        if not isinstance(new, Mapping) or not isinstance(old, Mapping):
+            findings = Findings()
+            findings.error("status", "the request carries no object to judge", "BadRequest")
+            return findings.verdict(request.kind, name)
+        token_pod = user.first(executions.POD_NAME_EXTRA)
+        return executions.check_worker_status(new, old, token_pod=token_pod).verdict(request.kind, name)
 
     def judge(
         self,
@@ -162,6 +216,15 @@ class Admission:
             findings.extend(self._deployment(obj, world))
             if promotion.gates_due(obj, old if isinstance(old, Deployment) else None):
                 findings.extend(promotion.check_gates(obj, world))
+        elif isinstance(obj, Execution) and old is None:  # created (an update may only cancel it)
+            findings = _without_missing_agent(findings)
+            findings.extend(
+                executions.check_execution(
+                    obj, world, self.settings, self.policies, index=self.index, gates=self.execution_gates
+                )
+            )
+        elif isinstance(obj, ToolCall) and old is None:
+            findings.extend(executions.check_tool_call(obj, world))
         if strict_missing:
             findings = _strict(findings)
         if self.analyse_impact and not findings.errors and isinstance(obj, impact.IMPACT_KINDS):
@@ -195,6 +258,18 @@ class Admission:
                 "PolicyDenied",
             )
         return findings
+
+
+def _without_missing_agent(findings: Findings) -> Findings:
+    """An Execution's missing Agent is an error of its own (executions.py); the generic warning would
+    only repeat it."""
+    kept = Findings()
+    for finding in findings.errors:
+        kept.error(finding.path, finding.message, finding.reason)
+    for finding in findings.warnings:
+        if not finding.path.startswith("spec.agentRef"):
+            kept.warn(finding.path, finding.message, finding.reason)
+    return kept
 
 
 def _strict(findings: Findings) -> Findings:

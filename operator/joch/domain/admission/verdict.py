@@ -41,7 +41,7 @@ MAX_WARNING_CHARS: Final = 1024
 """Longest warning sent; the API server truncates warnings beyond its own limits too."""
 
 FORBIDDEN_REASONS: Final = frozenset(
-    {"PolicyDenied", "ForbiddenReference", "ToolNotAllowed", "PromotionGateFailed"}
+    {"PolicyDenied", "ForbiddenReference", "ToolNotAllowed", "PromotionGateFailed", "Forbidden"}
 )
 """Reasons that make a denial 403 Forbidden rather than 422 Invalid."""
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import collections
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Final, Protocol, TypeVar, cast, runtime_checkable
+from typing import Any, Final, Protocol, TypeVar, cast, runtime_checkable
 
 from joch.api import v1alpha1
 from joch.api.v1alpha1 import meta
@@ -163,6 +163,31 @@ class World:
         if self.base is None or crd.kind not in self.known_kinds:
             return None
         return self.base.get(kind, key[1], name)
+
+    def stored(self, kind: type[R], namespace: str | None, name: str) -> R | None:
+        """Like :meth:`get`, for kinds outside ``known_kinds`` too (the runtime kinds the operator's
+        store holds but admission does not resolve references to): the overlay, else the base if it
+        holds the kind."""
+        found = self._overlay.get((kind.crd.kind, namespace, name))
+        if found is not None:
+            return found if isinstance(found, kind) else None
+        if not self.base_holds(kind.crd.kind):
+            return None
+        return self.base.get(kind, namespace, name)  # type: ignore[union-attr]
+
+    def base_holds(self, kind: str) -> bool:
+        """Whether the base holds objects of ``kind`` (the operator's store: ``holds(kind)``)."""
+        holds = getattr(self.base, "holds", None)
+        return bool(callable(holds) and holds(kind))
+
+    def status_of(self, kind: str, namespace: str | None, name: str) -> Mapping[str, Any] | None:
+        """The stored status of an object, when the base keeps statuses (the operator's store does);
+        None when it does not, or the object is unknown."""
+        reader = getattr(self.base, "status_of", None)
+        if not callable(reader):
+            return None
+        status = reader(kind, namespace, name)
+        return status if isinstance(status, Mapping) else None
 
     def labelled(self, kind: type[R], namespace: str, labels: Mapping[str, str]) -> list[R]:
         """The objects of ``kind`` in ``namespace`` carrying ``labels``, overlay included, by name.

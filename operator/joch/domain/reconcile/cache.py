@@ -38,25 +38,34 @@ import pydantic
 
 from joch.api.v1alpha1 import meta
 from joch.api.v1alpha1.agbom import AgBOM
+from joch.api.v1alpha1.deployment import Deployment
+from joch.api.v1alpha1.execution import Execution
 from joch.api.v1alpha1.knowledgesource import KnowledgeSource
 from joch.api.v1alpha1.policy import Policy
 from joch.api.v1alpha1.team import Team
+from joch.api.v1alpha1.toolcall import ToolCall
 from joch.domain.admission import promotion
 from joch.domain.compilation import catalog, keys
 
-__all__ = ["WATCHED_KINDS", "Entry", "Store", "parse_entry"]
+__all__ = ["RUNTIME_KIND_NAMES", "WATCHED_KINDS", "Entry", "Store", "parse_entry"]
 
 _AGBOM_READS: Final[tuple[type[meta.Resource], ...]] = (KnowledgeSource, AgBOM)
+RUNTIME_KINDS: Final[tuple[type[meta.Resource], ...]] = (Execution, ToolCall, Deployment)
+"""What the executions service reads (runs, their tool calls, and the Deployments whose replicas cap
+an Agent's running Executions); no compile reads them."""
 WATCHED_KINDS: Final[Mapping[str, type[meta.Resource]]] = {
-    kind.crd.kind: kind for kind in (*catalog.COMPILE_KINDS, *promotion.GATE_KINDS, *_AGBOM_READS)
+    kind.crd.kind: kind
+    for kind in (*catalog.COMPILE_KINDS, *promotion.GATE_KINDS, *_AGBOM_READS, *RUNTIME_KINDS)
 }
 """Every joch kind the operator watches (the kinds the compiler reads, the kinds admission's promotion
-gates read, then what the AgBOM service reads besides: KnowledgeSources and the AgBOMs), by Kind name."""
+gates read, what the AgBOM service reads besides: KnowledgeSources and the AgBOMs, then the runtime
+kinds of the executions service: Executions, ToolCalls and Deployments), by Kind name."""
+RUNTIME_KIND_NAMES: Final = frozenset(kind.crd.kind for kind in RUNTIME_KINDS)
 
 _DROPPED_ANNOTATIONS: Final = ("kubectl.kubernetes.io/last-applied-configuration",)
 _STATUS_PARSED: Final = frozenset({"MCPServer", "Eval", "Approval"})
 """Kinds whose model is read with its status."""
-_LAZY: Final = frozenset({"Agent", "Approval"})
+_LAZY: Final = frozenset({"Agent", "Approval", "Execution", "ToolCall"})
 """Kinds kept as compact JSON and parsed when read."""
 _BY_NAMESPACE: Final = frozenset({"Approval"})
 """Kinds indexed by namespace for :meth:`Store.labelled`."""
@@ -259,6 +268,15 @@ class Store:
                 self._teams_by_namespace.get(namespace, set()).discard(entry.name)
 
     # --- reads ------------------------------------------------------------------------------------
+
+    def holds(self, kind: str) -> bool:
+        """Whether the store keeps objects of ``kind``."""
+        return kind in self._entries
+
+    def status_of(self, kind: str, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """The stored status of one object (None when it is not stored)."""
+        entry = self.entry(kind, namespace, name) if kind in self._entries else None
+        return entry.status if entry is not None else None
 
     def entry(self, kind: str, namespace: str | None, name: str) -> Entry | None:
         return self._entries[kind].get((namespace, name))
