@@ -20,11 +20,12 @@ writes); ``landed`` lists the (method, path, body) of every write that reached t
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import dataclasses
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from joch.kube import errors
@@ -50,8 +51,8 @@ def _matches(labels: Mapping[str, str], selector: str | None) -> bool:
     if not selector:
         return True
     for term in selector.split(","):
-        key, _, value = term.partition("=")
-        if labels.get(key) != value:
+        key, has_value, value = term.partition("=")
+        if (labels.get(key) != value) if has_value else (key not in labels):  # "key": the label exists
             return False
     return True
 
@@ -142,6 +143,18 @@ class FakeKube:
             if self.on_landed is not None:
                 self.on_landed(method, path, body)
         return answer
+
+    @contextlib.asynccontextmanager
+    async def stream(
+        self, path: str, *, query: Mapping[str, Any], accept: str, read_timeout: float, max_line: int
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """A watch that stays open and quiet (tests deliver events to the receivers themselves)."""
+
+        async def quiet() -> AsyncIterator[bytes]:
+            await asyncio.Event().wait()
+            yield b""
+
+        yield quiet()
 
     def send(  # noqa: PLR0911 - one answer per verb
         self,

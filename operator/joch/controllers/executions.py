@@ -297,7 +297,17 @@ class ExecutionService(Service):
         self._watches.clear()
 
     def start_keys(self) -> Iterable[Hashable]:
-        for entry in self.host.store.entries("Execution"):
+        """Every Execution and ToolCall of the start-up LIST indexed (it is not dispatched as changes),
+        then every Execution queued."""
+        store = self.host.store
+        for kind in ("Execution", "ToolCall"):
+            for entry in store.entries(kind):
+                change = Change(kind, entry.namespace, entry.name, None, entry)
+                if kind == "Execution":
+                    self._index_execution(change)
+                else:
+                    self._index_tool_call(change)
+        for entry in store.entries("Execution"):
             yield execution_key(entry.namespace or "", entry.name)
 
     # --- reconcile --------------------------------------------------------------------------------
