@@ -142,7 +142,8 @@ def test_executions_run_as_jobs(
         eventually(lambda: ready(cluster, namespace, "support-triage"), timeout=90)
         eventually(lambda: ready(cluster, namespace, "lone"), timeout=90)
         _admission(kubectl, namespace)
-        _succeeds(kubectl, cluster, namespace)
+        _succeeds(kubectl, kubeconfig, cluster, namespace)
+        _tool_calls(kubectl, cluster, namespace)
         _ends_badly(kubectl, kubeconfig, cluster, namespace)
         _queues(kubectl, cluster, namespace)
         _worker_tokens(kubectl, kubeconfig, cluster, namespace, tmp_path)
@@ -170,10 +171,23 @@ def _admission(kubectl: Kubectl, namespace: str) -> None:
     assert "spec.input" in refused.stderr, refused.stderr
 
 
-def _succeeds(kubectl: Kubectl, cluster: Cluster, namespace: str) -> None:
-    created = create(kubectl, execution(namespace, "first", "support-triage"))
-    assert created.returncode == 0, created.stderr
-    status = eventually(lambda: phase(cluster, namespace, "first", "Succeeded"), timeout=60)
+def joch(kubeconfig: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "joch.cli.main", *args, "--kubeconfig", kubeconfig],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _succeeds(kubectl: Kubectl, kubeconfig: str, cluster: Cluster, namespace: str) -> None:
+    ran = joch(
+        kubeconfig, "run", "support-triage", "-n", namespace, "--name", "first", "--input", '"task first"'
+    )
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    assert "Succeeded" in ran.stdout, ran.stdout
+    status = phase(cluster, namespace, "first", "Succeeded")
     agent = cluster.agent(namespace, "support-triage")
     manifest = agent["status"]["compiledManifest"]
     assert status["manifestRef"] == {"name": manifest["name"], "sha256": manifest["sha256"]}
@@ -257,24 +271,7 @@ def _ends_badly(kubectl: Kubectl, kubeconfig: str, cluster: Cluster, namespace: 
 
     eventually(lambda: phase(cluster, namespace, "stopped", "Running"), timeout=60)
     eventually(lambda: phase(cluster, namespace, "orphan", "Running"), timeout=60)
-    cancel = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "joch.cli.main",
-            "executions",
-            "cancel",
-            "stopped",
-            "-n",
-            namespace,
-            "--kubeconfig",
-            kubeconfig,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    cancel = joch(kubeconfig, "executions", "cancel", "stopped", "-n", namespace)
     assert cancel.returncode == 0, cancel.stderr
     eventually(lambda: phase(cluster, namespace, "stopped", "Cancelled"), timeout=60)
     eventually(lambda: _gone(cluster, namespace, "stopped"), timeout=60)
@@ -287,6 +284,42 @@ def _ends_badly(kubectl: Kubectl, kubeconfig: str, cluster: Cluster, namespace: 
 
     timed_out = eventually(lambda: phase(cluster, namespace, "slow", "TimedOut"), timeout=60)
     assert timed_out["completedAt"] >= timed_out["startedAt"]
+
+
+def tool_call(namespace: str, name: str, run: str, agent: str, tool: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "runtime.joch.dev/v1alpha1",
+        "kind": "ToolCall",
+        "metadata": {"name": name, "namespace": namespace},
+        "spec": {
+            "executionRef": {"name": run},
+            "agentRef": {"name": agent},
+            "toolRef": {"name": tool},
+            "input": {"query": "refund"},
+        },
+    }
+
+
+def _tool_calls(kubectl: Kubectl, cluster: Cluster, namespace: str) -> None:
+    """The gateway's ToolCalls: one the manifest grants is linked to its run and counted; one naming
+    a tool the Agent is not granted, or another Agent, is refused."""
+    created = create(kubectl, tool_call(namespace, "call-1", "first", "support-triage", "zendesk.search"))
+    assert created.returncode == 0, created.stderr
+    refused = create(kubectl, tool_call(namespace, "call-2", "first", "support-triage", "shell.exec"))
+    assert refused.returncode != 0
+    assert "spec.toolRef" in refused.stderr, refused.stderr
+    refused = create(kubectl, tool_call(namespace, "call-3", "first", "lone", "zendesk.search"))
+    assert refused.returncode != 0
+    assert "spec.agentRef" in refused.stderr, refused.stderr
+    run = cluster.get("Execution", namespace, "first")
+
+    def linked() -> None:
+        call = cluster.get("ToolCall", namespace, "call-1")
+        owners = [(o["kind"], o["uid"]) for o in call["metadata"].get("ownerReferences") or ()]
+        assert owners == [("Execution", run["metadata"]["uid"])], owners
+        assert cluster.status("Execution", namespace, "first").get("recordedToolCalls") == 1
+
+    eventually(linked, timeout=60)
 
 
 def _gone(cluster: Cluster, namespace: str, job: str) -> None:
