@@ -24,6 +24,7 @@ from kubernetes.config.config_exception import ConfigException
 from joch.api import v1alpha1
 from joch.api.v1alpha1 import meta
 from joch.kube import client as kube_client
+from joch.kube import errors as kube_errors
 
 __all__ = ["APPLY_PATCH", "Answer", "Cluster", "ClusterError", "RestMapping"]
 
@@ -102,7 +103,7 @@ class Cluster:
     def connect(cls, kubeconfig: str | None, context: str | None) -> Cluster:
         try:
             configuration = kube_client.load_configuration(kubeconfig, context=context)
-        except (ConfigException, OSError, TypeError, ValueError) as exc:
+        except (ConfigException, kube_errors.ConfigError, OSError, TypeError, ValueError) as exc:
             raise ClusterError(f"cannot load the kubeconfig: {exc}") from None
         return cls(kube_client.new_api_client(configuration, pool_size=4))
 
