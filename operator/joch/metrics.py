@@ -130,6 +130,21 @@ CERTIFICATE_EXPIRY: Final = Gauge(
     "When the webhook serving certificate in use expires (Unix time).",
     registry=REGISTRY,
 )
+EXECUTIONS_STARTED: Final = Counter(
+    "joch_executions_started", "Jobs created for Executions (one per Execution).", registry=REGISTRY
+)
+EXECUTIONS_FINISHED: Final = Counter(
+    "joch_executions_finished",
+    "Executions that ended, by phase (Succeeded, Failed, Cancelled, TimedOut).",
+    ["phase"],
+    registry=REGISTRY,
+)
+EXECUTION_START_DELAY: Final = Histogram(
+    "joch_execution_start_delay_seconds",
+    "From an Execution's creation to its Job's creation (queueing included).",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
+    registry=REGISTRY,
+)
 BUILD_INFO: Final = Gauge("joch_build_info", "The running joch version.", ["version"], registry=REGISTRY)
 BUILD_INFO.labels(version=__version__).set(1)
 
@@ -179,6 +194,18 @@ def record_admission(
 def record_policy_decision(outcome: str, *, source: str) -> None:
     """One policy decision: ``outcome`` allow, deny or modify; ``source`` preflight, compile or endpoint."""
     POLICY_DECISIONS.labels(outcome=outcome, source=source).inc()
+
+
+def record_execution_started(delay_seconds: float | None) -> None:
+    """A Job was created for an Execution created ``delay_seconds`` ago (None: unknown)."""
+    EXECUTIONS_STARTED.inc()
+    if delay_seconds is not None:
+        EXECUTION_START_DELAY.observe(max(0.0, delay_seconds))
+
+
+def record_execution_finished(phase: str) -> None:
+    """An Execution ended in ``phase``."""
+    EXECUTIONS_FINISHED.labels(phase=phase).inc()
 
 
 def set_queue_depth(depth: int) -> None:

@@ -41,6 +41,7 @@ from typing import Any, ClassVar, Final, Literal
 
 import pydantic
 
+from joch import metrics
 from joch.api.v1alpha1.agent import Agent
 from joch.api.v1alpha1.deployment import Deployment
 from joch.api.v1alpha1.execution import Execution
@@ -404,6 +405,7 @@ class ExecutionService(Service):
             message = f"{message} (after {duration} ms)"
         host.recorder.record(_involved(entry), kind, phase, message)
         host.counts[f"executions_{phase.lower()}"] += 1
+        metrics.record_execution_finished(phase)
         host.queue.add(AgentSlots(entry.namespace or "", agent))
         if self.settings.retention_seconds > 0:
             host.queue.add_after(entry.key, self.settings.retention_seconds)
@@ -585,6 +587,11 @@ class ExecutionService(Service):
         self.jobs[(namespace, name)] = view
         if created:
             host.counts["jobs_created"] += 1
+            info = self.info.get((namespace, name))
+            created_at = plan.parse_time(info.created) if info is not None else None
+            now = plan.parse_time(host.now())
+            delay = (now - created_at).total_seconds() if created_at is not None and now is not None else None
+            metrics.record_execution_started(delay)
             host.recorder.record(
                 _involved(entry),
                 "Normal",

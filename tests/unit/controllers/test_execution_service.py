@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
+from joch import metrics
 from joch.api.v1alpha1.execution import Execution
 from joch.controllers.compile import CompileService
 from joch.controllers.executions import ExecutionService
@@ -68,12 +69,14 @@ def feed(controller: Controller, kube: FakeKube, plural: str, name: str) -> None
 def test_one_job_per_execution_from_the_current_manifest_and_none_again_after_a_restart() -> None:
     async def scenario() -> None:
         kube = example_world(execution_doc("run-1"))
+        started_before = metrics.EXECUTIONS_STARTED._value.get()
         controller = await started(kube, services=SERVICES)
         # The compile service wrote the Agent's status after the first pass looked: the Agent change
         # queues the waiting Execution's slots.
         feed(controller, kube, "agents", "support-triage")
         await settle(controller)
         assert job_posts(kube) == [f"/apis/batch/v1/namespaces/{NS}/jobs"]
+        assert metrics.EXECUTIONS_STARTED._value.get() == started_before + 1
         job = obj(kube, "jobs", "run-1")
         manifest = obj(kube, "agents", "support-triage")["status"]["compiledManifest"]
         assert job["metadata"]["annotations"][plan.ANNOTATION_MANIFEST] == manifest["name"]
