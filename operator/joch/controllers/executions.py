@@ -469,8 +469,37 @@ class ExecutionService(Service):
     # --- scheduling -------------------------------------------------------------------------------
 
     async def _slots(self, key: AgentSlots) -> None:
+        await self._schedule(key.namespace, key.agent)
+        await self._report_agent(key.namespace, key.agent)
+
+    async def _report_agent(self, namespace: str, agent: str) -> None:
+        """The Agent's ``activeExecutions`` (Jobs of its runs not finished) and ``lastRunAt`` (its newest
+        run's start), written when they differ."""
         host = self.host
-        namespace, agent = key.namespace, key.agent
+        entry = host.store.entry("Agent", namespace, agent)
+        if entry is None:
+            return
+        active, last = 0, ""
+        for name in self.by_agent.get((namespace, agent), ()):
+            job = self.jobs.get((namespace, name))
+            if job is not None:
+                active += 0 if job.done else 1
+                last = max(last, job.created)
+        wanted: dict[str, Any] = {"activeExecutions": active}
+        if last:
+            wanted["lastRunAt"] = last
+        stored = entry.status
+        if all(stored.get(k) == v for k, v in wanted.items()):
+            return
+
+        def desire(current: Entry) -> Mapping[str, Any] | None:
+            return wanted
+
+        async with host.status_lock(entry.key):
+            await host.write_status(entry.key, entry.uid, desire, owned=())
+
+    async def _schedule(self, namespace: str, agent: str) -> None:
+        host = self.host
         running = 0
         waiting: list[plan.Waiting] = []
         for name in sorted(self.by_agent.get((namespace, agent), ())):

@@ -47,7 +47,9 @@ def service(controller: Controller) -> ExecutionService:
     return found
 
 
-def finish(controller: Controller, kube: FakeKube, name: str, kind: str = "Complete", reason: str = "") -> None:
+def finish(
+    controller: Controller, kube: FakeKube, name: str, kind: str = "Complete", reason: str = ""
+) -> None:
     """The job controller's part: mark the Job finished and tell the service (its watch would)."""
     job = obj(kube, "jobs", name)
     stamp = "2026-11-27T12:00:05Z"
@@ -105,7 +107,9 @@ def test_a_job_created_before_a_crash_is_adopted_and_its_status_derived_from_it(
         kube = example_world(execution_doc("run-1"))
         stored = obj(kube, "executions", "run-1")
         execution = Execution.model_validate(stored)
-        launch = plan.Launch("support-triage-g1", "a" * 64, "img:1", "http://gw", "http://router", "http://trace")
+        launch = plan.Launch(
+            "support-triage-g1", "a" * 64, "img:1", "http://gw", "http://router", "http://trace"
+        )
         desired = plan.desired_job(execution, stored["metadata"]["uid"], launch, plan.ExecutionSettings())
         kube.put("batch", "jobs", desired)
         controller = await started(kube, services=SERVICES)

@@ -71,6 +71,21 @@ def check_execution(
             "ForbiddenReference",
         )
         return findings
+    own_name = execution.metadata.name or ""
+    if len(own_name) > plan.MAX_LABEL_VALUE:
+        findings.error(
+            "metadata.name",
+            f"an Execution's name is at most {plan.MAX_LABEL_VALUE} characters (it names its Job and labels "
+            f"its Pod); this one has {len(own_name)}",
+            "TooLong",
+        )
+    if len(ref.name) > plan.MAX_LABEL_VALUE:
+        findings.error(
+            "spec.agentRef.name",
+            f"an Agent whose name is longer than {plan.MAX_LABEL_VALUE} characters cannot run (its name "
+            "labels the Job and Pod)",
+            "TooLong",
+        )
     size = len(plan.input_json(execution).encode())
     if size > plan.MAX_INPUT_BYTES:
         findings.error(

@@ -32,6 +32,7 @@ __all__ = [
     "ANNOTATION_MANIFEST_SHA256",
     "EXECUTION_LABEL",
     "MAX_INPUT_BYTES",
+    "MAX_LABEL_VALUE",
     "REPORTED_FIELDS",
     "TERMINAL",
     "ExecutionSettings",
@@ -59,6 +60,9 @@ ANNOTATION_AGBOM: Final = "joch.dev/agbom"
 ANNOTATION_AGBOM_GENERATION: Final = "joch.dev/agbom-generation"
 ANNOTATION_INPUT: Final = "joch.dev/input"
 """The Pod annotation holding the input (JSON); the Downward API mounts it as a file."""
+MAX_LABEL_VALUE: Final = 63
+"""An Execution's and its Agent's names are label values of the Job and Pod (and a Job's name is its
+Pods' ``job-name`` label): at most this long."""
 MAX_INPUT_BYTES: Final = 128 * 1024
 """Largest input (compact JSON) an Execution may carry: it travels as a Pod annotation (the API server
 allows 256 KiB of annotations per object)."""
@@ -222,10 +226,12 @@ def desired_job(
     if launch.agbom is not None:
         annotations[ANNOTATION_AGBOM] = launch.agbom[0]
         annotations[ANNOTATION_AGBOM_GENERATION] = str(launch.agbom[1])
-    pod_annotations = {ANNOTATION_INPUT: input_json(execution)}
-    for key, value in (execution.metadata.annotations or {}).items():
-        if any(key.startswith(prefix) for prefix in settings.pod_annotation_prefixes):
-            pod_annotations[key] = str(value)
+    pod_annotations = {
+        key: str(value)
+        for key, value in (execution.metadata.annotations or {}).items()
+        if any(key.startswith(prefix) for prefix in settings.pod_annotation_prefixes)
+    }
+    pod_annotations[ANNOTATION_INPUT] = input_json(execution)  # never one of the copied annotations
     env = [
         {"name": "JOCH_EXECUTION_ID", "value": uid},
         {"name": "JOCH_EXECUTION_NAME", "value": name},
