@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from joch import __version__
-from joch.cli import agbom, apply, dev, executions, manifests, mcp, operator, policy, validate
+from joch.cli import agbom, apply, approvals, dev, executions, manifests, mcp, operator, policy, validate
 from joch.cli import compile as compile_cmd
 
 
@@ -20,6 +20,7 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for module in (operator, manifests, compile_cmd, validate, apply, policy, dev, agbom, mcp, executions):
         module.register(commands)
+    approvals.register(commands)
     return parser
 
 
