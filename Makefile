@@ -78,6 +78,7 @@ bench: venv tools ## Benchmarks: each figure next to a baseline measured in the 
 	$(PY) benchmarks/resync_bench.py
 	$(PY) benchmarks/store_bench.py
 	$(PY) benchmarks/agbom_fanout_bench.py
+	$(PY) benchmarks/execution_bench.py
 
 ##@ Local control plane
 
