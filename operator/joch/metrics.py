@@ -139,6 +139,18 @@ EXECUTIONS_FINISHED: Final = Counter(
     ["phase"],
     registry=REGISTRY,
 )
+APPROVALS_SETTLED: Final = Counter(
+    "joch_approvals",
+    "Approvals that reached a phase (Pending: requested; Approved, Rejected, Expired, Overridden).",
+    ["phase"],
+    registry=REGISTRY,
+)
+APPROVAL_EXPIRY_DELAY: Final = Histogram(
+    "joch_approval_expiry_delay_seconds",
+    "Seconds between an Approval's expiresAt and the operator's Expired write.",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
+    registry=REGISTRY,
+)
 EXECUTION_START_DELAY: Final = Histogram(
     "joch_execution_start_delay_seconds",
     "From an Execution's creation to its Job's creation (queueing included).",
@@ -201,6 +213,13 @@ def record_execution_started(delay_seconds: float | None) -> None:
     EXECUTIONS_STARTED.inc()
     if delay_seconds is not None:
         EXECUTION_START_DELAY.observe(max(0.0, delay_seconds))
+
+
+def record_approval(phase: str, expiry_delay_seconds: float | None = None) -> None:
+    """An Approval reached ``phase``; for Expired, how late after its deadline."""
+    APPROVALS_SETTLED.labels(phase=phase).inc()
+    if expiry_delay_seconds is not None:
+        APPROVAL_EXPIRY_DELAY.observe(max(0.0, expiry_delay_seconds))
 
 
 def record_execution_finished(phase: str) -> None:

@@ -253,7 +253,7 @@ def main_diff(args: argparse.Namespace, *, stdout: TextIO, stderr: TextIO) -> in
 def cluster_documents(args: argparse.Namespace) -> tuple[dict[str, Any], dict[str, Any]]:
     """Generations ``--from`` and ``--to`` of the Agent's AgBOM, read from their ConfigMaps."""
     try:
-        cluster = Cluster.connect(args.kubeconfig, args.context)
+        cluster = Cluster.connect(args.kubeconfig, args.context, impersonate=getattr(args, "as_user", None))
     except ClusterError as exc:
         raise InputError(str(exc)) from None
     found = []

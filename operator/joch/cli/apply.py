@@ -110,7 +110,9 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None, cluster: Cluster
     try:
         settings = flags.settings_from(args, os.environ)
         documents, failures = validate.load_documents(args.filenames, recursive=args.recursive)
-        cluster = cluster or Cluster.connect(args.kubeconfig, args.context)
+        cluster = cluster or Cluster.connect(
+            args.kubeconfig, args.context, impersonate=getattr(args, "as_user", None)
+        )
         catalog, existing_namespaces = cluster_catalog(cluster, settings.shared_namespaces)
     except (validate.InputError, SettingsError, ClusterError) as exc:
         sys.stderr.write(f"joch apply: error: {exc}\n")

@@ -530,7 +530,7 @@ def run_cancel(
 def _connect(args: argparse.Namespace) -> Cluster:
     """The cluster of ``--kubeconfig`` / ``--context``; an unusable kubeconfig raises ClusterError."""
     try:
-        return Cluster.connect(args.kubeconfig, args.context)
+        return Cluster.connect(args.kubeconfig, args.context, impersonate=getattr(args, "as_user", None))
     except errors.ConfigError as exc:
         raise ClusterError(str(exc)) from None
 

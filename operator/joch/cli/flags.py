@@ -91,11 +91,18 @@ def cel_backend(text: str) -> str:
 
 
 def add_kube_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
-    """``--kubeconfig PATH`` and ``--context NAME`` (attributes ``kubeconfig``, ``context``)."""
+    """``--kubeconfig PATH``, ``--context NAME`` and ``--as USER`` (attributes ``kubeconfig``, ``context``,
+    ``as_user``)."""
     parser.add_argument(
         "--kubeconfig", metavar="PATH", help="kubeconfig file (default: in-cluster, or $KUBECONFIG)"
     )
     parser.add_argument("--context", metavar="NAME", help="kubeconfig context (default: the current one)")
+    parser.add_argument(
+        "--as",
+        dest="as_user",
+        metavar="USER",
+        help="act as USER (impersonation, like kubectl --as; your kubeconfig's user needs the impersonate verb)",
+    )
 
 
 def add_cel_backend_flag(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:

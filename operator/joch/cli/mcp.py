@@ -76,7 +76,9 @@ def run_pin(args: argparse.Namespace, *, out: TextIO | None = None, cluster: Clu
     )
     where = f"MCPServer {args.namespace}/{args.name}"
     try:
-        cluster = cluster or Cluster.connect(args.kubeconfig, args.context)
+        cluster = cluster or Cluster.connect(
+            args.kubeconfig, args.context, impersonate=getattr(args, "as_user", None)
+        )
         found = cluster.call("GET", path)
         problem = f"{where} not found" if found.status == 404 else found.error and f"{where}: {found.error}"
         security = pins_of(found.body) if not problem else None

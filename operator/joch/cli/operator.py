@@ -38,6 +38,7 @@ from joch import runtime
 from joch.cli import flags
 from joch.controllers.reconciler import ControllerConfig
 from joch.controllers.services import SERVICES
+from joch.domain.reconcile.approvals import ApprovalSettings
 from joch.domain.reconcile.executions import ExecutionSettings
 from joch.domain.settings import SettingsError
 from joch.kube import client, errors, leader
@@ -131,6 +132,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PREFIX",
         help="copy an Execution's annotations with this prefix onto its Pod (repeatable; the local "
         "cluster uses devcluster.joch.dev/ to steer fake runs)",
+    )
+    approvals = parser.add_argument_group("approvals (human decisions, with deadlines)")
+    approvals.add_argument(
+        "--approval-minute-seconds",
+        type=flags.seconds,
+        default=60.0,
+        metavar="SECONDS",
+        help="length of one spec.routing.timeoutMinutes minute (default 60; tests and demos shorten it)",
     )
     _add_serving_arguments(parser)
     flags.add_verbosity_flags(parser, verbose="log every reconcile")
@@ -320,6 +329,7 @@ def options_from(args: argparse.Namespace, environ: Mapping[str, str] = os.envir
                 retention_seconds=int(args.execution_retention),
                 pod_annotation_prefixes=tuple(args.execution_pod_annotation_prefix),
             ),
+            approvals=ApprovalSettings(minute_seconds=args.approval_minute_seconds),
         ),
         limits=client.Limits(
             concurrency=args.concurrency, writes_per_second=args.write_rate, write_burst=args.write_burst

@@ -76,6 +76,7 @@ from joch.controllers.services import SERVICES, ServiceFactory
 from joch.domain.compilation.keys import ObjectKey
 from joch.domain.policy import compiling as policy_compiling
 from joch.domain.reconcile import fanout, status
+from joch.domain.reconcile.approvals import ApprovalSettings
 from joch.domain.reconcile.cache import WATCHED_KINDS, Entry, Store, parse_entry
 from joch.domain.reconcile.executions import ExecutionSettings
 from joch.domain.settings import OperatorSettings
@@ -111,6 +112,8 @@ class ControllerConfig:
     """Names of the services this process runs (``Service.name``); () = every one it is given."""
     executions: ExecutionSettings = dataclasses.field(default_factory=ExecutionSettings)
     """How the executions service schedules runs."""
+    approvals: ApprovalSettings = dataclasses.field(default_factory=ApprovalSettings)
+    """How long a timeoutMinutes minute is (the approvals service)."""
     event_rate: float = 20.0
     event_burst: int = 50
     event_capacity: int = 1000
@@ -180,6 +183,7 @@ class Controller:
         self.config = config or ControllerConfig()
         self.settings = self.config.settings
         self.execution_settings = self.config.executions
+        self.approval_settings = self.config.approvals
         self.access = access or Access.everything(self.config.watch_namespaces())
         """What the operator may read (access.probe); it watches and lists only that."""
         self.store = Store()

@@ -7,6 +7,7 @@ here.
 from __future__ import annotations
 
 from joch.controllers.agbom import AgBOMService
+from joch.controllers.approvals import ApprovalService
 from joch.controllers.compile import CompileService
 from joch.controllers.executions import ExecutionService
 from joch.controllers.referenced import ReferencedStatusService
@@ -21,4 +22,5 @@ SERVICES: tuple[ServiceFactory, ...] = (
     ReferencedStatusService,
     AgBOMService,
     ExecutionService,
+    ApprovalService,
 )

@@ -100,12 +100,19 @@ class Cluster:
         self._discovered: dict[str, dict[str, RestMapping]] = {}
 
     @classmethod
-    def connect(cls, kubeconfig: str | None, context: str | None) -> Cluster:
+    def connect(
+        cls, kubeconfig: str | None, context: str | None, *, impersonate: str | None = None
+    ) -> Cluster:
+        """A client from the kubeconfig; ``impersonate``: act as that user (kubectl's ``--as``; the
+        kubeconfig's user needs the impersonate verb, and the API server authorizes as that user)."""
         try:
             configuration = kube_client.load_configuration(kubeconfig, context=context)
         except (ConfigException, kube_errors.ConfigError, OSError, TypeError, ValueError) as exc:
             raise ClusterError(f"cannot load the kubeconfig: {exc}") from None
-        return cls(kube_client.new_api_client(configuration, pool_size=4))
+        api = kube_client.new_api_client(configuration, pool_size=4)
+        if impersonate:
+            api.set_default_header("Impersonate-User", impersonate)
+        return cls(api)
 
     @property
     def server(self) -> str:

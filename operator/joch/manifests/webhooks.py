@@ -203,6 +203,49 @@ def render(
         if model.crd.kind in DEFAULTED_KINDS
     ]
     for model in models:
+        if model.crd.kind == "Deployment":
+            # A blocked promotion creates the Approval it waits for (never on a dry run).
+            for hook in validating_hooks:
+                if hook["name"] == f"validate.{model.crd.plural}.{model.crd.group}":
+                    hook["sideEffects"] = "NoneOnDryRun"
+        if model.crd.kind == "Approval":
+            validating_hooks.append(
+                _status_hook(
+                    model,
+                    verb="validate-status",
+                    path=f"{validating_path(model)}/status",
+                    url=url,
+                    service=service,
+                    bundle=bundle,
+                    exempt=exempt,
+                    timeout_seconds=timeout_seconds,
+                )
+            )
+            mutating_hooks.append(
+                {
+                    **_status_hook(
+                        model,
+                        verb="stamp-status",
+                        path=f"{mutating_path(model)}/status",
+                        url=url,
+                        service=service,
+                        bundle=bundle,
+                        exempt=exempt,
+                        timeout_seconds=timeout_seconds,
+                    ),
+                    "reinvocationPolicy": "Never",
+                }
+            )
+            stamp = _webhook(
+                model,
+                verb="stamp",
+                client=_client(mutating_path(model), url, service, bundle),
+                exempt=exempt,
+                conditions=[{"name": "created", "expression": "request.operation == 'CREATE'"}],
+                timeout_seconds=timeout_seconds,
+            )
+            stamp["rules"][0]["operations"] = ["CREATE"]
+            mutating_hooks.append({**stamp, "reinvocationPolicy": "Never"})
         if model.crd.kind == "Execution":
             validating_hooks.append(
                 _worker_status_hook(
@@ -253,6 +296,35 @@ def _worker_status_hook(
         client=_client(f"{validating_path(model)}/status", url, service, bundle),
         exempt=exempt,
         conditions=[{"name": "worker-writes", "expression": WORKER_USER_CONDITION}],
+        timeout_seconds=timeout_seconds,
+    )
+    hook["rules"][0]["resources"] = [f"{model.crd.plural}/status"]
+    hook["rules"][0]["operations"] = ["UPDATE"]
+    return hook
+
+
+STATUS_CHANGED: Final = "!has(object.status) || !has(oldObject.status) || object.status != oldObject.status"
+
+
+def _status_hook(
+    model: type[meta.Resource],
+    *,
+    verb: str,
+    path: str,
+    url: str | None,
+    service: ServiceTarget | None,
+    bundle: str | None,
+    exempt: list[str],
+    timeout_seconds: int,
+) -> dict[str, Any]:
+    """Every write of an Approval's status that changes it, by anyone (joch.domain.admission.approvals:
+    the server stamps who decided and when; only routed approvers decide, once)."""
+    hook = _webhook(
+        model,
+        verb=verb,
+        client=_client(path, url, service, bundle),
+        exempt=exempt,
+        conditions=[{"name": "status-changed", "expression": STATUS_CHANGED}],
         timeout_seconds=timeout_seconds,
     )
     hook["rules"][0]["resources"] = [f"{model.crd.plural}/status"]

@@ -43,7 +43,7 @@ from joch.domain.policy import PolicyCompiler
 from joch.domain.settings import OperatorSettings
 from joch.kube import client
 from joch.manifests import webhooks as rendering
-from joch.webhooks import certs, configurations, handler, reviews, server
+from joch.webhooks import approvals, certs, configurations, handler, reviews, server
 from joch.webhooks.handler import AdmissionEndpoint
 from joch.webhooks.server import WebhookServer
 
@@ -81,6 +81,9 @@ class WebhookOptions:
     manage_configurations: bool = True
     remove_on_exit: bool = False
     """Delete the configurations when the server stops (dev and tests; production keeps them)."""
+    approvals: bool = False
+    """Ask the API server what Approval decisions need (the operator's identity, users' verbs) and create
+    the Approvals blocked promotions wait for (joch.webhooks.approvals)."""
 
     @property
     def url_host(self) -> str:
@@ -163,11 +166,17 @@ class AdmissionServer:
             self.endpoint, host=self.options.listen_host, port=self.options.port, ssl_context=context
         )
         await self.server.start()
+        if self.kube is None and (self.options.manage_configurations or self.options.approvals):
+            configuration = await asyncio.to_thread(client.load_configuration)
+            self.kube = client.Kube(client.new_api_client(configuration, pool_size=2))
+            self._own_kube = True
+        if self.kube is not None and self.options.approvals:
+            # Approval decisions: who the operator is, what a user may do, the Approvals promotions wait for.
+            await approvals.learn_identity(self.kube, self.endpoint.admission)
+            self.endpoint.authorizer = approvals.authorizer(self.kube)
+            self.endpoint.on_denied = approvals.promotion_requester(self.kube)
         if self.options.manage_configurations:
-            if self.kube is None:
-                configuration = await asyncio.to_thread(client.load_configuration)
-                self.kube = client.Kube(client.new_api_client(configuration, pool_size=2))
-                self._own_kube = True
+            assert self.kube is not None
             await configurations.apply_configurations(self.kube, self.configurations())
 
     async def stop(self) -> None:
@@ -249,6 +258,7 @@ def configure(
         service_port=service_port,
         manage_configurations=manage_configurations,
         remove_on_exit=remove_on_exit,
+        approvals=kube is not None,
     )
     endpoint = AdmissionEndpoint(
         Admission(joch_settings, policies=policies),

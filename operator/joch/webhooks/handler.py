@@ -12,18 +12,22 @@ read synchronously on the event loop, so one call sees one consistent snapshot.
 
 from __future__ import annotations
 
+import dataclasses
+import datetime
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, Literal
 
 from joch import metrics
 from joch.api import v1alpha1
 from joch.api.v1alpha1.agent import Agent
-from joch.domain.admission import WATCHED_KIND_NAMES, Admission, AgentIndex, World
+from joch.domain.admission import WATCHED_KIND_NAMES, Admission, AgentIndex, Request, UserInfo, World
+from joch.domain.admission import approvals as approval_checks
 from joch.domain.compilation import Lookup
 from joch.webhooks import reviews
+from joch.webhooks.reviews import ReviewRequest
 
 __all__ = ["Action", "AdmissionEndpoint", "StoreAgents", "agent_index_of"]
 
@@ -59,6 +63,32 @@ def agent_index_of(lookup: Any) -> AgentIndex | None:
     return None
 
 
+Authorizer = Callable[[UserInfo, str, str, tuple[str, ...]], Awaitable[frozenset[str]]]
+"""(user, namespace, name, verbs) -> the verbs the API server says the user holds on that Approval."""
+DenialHook = Callable[[Request, World], Awaitable[str | None]]
+"""Called after a (non dry-run) denial; a sentence to add to the message, or None."""
+
+
+def _now() -> str:
+    return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def approval_verbs_needed(request: Request) -> tuple[str, ...]:
+    """The verbs the checks of ``request`` need to know the user holds: on a write of an Approval's status
+    that overrides it, ``override``; that acknowledges an override, ``acknowledge``."""
+    if request.kind != "Approval" or request.sub_resource != "status" or request.operation != "UPDATE":
+        return ()
+    new = request.object.get("status") if isinstance(request.object, Mapping) else None
+    old = request.old_object.get("status") if isinstance(request.old_object, Mapping) else None
+    new = new if isinstance(new, Mapping) else {}
+    old = old if isinstance(old, Mapping) else {}
+    if new.get("override") is not None and old.get("override") is None:
+        return (approval_checks.OVERRIDE_VERB,)
+    if new.get("review") != old.get("review") and old.get("override") is not None:
+        return (approval_checks.ACKNOWLEDGE_VERB,)
+    return ()
+
+
 def _error(status: int, message: str) -> tuple[int, dict[str, Any]]:
     return status, {"error": message}
 
@@ -74,7 +104,13 @@ class AdmissionEndpoint:
         known_kinds: frozenset[str] = WATCHED_KIND_NAMES,
         agent_index: AgentIndex | None = None,
         is_ready: Callable[[], bool] | None = None,
+        authorizer: Authorizer | None = None,
+        on_denied: DenialHook | None = None,
+        clock: Callable[[], str] = _now,
     ) -> None:
+        self.authorizer = authorizer
+        self.on_denied = on_denied
+        self.clock = clock
         self.admission = admission
         self.lookup = lookup
         self.known_kinds = known_kinds
@@ -90,6 +126,52 @@ class AdmissionEndpoint:
 
     def handle(self, action: Action, body: bytes) -> tuple[int, dict[str, Any]]:
         """Answer one call; see the module docstring. Never raises."""
+        parsed = self._parse(body)
+        if isinstance(parsed, tuple):
+            return parsed
+        return self._respond(action, parsed)
+
+    async def handle_async(self, action: Action, body: bytes) -> tuple[int, dict[str, Any]]:
+        """:meth:`handle`, first asking the API server what a check needs to know about the user (the
+        :attr:`authorizer`: may they override or acknowledge this Approval?), then doing what a denial
+        asks for (the :attr:`on_denied` hook: the Approval a blocked promotion waits for). Never raises."""
+        parsed = self._parse(body)
+        if not isinstance(parsed, tuple) and self.authorizer is not None:
+            request = parsed["request"]
+            verbs = approval_verbs_needed(request) if action == "validate" else ()
+            if verbs:
+                try:
+                    grants = await self.authorizer(
+                        request.user, request.namespace or "", request.name or "", verbs
+                    )
+                except Exception:  # fail closed: no grant is assumed
+                    logger.exception("access review for %s failed", request.user.username)
+                    grants = frozenset()
+                parsed = ReviewRequest(**{**parsed, "request": dataclasses.replace(request, grants=grants)})
+        if isinstance(parsed, tuple):
+            return parsed
+        status, payload = self._respond(action, parsed)
+        request = parsed["request"]
+        response = payload.get("response")
+        if (
+            self.on_denied is not None
+            and action == "validate"
+            and not request.dry_run
+            and isinstance(response, dict)
+            and response.get("allowed") is False
+        ):
+            try:
+                note = await self.on_denied(request, self.world())
+            except Exception:
+                logger.exception("follow-up of the denial of %s/%s failed", request.kind, request.name)
+                note = None
+            if note:
+                result = response.get("status") or {}
+                message = str(result.get("message") or "")
+                response["status"] = {**result, "message": f"{message}; {note}"}
+        return status, payload
+
+    def _parse(self, body: bytes) -> ReviewRequest | tuple[int, dict[str, Any]]:
         try:
             data = json.loads(body)
         except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
@@ -100,6 +182,10 @@ class AdmissionEndpoint:
         except reviews.BadReview as exc:
             self._count("bad_request")
             return _error(400, f"not an AdmissionReview: {exc}")
+        request = dataclasses.replace(review["request"], now=self.clock())
+        return ReviewRequest(**{**review, "request": request})
+
+    def _respond(self, action: Action, review: ReviewRequest) -> tuple[int, dict[str, Any]]:
         start = time.perf_counter()
         try:
             return 200, dict(self._answer(action, review, start))

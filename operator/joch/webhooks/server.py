@@ -119,7 +119,7 @@ class WebhookServer:
             return web.json_response({"error": f"the body is larger than {self.max_body} bytes"}, status=413)
         except (ConnectionError, asyncio.IncompleteReadError):
             return web.json_response({"error": "the body could not be read"}, status=400)
-        status, payload = self.endpoint.handle(action, body)
+        status, payload = await self.endpoint.handle_async(action, body)
         return web.json_response(payload, status=status)
 
     async def _validate(self, request: web.Request) -> web.Response:

@@ -381,8 +381,11 @@ def test_approval_tool_call_needs_tool_call_ref() -> None:
 
 def test_approval_status_decisions_are_immutable_by_transition_rules() -> None:
     rules = schema_of(Approval)["properties"]["status"]["x-kubernetes-validations"]
-    assert len(rules) == 4
+    assert len(rules) == 6
     assert all("oldSelf" in rule["rule"] for rule in rules)
+    messages = {rule["message"] for rule in rules}
+    assert "status.override is immutable once set" in messages
+    assert "status.expiresAt is immutable once set" in messages
 
 
 def test_trace_sampling_mode_has_no_schema_default() -> None:

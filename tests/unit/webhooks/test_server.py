@@ -165,8 +165,8 @@ def test_rendered_configurations() -> None:
         url="https://127.0.0.1:9443", ca_bundle=b"PEM", operator_namespace="ops"
     )
     assert validating["kind"] == "ValidatingWebhookConfiguration"
-    # one per kind, plus the worker-status webhook of Executions
-    assert len(validating["webhooks"]) == len(v1alpha1.KINDS) + 1
+    # one per kind, plus the worker-status webhook of Executions and the decision webhook of Approvals
+    assert len(validating["webhooks"]) == len(v1alpha1.KINDS) + 2
     status = next(
         h for h in validating["webhooks"] if h["name"] == "validate-status.executions.runtime.joch.dev"
     )
@@ -174,12 +174,23 @@ def test_rendered_configurations() -> None:
     assert status["rules"][0]["operations"] == ["UPDATE"]
     assert status["clientConfig"]["url"].endswith("/validate/runtime.joch.dev/executions/status")
     assert "joch-worker" in status["matchConditions"][0]["expression"]
+    decisions = next(
+        h for h in validating["webhooks"] if h["name"] == "validate-status.approvals.runtime.joch.dev"
+    )
+    assert decisions["rules"][0]["resources"] == ["approvals/status"]
+    assert decisions["clientConfig"]["url"].endswith("/validate/runtime.joch.dev/approvals/status")
+    stamps = {h["name"]: h for h in mutating["webhooks"] if "approvals" in h["name"]}
+    assert set(stamps) == {"stamp.approvals.runtime.joch.dev", "stamp-status.approvals.runtime.joch.dev"}
+    assert stamps["stamp.approvals.runtime.joch.dev"]["rules"][0]["operations"] == ["CREATE"]
+    assert stamps["stamp-status.approvals.runtime.joch.dev"]["rules"][0]["resources"] == ["approvals/status"]
     assert {h["rules"][0]["resources"][0] for h in mutating["webhooks"]} == {
         k.crd.plural for k in v1alpha1.KINDS if k.crd.kind in DEFAULTED_KINDS
-    }
+    } | {"approvals", "approvals/status"}
     for hook in validating["webhooks"] + mutating["webhooks"]:
         assert hook["failurePolicy"] == "Fail"
-        assert hook["sideEffects"] == "None"
+        # A blocked promotion creates its Approval (never on a dry run).
+        promoting = hook["name"] == "validate.deployments.ops.joch.dev"
+        assert hook["sideEffects"] == ("NoneOnDryRun" if promoting else "None")
         assert hook["timeoutSeconds"] <= 5
         assert hook["admissionReviewVersions"] == ["v1"]
         assert hook["namespaceSelector"]["matchExpressions"][0] == {

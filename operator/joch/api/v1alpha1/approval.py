@@ -116,8 +116,29 @@ class ApprovalSpec(meta.Schema):
     )
 
 
+class ApprovalOverride(meta.Schema):
+    """A break-glass override: who overrode a rejection or an expiry, when and why (stamped by the server)."""
+
+    by: str | None = Field(default=None, max_length=254, description="Who overrode (the authenticated user).")
+    at: str | None = Field(default=None, max_length=64, description="When (RFC 3339, the server's clock).")
+    reason: str = Field(min_length=1, max_length=4096, description="Why the override was needed.")
+
+
+class ApprovalReview(meta.Schema):
+    """The follow-up review an override needs, until an auditor acknowledges it."""
+
+    required: bool | None = Field(default=None, description="Whether an auditor still has to acknowledge.")
+    acknowledged_by: str | None = Field(
+        default=None, max_length=254, description="The auditor who acknowledged (the authenticated user)."
+    )
+    acknowledged_at: str | None = Field(
+        default=None, max_length=64, description="When it was acknowledged (RFC 3339, the server's clock)."
+    )
+    note: str | None = Field(default=None, max_length=4096, description="The auditor's note.")
+
+
 class ApprovalStatus(meta.Status):
-    """The decision. Once made it cannot be changed (enforced by the API server)."""
+    """The decision. Once made it cannot be changed (enforced by the API server and joch admission)."""
 
     model_config = pydantic.ConfigDict(
         json_schema_extra=meta.cel_rules(
@@ -138,6 +159,14 @@ class ApprovalStatus(meta.Status):
                 "oldSelf.phase || (self.phase == 'Overridden' && oldSelf.phase in ['Rejected', 'Expired'])))",
                 "a decided Approval cannot change phase, except Rejected or Expired to Overridden",
             ),
+            (
+                "!has(oldSelf.override) || (has(self.override) && self.override == oldSelf.override)",
+                "status.override is immutable once set",
+            ),
+            (
+                "!has(oldSelf.expiresAt) || (has(self.expiresAt) && self.expiresAt == oldSelf.expiresAt)",
+                "status.expiresAt is immutable once set",
+            ),
         )
     )
 
@@ -153,6 +182,12 @@ class ApprovalStatus(meta.Status):
     expires_at: str | None = Field(
         default=None, max_length=64, description="When the request times out (RFC 3339)."
     )
+    override: ApprovalOverride | None = Field(
+        default=None, description="The break-glass override, when phase is Overridden."
+    )
+    review: ApprovalReview | None = Field(
+        default=None, description="The follow-up review of an override (required until acknowledged)."
+    )
 
 
 class Approval(meta.Resource):
@@ -166,11 +201,14 @@ class Approval(meta.Resource):
         short_names=("appr",),
         columns=(
             *meta.ready_columns(),
+            meta.PrinterColumn("Action", ".spec.action.type", description="What is to be approved."),
             meta.PrinterColumn("Phase", ".status.phase", description="State of the request."),
             meta.PrinterColumn("Decision", ".status.decision", description="The answer."),
-            meta.PrinterColumn("Tool", ".spec.action.tool", description="Tool being called."),
+            meta.PrinterColumn("Decided By", ".status.decidedBy", description="Who decided."),
+            meta.AGE,
+            meta.PrinterColumn("Tool", ".spec.action.tool", description="Tool being called.", priority=1),
             meta.PrinterColumn("Risk", ".spec.risk.level", priority=1),
-            meta.PrinterColumn("Decided By", ".status.decidedBy", priority=1),
+            meta.PrinterColumn("Expires", ".status.expiresAt", "date", priority=1),
         ),
         description="A request for a human decision about a held tool call, a promotion or an override; the "
         "decision is immutable and audited.",

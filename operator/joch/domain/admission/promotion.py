@@ -39,6 +39,8 @@ is a precondition of the write, not a reference the operator can resolve later. 
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 import re
 from typing import Any, Final
@@ -60,6 +62,8 @@ __all__ = [
     "check_gates",
     "gates_due",
     "parse_threshold",
+    "promotion_request_name",
+    "requested_approval",
 ]
 
 DEPLOYMENT_LABEL: Final = "joch.dev/deployment"
@@ -253,3 +257,80 @@ def check_gates(deployment: Deployment, world: World) -> Findings:
         for problem in _approval_problems(deployment, promotion.requires_approval, world):
             findings.error(APPROVAL_PATH, problem, REASON)
     return findings
+
+
+# --- the Approval a blocked promotion asks for -------------------------------------------------------
+
+PROMOTION_TIMEOUT_MINUTES: Final = 1440
+"""How long a promotion request waits for a decision (a day), then it expires (denied)."""
+MAX_LABEL_VALUE: Final = 63
+
+
+def promotion_request_name(deployment: Deployment) -> str:
+    """``<deployment>-promotion-<hash>``: one request per promoted state (agentRef, environmentRef,
+    promotion), so applying the same Deployment again finds the same request."""
+    promoted = {
+        "agentRef": deployment.spec.agent_ref.model_dump(mode="json", by_alias=True, exclude_none=True),
+        "environmentRef": deployment.spec.environment_ref.model_dump(
+            mode="json", by_alias=True, exclude_none=True
+        )
+        if deployment.spec.environment_ref is not None
+        else None,
+        "promotion": deployment.spec.promotion.model_dump(mode="json", by_alias=True, exclude_none=True)
+        if deployment.spec.promotion is not None
+        else None,
+    }
+    digest = hashlib.sha256(json.dumps(promoted, sort_keys=True).encode()).hexdigest()[:10]
+    return f"{(deployment.metadata.name or '')[: 253 - 21]}-promotion-{digest}"
+
+
+def requested_approval(deployment: Deployment, world: World, requester: str) -> dict[str, Any] | None:
+    """The Pending Approval to create for a Deployment whose ``requiresApproval`` gate blocked it, or None
+    when it needs none (no such gate, the gate passes, its request exists already, or the Deployment's
+    name cannot be a label value)."""
+    promotion = deployment.spec.promotion
+    if promotion is None or promotion.requires_approval is None:
+        return None
+    namespace = deployment.metadata.namespace or ""
+    name = deployment.metadata.name or ""
+    if not name or len(name) > MAX_LABEL_VALUE:
+        return None
+    role = promotion.requires_approval
+    if not _approval_problems(deployment, role, world):
+        return None
+    request_name = promotion_request_name(deployment)
+    if world.get(Approval, namespace, request_name) is not None:
+        return None
+    approver = role if ":" in role else f"role:{role}"
+    environment = (
+        deployment.spec.environment_ref.name if deployment.spec.environment_ref else "its environment"
+    )
+    agent = deployment.spec.agent_ref
+    requested_by: dict[str, Any] = {"agentRef": {"name": agent.name}}
+    if agent.namespace:
+        requested_by["agentRef"]["namespace"] = agent.namespace
+    if requester:
+        requested_by["user"] = requester[:254]
+    return {
+        "apiVersion": f"{Approval.crd.group}/v1alpha1",
+        "kind": "Approval",
+        "metadata": {
+            "name": request_name,
+            "namespace": namespace,
+            "labels": {DEPLOYMENT_LABEL: name, "app.kubernetes.io/managed-by": "joch"},
+        },
+        "spec": {
+            "requestedBy": requested_by,
+            "action": {
+                "type": "promotion",
+                "inputSummary": f"Deployment {name}: Agent {agent.name} to {environment}",
+            },
+            "risk": {"summary": f"promotion of Agent {agent.name} to {environment} (requiresApproval)"},
+            "routing": {
+                "approvers": [approver],
+                "timeoutMinutes": PROMOTION_TIMEOUT_MINUTES,
+                "onTimeout": "deny",
+            },
+            "options": ["approve", "reject"],
+        },
+    }

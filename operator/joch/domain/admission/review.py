@@ -31,9 +31,11 @@ from joch.api.v1alpha1.agent import Agent
 from joch.api.v1alpha1.deployment import Deployment
 from joch.api.v1alpha1.execution import Execution
 from joch.api.v1alpha1.modelroute import ModelRoute
+from joch.api.v1alpha1.team import Team
 from joch.api.v1alpha1.toolcall import ToolCall
 from joch.domain.admission import (
     agents,
+    approvals,
     defaulting,
     executions,
     impact,
@@ -79,6 +81,11 @@ class Request:
     dry_run: bool = False
     sub_resource: str = ""
     user: UserInfo = dataclasses.field(default_factory=UserInfo)
+    grants: frozenset[str] = frozenset()
+    """Verbs the API server said the user holds on this object (asked by the webhook layer when a check
+    needs them: the override and acknowledge verbs on Approvals)."""
+    now: str = ""
+    """The server's clock (RFC 3339) when the request arrived; stamped into decisions."""
 
 
 def _labels(obj: Any) -> Any:
@@ -126,11 +133,32 @@ class Admission:
         self.policies = policies
         self.analyse_impact = analyse_impact
         self.index = SelectorIndex(settings.shared_namespaces)
+        self.operator_users: frozenset[str] = frozenset()
+        """The operator's own user names (learned at start-up): the writers trusted with Approval
+        bookkeeping (Pending, expiresAt, expiry)."""
+
+    def actor(self, request: Request) -> approvals.Actor:
+        user = request.user
+        return approvals.Actor(
+            username=user.username,
+            groups=user.groups,
+            grants=request.grants,
+            is_operator=bool(user.username) and user.username in self.operator_users,
+        )
 
     # --- mutating ------------------------------------------------------------------------------------
 
     def mutate(self, request: Request, world: World) -> defaulting.Mutation:
-        """The dynamic defaults to add (defaulting.py); empty for kinds without any."""
+        """The dynamic defaults to add (defaulting.py); empty for kinds without any. Approvals get the
+        server's witness stamped (approvals.py)."""
+        if request.kind == "Approval":
+            if request.sub_resource == "status" and request.operation == "UPDATE":
+                stamped = approvals.stamp_status(
+                    request.object, request.old_object, self.actor(request), request.now
+                )
+                return defaulting.Mutation(tuple(stamped))
+            if request.operation == "CREATE" and not request.sub_resource:
+                return defaulting.Mutation(tuple(approvals.stamp_create(request.object, self.actor(request))))
         return defaulting.defaults_for(
             request.kind,
             request.object,
@@ -146,19 +174,14 @@ class Admission:
     def validate(self, request: Request, world: World) -> Verdict:
         """The verdict on one request (see the module docstring)."""
         name = _name_of(request)
-        if request.kind == "Execution" and request.sub_resource == "status":
-            return self._execution_status(request, name)
+        if request.sub_resource == "status" and request.kind in ("Execution", "Approval"):
+            judge = self._execution_status if request.kind == "Execution" else self._approval_status
+            return judge(request, world, name)
         if request.operation not in JUDGED_OPERATIONS or unchanged(request):
             return Verdict(request.kind, name)
-        if (
-            request.kind == "Execution"
-            and request.operation == "UPDATE"
-            and isinstance(request.object, Mapping)
-            and isinstance(request.old_object, Mapping)
-        ):
-            immutable = executions.check_execution_update(request.object, request.old_object)
-            if immutable.errors:
-                return immutable.verdict(request.kind, name)
+        immutable = _immutable_fields(request)
+        if immutable.errors:
+            return immutable.verdict(request.kind, name)
         parsed = parsing.parse_object(request.object)
         kind = parsed.kind.crd.kind if parsed.kind is not None else request.kind
         if parsed.obj is None:
@@ -177,7 +200,20 @@ class Admission:
             old = parsing.parse_object(request.old_object).obj
         return self.judge(obj, world, old=old).verdict(kind, name)
 
-    def _execution_status(self, request: Request, name: str) -> Verdict:
+    def _approval_status(self, request: Request, world: World, name: str) -> Verdict:
+        """A write of an Approval's status: a decision, an expiry, an override, an acknowledgement."""
+        if request.operation != "UPDATE":
+            return Verdict(request.kind, name)
+        return approvals.check_status_write(
+            request.object,
+            request.old_object,
+            self.actor(request),
+            now=request.now,
+            teams=lambda team: world.get(Team, None, team),
+            name=name,
+        ).verdict(request.kind, name)
+
+    def _execution_status(self, request: Request, world: World, name: str) -> Verdict:
         """A write of an Execution's status: a worker may report only into its own run (the rest of the
         callers are left to RBAC)."""
         user = request.user
@@ -258,6 +294,18 @@ class Admission:
                 "PolicyDenied",
             )
         return findings
+
+
+def _immutable_fields(request: Request) -> Findings:
+    """What an UPDATE may not change: an Execution's spec (but cancel), an Approval's spec."""
+    new, old = request.object, request.old_object
+    if request.operation != "UPDATE" or not isinstance(new, Mapping) or not isinstance(old, Mapping):
+        return Findings()
+    if request.kind == "Execution":
+        return executions.check_execution_update(new, old)
+    if request.kind == "Approval":
+        return approvals.check_spec_unchanged(new, old)
+    return Findings()
 
 
 def _without_missing_agent(findings: Findings) -> Findings:

@@ -1,0 +1,100 @@
+"""What the admission webhooks ask the API server about Approvals, and the Approvals they request.
+
+- :func:`learn_identity`: the operator's own user name (a SelfSubjectReview), so admission trusts its
+  bookkeeping writes on Approvals (Pending, expiresAt, expiry) and nobody else's.
+- :func:`authorizer`: whether a user holds the ``override`` / ``acknowledge`` verb on an Approval (a
+  SubjectAccessReview per verb), asked only for the writes that need it.
+- :func:`promotion_requester`: after a Deployment is denied because its ``requiresApproval`` gate has no
+  Approval, the Pending Approval approvers will find in ``joch approvals ls`` (never on a dry run; one
+  per promoted state, so applying again finds the same request).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Final
+
+from joch.api.v1alpha1.deployment import Deployment
+from joch.domain.admission import Admission, Request, UserInfo, World, parsing, promotion
+from joch.kube import access, client, errors
+from joch.webhooks.handler import Authorizer, DenialHook
+
+__all__ = ["authorizer", "learn_identity", "promotion_requester"]
+
+logger = logging.getLogger("joch.webhooks")
+JUDGED: Final = frozenset({"CREATE", "UPDATE"})
+
+
+async def learn_identity(kube: client.Kube, admission: Admission) -> str:
+    """Ask the API server who the operator is and tell admission; '' when it cannot say."""
+    try:
+        user = await access.whoami(kube)
+    except errors.KubeError as exc:
+        logger.warning(
+            "cannot learn the operator's user name (SelfSubjectReview: %s); Approval expiries "
+            "will be refused until it restarts",
+            exc,
+        )
+        return ""
+    if user:
+        admission.operator_users = frozenset({user})
+        logger.info("operator identity: %s", user)
+    return user
+
+
+def authorizer(kube: client.Kube) -> Authorizer:
+    async def ask(user: UserInfo, namespace: str, name: str, verbs: tuple[str, ...]) -> frozenset[str]:
+        return await access.allowed_verbs(
+            kube,
+            username=user.username,
+            groups=user.groups,
+            extra=user.extra,
+            namespace=namespace,
+            name=name,
+            verbs=verbs,
+        )
+
+    return ask
+
+
+def _deployment(value: object, namespace: str | None) -> Deployment | None:
+    parsed = parsing.parse_object(value).obj
+    if not isinstance(parsed, Deployment):
+        return None
+    if not parsed.metadata.namespace and namespace:
+        parsed = parsed.model_copy(
+            update={"metadata": parsed.metadata.model_copy(update={"namespace": namespace})}
+        )
+    return parsed
+
+
+def promotion_requester(kube: client.Kube) -> DenialHook:
+    async def request(denied: Request, world: World) -> str | None:
+        if denied.kind != "Deployment" or denied.operation not in JUDGED or denied.sub_resource:
+            return None
+        deployment = _deployment(denied.object, denied.namespace)
+        if deployment is None:
+            return None
+        old = _deployment(denied.old_object, denied.namespace) if denied.operation == "UPDATE" else None
+        if not promotion.gates_due(deployment, old):
+            return None
+        body = promotion.requested_approval(deployment, world, denied.user.username)
+        if body is None:
+            return None
+        metadata = body["metadata"]
+        try:
+            _, created = await access.create_approval(kube, body)
+        except errors.KubeError as exc:
+            logger.warning(
+                "cannot create the promotion Approval %s/%s: %s", metadata["namespace"], metadata["name"], exc
+            )
+            return None
+        approvers = ", ".join(body["spec"]["routing"]["approvers"])
+        verb = "created" if created else "found"
+        return (
+            f"{verb} Approval {metadata['namespace']}/{metadata['name']} (Pending, for {approvers}): once it "
+            f"is approved (joch approvals decide {metadata['name']} -n {metadata['namespace']} --decision "
+            "approve), apply the Deployment again"
+        )
+
+    return request
