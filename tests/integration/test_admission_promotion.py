@@ -57,8 +57,15 @@ def _unstatused(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k != "status"}
 
 
-def _patch_status(h: Harness, resource: str, name: str, status: dict[str, Any]) -> None:
+APPROVER = ("--as=alice", "--as-group=system:masters", "--as-group=release-manager")
+"""A release manager (the group the gate's bare role names) who may write statuses."""
+
+
+def _patch_status(
+    h: Harness, resource: str, name: str, status: dict[str, Any], *, as_user: tuple[str, ...] = ()
+) -> None:
     done = h.kubectl_run(
+        *as_user,
         "patch",
         resource,
         name,
@@ -80,17 +87,10 @@ def _pass_the_gates(h: Harness, scores: dict[str, float] = GOOD_SCORES) -> None:
         "triage-quality",
         {"phase": "Passed", "lastRunAt": "2025-01-01T00:00:00Z", "scores": scores},
     )
-    h.setup([_unstatused(f.approval())])
+    h.setup([_unstatused(f.approval(approvers=("role:release-manager",)))])
+    # A decision by a routed approver; the server stamps decidedBy and decidedAt.
     _patch_status(
-        h,
-        "approvals.runtime.joch.dev",
-        "promote-triage",
-        {
-            "phase": "Approved",
-            "decision": "approve",
-            "decidedBy": "user:alice",
-            "decidedAt": "2025-01-01T00:00:00Z",
-        },
+        h, "approvals.runtime.joch.dev", "promote-triage", {"decision": "approve"}, as_user=APPROVER
     )
 
 

@@ -226,8 +226,17 @@ def _in(namespace: str, doc: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _patch_status(kubectl: Kubectl, namespace: str, resource: str, name: str, status: dict[str, Any]) -> None:
+def _patch_status(
+    kubectl: Kubectl,
+    namespace: str,
+    resource: str,
+    name: str,
+    status: dict[str, Any],
+    *,
+    as_user: tuple[str, ...] = (),
+) -> None:
     done = kubectl(
+        *as_user,
         "patch",
         resource,
         name,
@@ -274,18 +283,16 @@ def test_promotion_gates_read_the_operators_watches(
             "scores": {"accuracy": 0.95, "pii_leakage": 0},
         },
     )
-    apply(kubectl, [_in(namespace, f.approval(deployment="triage"))])
+    apply(kubectl, [_in(namespace, f.approval(deployment="triage", approvers=("role:release-manager",)))])
+    # Decided by a release manager (the group the bare role names); the server stamps who and when.
+    eventually(lambda: _pending(kubectl, namespace, "promote-triage"), timeout=30)
     _patch_status(
         kubectl,
         namespace,
         "approvals.runtime.joch.dev",
         "promote-triage",
-        {
-            "phase": "Approved",
-            "decision": "approve",
-            "decidedBy": "user:alice",
-            "decidedAt": "2025-01-01T00:00:00Z",
-        },
+        {"decision": "approve"},
+        as_user=("--as=alice", "--as-group=system:masters", "--as-group=release-manager"),
     )
 
     def admitted() -> None:
@@ -294,6 +301,13 @@ def test_promotion_gates_read_the_operators_watches(
         assert done.returncode == 0, done.stderr
 
     eventually(admitted, timeout=30)
+
+
+def _pending(kubectl: Kubectl, namespace: str, name: str) -> None:
+    got = kubectl(
+        "get", "approvals.runtime.joch.dev", name, "-n", namespace, "-o", "jsonpath={.status.phase}"
+    )
+    assert got.stdout == "Pending", got.stdout + got.stderr
 
 
 def _assert_status(url: str, expected: int = 200) -> None:
