@@ -321,6 +321,47 @@ def _tool_calls(kubectl: Kubectl, cluster: Cluster, namespace: str) -> None:
 
     eventually(linked, timeout=60)
 
+    # The gateway holds call-1 for a human: an Approval requested by the run. Its decision reaches the
+    # ToolCall's spec.approval, and the run counts it.
+    held = {
+        "apiVersion": "runtime.joch.dev/v1alpha1",
+        "kind": "Approval",
+        "metadata": {"name": "hold-call-1", "namespace": namespace},
+        "spec": {
+            "requestedBy": {"executionRef": {"name": "first"}},
+            "action": {"type": "tool_call", "toolCallRef": {"name": "call-1"}, "tool": "zendesk.search"},
+            "routing": {"approvers": ["user:alice"]},
+        },
+    }
+    created = create(kubectl, held)
+    assert created.returncode == 0, created.stderr
+
+    def counted(pending: int, state: str) -> None:
+        status = cluster.status("Execution", namespace, "first")
+        assert (status.get("approvals"), status.get("pendingApprovals")) == (1, pending), status
+        approval = cluster.get("ToolCall", namespace, "call-1")["spec"].get("approval") or {}
+        assert approval.get("status") == state, approval
+        assert approval.get("approvalRef") == {"name": "hold-call-1"}, approval
+
+    eventually(lambda: counted(1, "pending"), timeout=60)
+    decided = kubectl(
+        "--as=alice",
+        "--as-group=system:masters",
+        "patch",
+        "approvals.runtime.joch.dev",
+        "hold-call-1",
+        "-n",
+        namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"decision": "approve"}}),
+    )
+    assert decided.returncode == 0, decided.stderr
+    eventually(lambda: counted(0, "approved"), timeout=60)
+    approval = cluster.get("ToolCall", namespace, "call-1")["spec"]["approval"]
+    assert approval["approvedBy"] == "alice", approval
+
 
 def _gone(cluster: Cluster, namespace: str, job: str) -> None:
     found = cluster.batch.list_namespaced_job(namespace, field_selector=f"metadata.name={job}").items

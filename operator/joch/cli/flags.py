@@ -101,7 +101,7 @@ def add_kube_flags(parser: argparse.ArgumentParser | argparse._ArgumentGroup) ->
         "--as",
         dest="as_user",
         metavar="USER",
-        help="act as USER (impersonation, like kubectl --as; your kubeconfig's user needs the impersonate verb)",
+        help="act as USER (impersonation, like kubectl --as; needs the impersonate verb)",
     )
 
 

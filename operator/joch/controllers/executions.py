@@ -35,6 +35,7 @@ import asyncio
 import collections
 import dataclasses
 import datetime
+import json
 import logging
 from collections.abc import Hashable, Iterable, Mapping
 from typing import Any, ClassVar, Final, Literal
@@ -141,7 +142,7 @@ def _execution_of(body: Mapping[str, Any]) -> tuple[str, str] | None:
 
 class ExecutionService(Service):
     name = "executions"
-    watches = frozenset({"Execution", "ToolCall", "Agent", "Deployment"})
+    watches = frozenset({"Execution", "ToolCall", "Agent", "Deployment", "Approval"})
     resync_kinds = ("Execution",)
 
     def __init__(self, host: Host, settings: plan.ExecutionSettings | None = None) -> None:
@@ -158,6 +159,8 @@ class ExecutionService(Service):
         """(namespace, execution) -> the ToolCalls recorded for it."""
         self.identities: set[str] = set()
         """Namespaces whose worker ServiceAccount, Role and RoleBinding exist."""
+        self.approvals: dict[tuple[str, str], dict[str, str]] = collections.defaultdict(dict)
+        """(namespace, execution) -> its Approvals' names and phases."""
         self._watches: list[ObjectWatch] = []
 
     # --- what is dirty ----------------------------------------------------------------------------
@@ -175,6 +178,8 @@ class ExecutionService(Service):
             host.queue.add(execution_key(namespace, change.name))
         elif change.kind == "ToolCall":
             self._index_tool_call(change)
+        elif change.kind == "Approval":
+            self._index_approval(change)
         elif change.kind == "Agent":
             if self._has_waiting(namespace, change.name):
                 host.queue.add(AgentSlots(namespace, change.name))
@@ -218,6 +223,25 @@ class ExecutionService(Service):
                 names.discard(change.name)
             if len(names) != before:
                 self.host.queue.add(execution_key(namespace, execution))
+
+    def _index_approval(self, change: Change) -> None:
+        namespace = change.namespace or ""
+        for entry, present in ((change.old, False), (change.new, True)):
+            if entry is None:
+                continue
+            execution = _requesting_execution(entry, namespace)
+            if execution is None:
+                continue
+            phases = self.approvals[execution]
+            before = dict(phases)
+            if present:
+                phases[change.name] = str(entry.status.get("phase") or "Pending")
+            else:
+                phases.pop(change.name, None)
+            if phases != before:
+                self.host.queue.add(execution_key(*execution))
+            if not phases:
+                self.approvals.pop(execution, None)
 
     def _has_waiting(self, namespace: str, agent: str) -> bool:
         store = self.host.store
@@ -301,13 +325,15 @@ class ExecutionService(Service):
         """Every Execution and ToolCall of the start-up LIST indexed (it is not dispatched as changes),
         then every Execution queued."""
         store = self.host.store
-        for kind in ("Execution", "ToolCall"):
+        for kind in ("Execution", "ToolCall", "Approval"):
             for entry in store.entries(kind):
                 change = Change(kind, entry.namespace, entry.name, None, entry)
                 if kind == "Execution":
                     self._index_execution(change)
-                else:
+                elif kind == "ToolCall":
                     self._index_tool_call(change)
+                else:
+                    self._index_approval(change)
         for entry in store.entries("Execution"):
             yield execution_key(entry.namespace or "", entry.name)
 
@@ -457,11 +483,24 @@ class ExecutionService(Service):
                 continue
             host.counts["toolcalls_linked"] += 1
         count = len(names)
-        if (entry.status.get("recordedToolCalls") or 0) == count:
+        phases = self.approvals.get((namespace, name), {})
+        approvals = {
+            "approvals": len(phases),
+            "pendingApprovals": sum(p == "Pending" for p in phases.values()),
+        }
+        stored_status = entry.status
+        if (stored_status.get("recordedToolCalls") or 0) == count and all(
+            (stored_status.get(k) or 0) == v for k, v in approvals.items()
+        ):
             return
 
         def desire(stored: Entry) -> Mapping[str, Any] | None:
-            return {"recordedToolCalls": len(self.tool_calls.get((namespace, name), ()))}
+            current = self.approvals.get((namespace, name), {})
+            return {
+                "recordedToolCalls": len(self.tool_calls.get((namespace, name), ())),
+                "approvals": len(current),
+                "pendingApprovals": sum(p == "Pending" for p in current.values()),
+            }
 
         async with host.status_lock(entry.key):
             await host.write_status(entry.key, entry.uid, desire, owned=())
@@ -697,6 +736,19 @@ def _execution_ref(entry: Entry) -> str | None:
     except pydantic.ValidationError:
         return None
     return obj.spec.execution_ref.name if isinstance(obj, ToolCall) else None
+
+
+def _requesting_execution(entry: Entry, namespace: str) -> tuple[str, str] | None:
+    """The Execution an Approval was requested by (spec.requestedBy.executionRef), if any."""
+    try:
+        source = json.loads(entry.source or b"{}")
+    except ValueError:
+        return None
+    by = ((source.get("spec") or {}).get("requestedBy") or {}) if isinstance(source, dict) else {}
+    ref = by.get("executionRef") if isinstance(by, dict) else None
+    if not isinstance(ref, dict) or not isinstance(ref.get("name"), str):
+        return None
+    return (str(ref.get("namespace") or namespace), ref["name"])
 
 
 def _replicas(deployment: Deployment) -> int:

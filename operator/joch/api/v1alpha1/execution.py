@@ -149,7 +149,14 @@ class ExecutionStatus(meta.Status):
         ge=0,
         description="ToolCalls the tool gateway recorded for this run (counted by the operator).",
     )
-    approvals: int | None = Field(default=None, ge=0, description="Approvals requested.")
+    approvals: int | None = Field(
+        default=None,
+        ge=0,
+        description="Approvals this run requested (spec.requestedBy.executionRef), counted by the operator.",
+    )
+    pending_approvals: int | None = Field(
+        default=None, ge=0, description="Of those, the ones still waiting for a decision."
+    )
     hook_decisions: int | None = Field(default=None, ge=0, description="Policy hook decisions taken.")
     artifact_refs: list[ArtifactURI] | None = Field(
         default=None, max_length=256, description="artifact:// URIs of the artifacts produced."
