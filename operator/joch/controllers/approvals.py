@@ -41,6 +41,8 @@ __all__ = ["ApprovalService"]
 
 logger = logging.getLogger("joch.controllers.approvals")
 
+RETRY_SECONDS: Final = 2.0
+"""When a status write of an Approval is refused, the wait before it is tried again."""
 TOOL_CALLS: Final = "/apis/runtime.joch.dev/v1alpha1/namespaces/{ns}/toolcalls/{name}"
 _EVENTS: Final[dict[str, tuple[Literal["Normal", "Warning"], str]]] = {
     "Pending": ("Normal", "Requested"),
@@ -168,12 +170,18 @@ class ApprovalService(Service):
                 now=host.now(),
             )
 
+        # A due request leaves the timer now; whatever happens to the write, the status read afterwards
+        # puts a still-Pending one back (and a refused write is tried again shortly).
+        if plan.is_due(before, host.now()):
+            self._deadlines.pop((namespace, name), None)
         async with host.status_lock(entry.key):
             try:
                 await host.write_status(entry.key, entry.uid, desire, owned=("Ready", plan.OVERRIDE_REVIEW))
             except errors.Forbidden as exc:
-                logger.warning("Approval %s/%s: status write refused: %s", namespace, name, exc)
-                raise
+                # e.g. a webhook replica whose clock is behind says "not before": try again soon.
+                logger.warning("Approval %s/%s: status write refused, retrying: %s", namespace, name, exc)
+                host.queue.add_after(entry.key, RETRY_SECONDS)
+                return
         current = host.store.entry("Approval", namespace, name)
         if current is None:
             return
@@ -190,6 +198,13 @@ class ApprovalService(Service):
         ref = action.get("toolCallRef")
         if action.get("type") == "tool_call" and isinstance(ref, dict) and ref.get("name"):
             await self._tell_tool_call(str(ref.get("namespace") or namespace), str(ref["name"]), name, status)
+
+    def drifted(self, entry: Entry) -> Hashable | None:
+        """The resync's check: a request past its deadline still Pending, or one without a phase."""
+        status = entry.status
+        if not status.get("phase") or plan.is_due(status, self.host.now()):
+            return entry.key
+        return None
 
     def _announce(self, entry: Entry, before: Mapping[str, Any], after: Mapping[str, Any]) -> None:
         """One Event per phase reached (the phase the Ready condition reported before is the memory)."""

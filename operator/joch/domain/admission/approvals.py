@@ -300,8 +300,9 @@ def _problems(write: _Write, teams: TeamLookup) -> Iterator[Problem]:
 def _decided(write: _Write) -> Problem:
     before = write.before
     override = _map(before.get("override"))
-    by = before.get("decidedBy") or override.get("by")
-    at = before.get("decidedAt") or override.get("at")
+    overridden = write.old_phase == "Overridden" and override.get("by")
+    by = override.get("by") if overridden else before.get("decidedBy")
+    at = override.get("at") if overridden else before.get("decidedAt")
     detail = (f" by {by}" if by else "") + (f" at {at}" if at else "")
     return Problem(
         f"status.{sorted(write.changed)[0]}",

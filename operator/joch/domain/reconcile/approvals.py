@@ -84,6 +84,24 @@ def is_due(status: Mapping[str, Any], now: str) -> bool:
     )
 
 
+def _override(status: Mapping[str, Any]) -> Mapping[str, Any]:
+    override = status.get("override")
+    return override if isinstance(override, Mapping) else {}
+
+
+def _actor(status: Mapping[str, Any]) -> Any:
+    """Who settled the request: the overrider of an Overridden one, else who decided."""
+    if status.get("phase") == "Overridden" and _override(status).get("by"):
+        return _override(status).get("by")
+    return status.get("decidedBy")
+
+
+def _when(status: Mapping[str, Any]) -> Any:
+    if status.get("phase") == "Overridden" and _override(status).get("at"):
+        return _override(status).get("at")
+    return status.get("decidedAt")
+
+
 def _ready(status: Mapping[str, Any], generation: int | None) -> list[dict[str, Any]]:
     phase = str(status.get("phase") or "Pending")
     review = status.get("review") if isinstance(status.get("review"), Mapping) else {}
@@ -92,7 +110,7 @@ def _ready(status: Mapping[str, Any], generation: int | None) -> list[dict[str, 
         expires = status.get("expiresAt") or "its deadline"
         out = [condition("Ready", "False", WAITING, f"waiting for a decision until {expires}", generation)]
     else:
-        by = status.get("decidedBy") or (status.get("override") or {}).get("by") or "?"
+        by = _actor(status) or "?"
         out = [condition("Ready", "True", phase, f"{phase} by {by}", generation)]
     if phase == "Overridden":
         if review.get("required") is True:
@@ -184,10 +202,7 @@ def tool_call_approval(name: str, status: Mapping[str, Any]) -> dict[str, Any]:
         state = "approved"
     out: dict[str, Any] = {"required": True, "status": state, "approvalRef": {"name": name}}
     if phase in DECIDED_PHASES:
-        override = status.get("override") if isinstance(status.get("override"), Mapping) else {}
-        assert isinstance(override, Mapping)
-        by = status.get("decidedBy") or override.get("by")
-        at = status.get("decidedAt") or override.get("at")
+        by, at = _actor(status), _when(status)
         if by:
             out["approvedBy"] = by
         if at:
