@@ -151,6 +151,12 @@ APPROVAL_EXPIRY_DELAY: Final = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 300),
     registry=REGISTRY,
 )
+TEAM_ROLEBINDINGS: Final = Counter(
+    "joch_team_rolebindings",
+    "RoleBinding writes of the teams service, by outcome (written, deleted, failed).",
+    ["outcome"],
+    registry=REGISTRY,
+)
 EXECUTION_START_DELAY: Final = Histogram(
     "joch_execution_start_delay_seconds",
     "From an Execution's creation to its Job's creation (queueing included).",
@@ -220,6 +226,14 @@ def record_approval(phase: str, expiry_delay_seconds: float | None = None) -> No
     APPROVALS_SETTLED.labels(phase=phase).inc()
     if expiry_delay_seconds is not None:
         APPROVAL_EXPIRY_DELAY.observe(max(0.0, expiry_delay_seconds))
+
+
+def record_team_bindings(*, written: int, deleted: int, failed: int) -> None:
+    """The teams service wrote (created, patched, replaced) ``written`` RoleBindings, deleted
+    ``deleted``, and ``failed`` of those writes were refused."""
+    for outcome, count in (("written", written - failed), ("deleted", deleted), ("failed", failed)):
+        if count > 0:
+            TEAM_ROLEBINDINGS.labels(outcome=outcome).inc(count)
 
 
 def record_execution_finished(phase: str) -> None:

@@ -81,6 +81,28 @@
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["roles", "rolebindings"]
   verbs: ["get", "create"]
+# approvals: Pending requests with their deadline, Expired on timeout (status); promotion requests created for blocked Deployments
+- apiGroups: ["runtime.joch.dev"]
+  resources: ["approvals", "approvals/status"]
+  verbs: ["get", "create", "patch", "update"]
+# approvals: whether a user holds the override or acknowledge verb on an Approval (break-glass, review)
+- apiGroups: ["authorization.k8s.io"]
+  resources: ["localsubjectaccessreviews"]
+  verbs: ["create"]
+# teams: one RoleBinding per Team role in each of the team's namespaces (label joch.dev/team)
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["rolebindings"]
+  verbs: ["get", "list", "watch", "create", "patch", "update", "delete"]
+# teams: bind the Team roles' ClusterRoles (only these, by name; never joch-break-glass, never escalate)
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["clusterroles"]
+  verbs: ["bind"]
+  resourceNames:
+  - "joch-admin"
+  - "joch-operator"
+  - "joch-viewer"
+  - "joch-approver"
+  - "joch-auditor"
 # controllers: Kubernetes Events on joch objects
 - apiGroups: [""]
   resources: ["events"]
@@ -124,6 +146,10 @@
 - apiGroups: [""]
   resources: ["pods"]
   verbs: ["get", "list", "watch"]
+# teams: one RoleBinding per Team role in each of the team's namespaces (label joch.dev/team)
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["rolebindings"]
+  verbs: ["get", "list", "watch"]
 {{- end }}
 
 {{- define "joch.rbac.clusterRules" }}
@@ -143,6 +169,17 @@
 - apiGroups: ["ops.joch.dev"]
   resources: ["environments/status", "teams/status"]
   verbs: ["get", "patch", "update"]
+# teams: read the Team roles' ClusterRoles at start-up (the chart creates them)
+- apiGroups: ["rbac.authorization.k8s.io"]
+  resources: ["clusterroles"]
+  verbs: ["get"]
+  resourceNames:
+  - "joch-admin"
+  - "joch-operator"
+  - "joch-viewer"
+  - "joch-approver"
+  - "joch-auditor"
+  - "joch-break-glass"
 # controllers: Namespace labels choose an Agent's environment (decision D5, docs/decisions.md)
 - apiGroups: [""]
   resources: ["namespaces"]

@@ -2,6 +2,7 @@
 
 - ``crds/<group>_<plural>.yaml``: the CRDs, from the models;
 - ``webhooks/{validating,mutating}.yaml``: the webhook configurations (service mode, no caBundle);
+- ``rbac/team-roles.yaml``: the ClusterRoles of the Team roles and joch-break-glass (docs/teams.md);
 - ``charts/joch/``: the chart's CRD copies, values, values.schema.json, README, RBAC rules and the
   GitOps health checks;
 - ``docs/resources.md``: the field reference.
@@ -17,15 +18,16 @@ from typing import Any
 
 from joch.api import v1alpha1
 from joch.domain.compilation import catalog
-from joch.manifests import chart, crds, files, reference, webhooks
+from joch.manifests import chart, crds, files, reference, roles, webhooks
 
 
 def register(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "manifests",
-        help="generate CRDs, webhook configurations, chart files and the reference (`make manifests`)",
-        description="Render crds/, webhooks/, the generated files of charts/joch/ and docs/resources.md "
-        "from the pydantic models. `make verify` fails when the committed files differ.",
+        help="generate CRDs, webhook configurations, team roles, chart files and the reference "
+        "(`make manifests`)",
+        description="Render crds/, webhooks/, rbac/, the generated files of charts/joch/ and "
+        "docs/resources.md from the pydantic models. `make verify` fails when the committed files differ.",
     )
     parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path(), help="repository root")
     parser.set_defaults(handler=run)
@@ -40,6 +42,8 @@ def run(args: argparse.Namespace) -> int:
     report["webhooks/"] = write_dir(
         root / "webhooks", {name: files.dump_yaml(doc) for name, doc in configurations.items()}
     )
+
+    report["rbac/"] = write_dir(root / "rbac", {"team-roles.yaml": roles.render_file()})
 
     generated = chart.render(
         crds=rendered,

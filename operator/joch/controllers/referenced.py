@@ -1,6 +1,7 @@
 """The status service: every object an Agent references (FrameworkAdapter, ModelRoute, Model, Tool,
-MCPServer, Memory, RAG, Policy, Environment, Team) reports Ready, observedGeneration, phase and its
-counters (how many Agents use it), decided by joch.domain.reconcile.status from the cache.
+MCPServer, Memory, RAG, Policy, Environment; a Team's status is the teams service's) reports Ready,
+observedGeneration, phase and its counters (how many Agents use it), decided by
+joch.domain.reconcile.status from the cache.
 
 A change to such an object (its spec, or a status written by someone else), a Model's change for the
 ModelRoutes that may route to it, and a moved Agent count (:meth:`touched`, from the compile service)
@@ -28,15 +29,17 @@ from joch.kube import events, paths
 __all__ = ["ReferencedStatusService"]
 
 MCP: Final = paths.ResourceType.of(MCPServer)
+KINDS: Final = status.REFERENCED_KINDS - {"Team"}
+"""The kinds whose status this service writes (joch.controllers.teams writes the Teams')."""
 
 
 class ReferencedStatusService(Service):
     name = "status"
-    watches = status.REFERENCED_KINDS
-    resync_kinds = tuple(sorted(status.REFERENCED_KINDS))
+    watches = KINDS
+    resync_kinds = tuple(sorted(KINDS))
 
     def owns(self, key: Hashable) -> bool:
-        return isinstance(key, ObjectKey) and key.kind in status.REFERENCED_KINDS
+        return isinstance(key, ObjectKey) and key.kind in KINDS
 
     def observe(self, change: Change) -> None:
         if change.kind == "Model" and change.changed and change.current is not None:
@@ -56,7 +59,7 @@ class ReferencedStatusService(Service):
                 self.touched(entry.key)
 
     def synced_keys(self) -> Iterable[Hashable]:
-        for kind in status.REFERENCED_KINDS:
+        for kind in KINDS:
             for entry in self.host.store.entries(kind):
                 yield entry.key
 

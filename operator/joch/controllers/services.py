@@ -12,6 +12,7 @@ from joch.controllers.compile import CompileService
 from joch.controllers.executions import ExecutionService
 from joch.controllers.referenced import ReferencedStatusService
 from joch.controllers.service import Service
+from joch.controllers.teams import TeamService
 
 __all__ = ["SERVICES", "ServiceFactory"]
 
@@ -23,4 +24,5 @@ SERVICES: tuple[ServiceFactory, ...] = (
     AgBOMService,
     ExecutionService,
     ApprovalService,
+    TeamService,
 )

@@ -1,5 +1,5 @@
 """Who the operator is and what a user may do, as the API server says: SelfSubjectReview and
-SubjectAccessReview; and the Approvals the operator requests.
+LocalSubjectAccessReview; and the Approvals the operator requests.
 
 Admission of Approval decisions needs both facts (joch.domain.admission.approvals): the operator's own
 user name (its bookkeeping writes are trusted) and whether a user holds the ``override`` or
@@ -20,7 +20,8 @@ __all__ = ["APPROVALS", "allowed_verbs", "create_approval", "whoami"]
 
 APPROVALS: Final = paths.ResourceType.of(Approval)
 SELF_REVIEW: Final = "/apis/authentication.k8s.io/v1/selfsubjectreviews"
-ACCESS_REVIEW: Final = "/apis/authorization.k8s.io/v1/subjectaccessreviews"
+ACCESS_REVIEW: Final = "/apis/authorization.k8s.io/v1/namespaces/{namespace}/localsubjectaccessreviews"
+"""LocalSubjectAccessReview: namespaced, so a namespace-scoped install's Role can grant its create."""
 
 
 async def whoami(kube: client.Kube) -> str:
@@ -43,12 +44,12 @@ async def allowed_verbs(
     group: str = APPROVALS.group,
     resource: str = APPROVALS.plural,
 ) -> frozenset[str]:
-    """The ``verbs`` the user holds on that object (one SubjectAccessReview each)."""
+    """The ``verbs`` the user holds on that object (one LocalSubjectAccessReview each, in its namespace)."""
     held: set[str] = set()
     for verb in verbs:
         body = {
             "apiVersion": "authorization.k8s.io/v1",
-            "kind": "SubjectAccessReview",
+            "kind": "LocalSubjectAccessReview",
             "spec": {
                 "user": username,
                 "groups": list(groups),
@@ -62,7 +63,8 @@ async def allowed_verbs(
                 },
             },
         }
-        review: dict[str, Any] = await kube.request("POST", ACCESS_REVIEW, body=body)
+        path = ACCESS_REVIEW.format(namespace=namespace)
+        review: dict[str, Any] = await kube.request("POST", path, body=body)
         if (review.get("status") or {}).get("allowed") is True:
             held.add(verb)
     return frozenset(held)

@@ -33,7 +33,7 @@ import yaml
 from pydantic import alias_generators
 
 from joch.api.v1alpha1 import meta
-from joch.manifests import files, rbac, webhooks
+from joch.manifests import files, rbac, roles, webhooks
 
 __all__ = [
     "CHART_PATH",
@@ -137,6 +137,12 @@ class Rbac(_Model):
         "With rbac.scope=namespace: also grant read-only access to the cluster-scoped catalog "
         "(FrameworkAdapter, Environment, Team) and Namespaces, through one ClusterRole. Without it, "
         "a namespace-scoped operator does not see those kinds.",
+    )
+    team_roles: bool = _field(
+        True,
+        "With rbac.scope=cluster: create the ClusterRoles of the Team roles (joch-admin, joch-operator, "
+        "joch-viewer, joch-approver, joch-auditor) and joch-break-glass, which the operator binds for "
+        "Team members (docs/teams.md). One release per cluster should create them.",
     )
 
 
@@ -611,6 +617,7 @@ def render(
     out["values.schema.json"] = json.dumps(values_schema(), indent=2) + "\n"
     out["README.md"] = readme()
     out["templates/_rbac-rules.tpl"] = rbac.render_chart_helpers()
+    out["templates/team-roles.yaml"] = roles.chart_template()
     out["files/webhooks.yaml"] = webhooks_file(hooks)
     out["argocd/argocd-cm.yaml"] = argocd_customizations(kinds, health_lua, reconciled=reconciled)
     out["flux/health-check-exprs.yaml"] = flux_health_checks(reconciled)

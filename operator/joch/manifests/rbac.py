@@ -19,16 +19,20 @@ Where a grant applies::
 The operator holds no permission on core Secrets except ``get``/``update``/``patch`` of its own webhook
 serving Secret, by name, in its own namespace, and only when the operator manages webhook TLS (decision
 D12: it never reads secret values; ``list`` and ``watch`` are never granted, nor any other Secret).
+It holds ``bind`` on the five Team-role ClusterRoles by name (so it can bind them for Team members
+without holding what they grant), never on joch-break-glass, and never ``escalate``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import typing
 from collections.abc import Iterable, Sequence
 from typing import Any, Final, Literal
 
 from joch.api import v1alpha1
 from joch.api.v1alpha1 import meta
+from joch.api.v1alpha1.team import TeamRole
 from joch.domain.compilation import catalog
 
 __all__ = [
@@ -61,7 +65,8 @@ class Grant:
     verbs: tuple[str, ...]
     where: Where
     resource_names: tuple[str, ...] = ()
-    """Chart helper templates naming the only objects allowed (e.g. ``joch.leaseName``); empty = any."""
+    """The only objects allowed: chart helper templates (a name with a dot, e.g. ``joch.leaseName``) or
+    literal names (``joch-admin``); empty = any."""
     when: str = ""
     """A Helm condition (a template pipeline) under which the chart renders this grant; empty = always."""
 
@@ -117,6 +122,8 @@ def _catalog_grants() -> list[Grant]:
             )
     return grants
 
+
+_TEAM_ROLES: Final = typing.get_args(TeamRole)
 
 _WEBHOOK_TLS: Final = '(include "joch.webhookTLSMode" .) | eq "operator"'
 
@@ -201,6 +208,49 @@ GRANTS: Final[tuple[Grant, ...]] = (
         ("roles", "rolebindings"),
         ("get", "create"),
         "namespaces",
+    ),
+    Grant(
+        "approvals",
+        "Pending requests with their deadline, Expired on timeout (status); promotion requests created "
+        "for blocked Deployments",
+        v1alpha1.Approval.crd.group,
+        ("approvals", "approvals/status"),
+        ("get", "create", "patch", "update"),
+        "namespaces",
+    ),
+    Grant(
+        "approvals",
+        "whether a user holds the override or acknowledge verb on an Approval (break-glass, review)",
+        "authorization.k8s.io",
+        ("localsubjectaccessreviews",),
+        ("create",),
+        "namespaces",
+    ),
+    Grant(
+        "teams",
+        "one RoleBinding per Team role in each of the team's namespaces (label joch.dev/team)",
+        _RBAC,
+        ("rolebindings",),
+        ("get", "list", "watch", "create", "patch", "update", "delete"),
+        "namespaces",
+    ),
+    Grant(
+        "teams",
+        "bind the Team roles' ClusterRoles (only these, by name; never joch-break-glass, never escalate)",
+        _RBAC,
+        ("clusterroles",),
+        ("bind",),
+        "namespaces",
+        resource_names=tuple(f"joch-{role}" for role in _TEAM_ROLES),
+    ),
+    Grant(
+        "teams",
+        "read the Team roles' ClusterRoles at start-up (the chart creates them)",
+        _RBAC,
+        ("clusterroles",),
+        ("get",),
+        "cluster",
+        resource_names=(*(f"joch-{role}" for role in _TEAM_ROLES), "joch-break-glass"),
     ),
     Grant(
         "controllers", "Kubernetes Events on joch objects", "", ("events",), ("create", "patch"), "namespaces"
@@ -360,7 +410,8 @@ def _tpl_rule(grant: Grant, *, read_only: bool) -> list[str]:
     if grant.resource_names:
         lines.append("  resourceNames:")
         lines.extend(
-            f"  - {{{{ include {name!r} . | quote }}}}".replace("'", '"') for name in grant.resource_names
+            f"  - {{{{ include {name!r} . | quote }}}}".replace("'", '"') if "." in name else f'  - "{name}"'
+            for name in grant.resource_names
         )
     if grant.when:
         lines = [f"{{{{- if {grant.when} }}}}", *lines, "{{- end }}"]

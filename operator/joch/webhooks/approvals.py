@@ -3,7 +3,7 @@
 - :func:`learn_identity`: the operator's own user name (a SelfSubjectReview), so admission trusts its
   bookkeeping writes on Approvals (Pending, expiresAt, expiry) and nobody else's.
 - :func:`authorizer`: whether a user holds the ``override`` / ``acknowledge`` verb on an Approval (a
-  SubjectAccessReview per verb), asked only for the writes that need it.
+  LocalSubjectAccessReview per verb), asked only for the writes that need it.
 - :func:`promotion_requester`: after a Deployment is denied because its ``requiresApproval`` gate has no
   Approval, the Pending Approval approvers will find in ``joch approvals ls`` (never on a dry run; one
   per promoted state, so applying again finds the same request).

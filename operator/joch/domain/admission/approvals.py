@@ -28,7 +28,7 @@ decide``). Two webhooks see it, both on ``approvals/status``:
     request (``Expired``, decidedBy :data:`TIMEOUT_USER`, never before ``expiresAt``) and change
     conditions.
 
-Which verbs the user holds is a fact the webhook layer asks the API server (a SubjectAccessReview) and
+Which verbs the user holds is a fact the webhook layer asks the API server (a LocalSubjectAccessReview) and
 hands in as ``grants``; the operator's identity is a fact it learned at start-up (a
 SelfSubjectReview). Everything here is pure.
 """

@@ -339,3 +339,10 @@ class Store:
 
     def namespace_labels(self, namespace: str) -> Mapping[str, str]:
         return self._namespace_labels.get(namespace, {})
+
+    def has_namespace(self, namespace: str) -> bool | None:
+        """Whether the Namespace exists; None when no Namespace is known at all (the operator may not
+        list Namespaces: a cluster always has some)."""
+        if not self._namespace_labels:
+            return None
+        return namespace in self._namespace_labels
