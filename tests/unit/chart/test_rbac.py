@@ -7,7 +7,7 @@
 | core kinds the kube layer calls         | joch.kube.paths (ConfigMap, Event, Namespace)          |
 | the webhook TLS writes                  | joch.kube.webhook_tls (Secret, webhook configurations) |
 | leader election                         | joch.kube.leader (Lease)                               |
-| least privilege                         | no Secret list/watch, no wildcard, no escalate/bind    |
+| least privilege                         | no Secret list/watch, wildcard or escalate; bind: Team roles |
 | render(): cluster vs namespace scope    | ClusterRole vs Roles only                              |
 """
 
@@ -91,7 +91,20 @@ def test_least_privilege() -> None:
         assert "*" not in grant.verbs, grant
         assert "*" not in grant.resources, grant
         assert grant.api_group != "*", grant
-        assert not {"escalate", "bind", "impersonate"} & set(grant.verbs), grant
+        assert not {"escalate", "impersonate"} & set(grant.verbs), grant
+        if "bind" in grant.verbs:  # only the Team roles, by name: never break-glass, never any role
+            assert (grant.api_group, grant.resources, grant.verbs) == (
+                "rbac.authorization.k8s.io",
+                ("clusterroles",),
+                ("bind",),
+            ), grant
+            assert set(grant.resource_names) == {
+                "joch-admin",
+                "joch-operator",
+                "joch-viewer",
+                "joch-approver",
+                "joch-auditor",
+            }, grant
         assert grant.why
         assert grant.feature
     webhook_configs = [g for g in rbac.GRANTS if g.api_group == "admissionregistration.k8s.io"]
