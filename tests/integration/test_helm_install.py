@@ -195,6 +195,20 @@ def test_service_account_credentials_are_least_privilege(
             ):
                 can = kubectl("auth", "can-i", verb, resource, "-n", namespace, f"--kubeconfig={path}")
                 assert can.stdout.strip() == "no", (verb, resource)
+            # Teams: it binds the Team roles' ClusterRoles (by name) without holding what they grant, and
+            # never joch-break-glass or any other ClusterRole (docs/teams.md).
+            for verb, resource, answer in (
+                ("bind", "clusterroles/joch-admin", "yes"),
+                ("bind", "clusterroles/joch-approver", "yes"),
+                ("bind", "clusterroles/joch-break-glass", "no"),
+                ("bind", "clusterroles/cluster-admin", "no"),
+                ("bind", "clusterroles", "no"),
+                ("create", "rolebindings", "yes"),
+                ("create", "clusterrolebindings", "no"),
+                ("override", "approvals.runtime.joch.dev", "no"),
+            ):
+                can = kubectl("auth", "can-i", verb, resource, "-n", other, f"--kubeconfig={path}")
+                assert can.stdout.strip() == answer, (verb, resource, can.stdout, can.stderr)
         finally:
             api.close()
 

@@ -121,6 +121,12 @@ def test_operator_with_chart_credentials_compiles_the_examples(
     _wait_ready(kubectl, namespace)
     assert "support-triage-g1" in cluster.manifests(namespace)
     eventually(lambda: _assert_ready_kind(cluster, "Model", namespace, "gpt-5-thinking"), timeout=60)
+    # The example Team's members are bound with the chart's grants (bind on the Team roles by name).
+    eventually(lambda: _assert_ready_kind(cluster, "Team", None, example.team), timeout=60)
+    bindings = client.RbacAuthorizationV1Api(cluster.core.api_client).list_namespaced_role_binding(
+        namespace, label_selector=f"joch.dev/team={example.team}"
+    )
+    assert sorted(b.role_ref.name for b in bindings.items) == ["joch-admin", "joch-approver", "joch-operator"]
     assert operator.running()
     assert not _forbidden_lines(operator.current_log()), "\n".join(_forbidden_lines(operator.current_log()))
     api = helm_sa_api(sa)

@@ -23,7 +23,7 @@ import yaml
 import joch
 from joch.api import v1alpha1
 from joch.domain.compilation import catalog
-from joch.manifests import chart, crds, files, rbac, webhooks
+from joch.manifests import chart, crds, files, rbac, roles, webhooks
 from tests import helpers
 from tests.unit.chart import helm
 
@@ -171,11 +171,33 @@ NAMES = {
 
 def test_cluster_scope_renders_the_grant_table() -> None:
     docs = helm.template()
-    role = helm.one(docs, "ClusterRole")
+    (role,) = [d for d in helm.find(docs, "ClusterRole") if d["metadata"]["name"] not in roles.ROLE_NAMES]
     assert role["rules"] == rbac.rules(where=("namespaces", "cluster"), names=NAMES)
     binding = helm.one(docs, "ClusterRoleBinding")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "joch", "namespace": "joch-operator"}]
     assert helm.one(docs, "Role", "joch-self")["rules"] == rbac.rules(where=("release",), names=NAMES)
+
+
+def test_the_team_roles_are_rendered_once_with_the_chart_labels() -> None:
+    """rbac.teamRoles (default on, cluster scope): the six ClusterRoles of joch.manifests.roles, their
+    rules as generated, with the chart's labels; off, or in namespace scope, none."""
+    docs = helm.template()
+    operator_role = "joch-joch-operator"  # <release>-<namespace>: the operator's own
+    team_roles = {
+        d["metadata"]["name"]: d
+        for d in helm.find(docs, "ClusterRole")
+        if d["metadata"]["name"] != operator_role
+    }
+    expected = {r["metadata"]["name"]: r for r in roles.cluster_roles()}
+    assert set(team_roles) == set(expected) == set(roles.ROLE_NAMES)
+    for name, role in team_roles.items():
+        assert role["rules"] == expected[name]["rules"], name
+        labels = role["metadata"]["labels"]
+        assert labels["app.kubernetes.io/managed-by"] == "Helm"
+        assert labels["joch.dev/role"] == expected[name]["metadata"]["labels"]["joch.dev/role"]
+    off = helm.template({"rbac": {"teamRoles": False}})
+    assert [d["metadata"]["name"] for d in helm.find(off, "ClusterRole")] == [operator_role]
+    assert not helm.find(helm.template(NAMESPACED), "ClusterRole")
 
 
 def test_namespace_scope_renders_roles_only() -> None:

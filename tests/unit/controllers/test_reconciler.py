@@ -103,7 +103,7 @@ def test_first_pass_writes_the_manifest_the_status_and_referenced_statuses() -> 
         assert (policy["agentsSelected"], policy["version"], policy["phase"]) == (1, "v1", "Ready")
         assert obj(kube, "frameworkadapters", "openai-agents-sdk", None)["status"]["agentsBound"] == 1
         assert obj(kube, "environments", "prod", None)["status"]["agentCount"] == 1
-        # A Team's status is the teams service's (tests/unit/controllers/test_team_service.py), not this one's.
+        # A Team's status is the teams service's (test_team_service.py), not this one's.
         assert "status" not in obj(kube, "teams", "support-platform", None)
         assert obj(kube, "modelroutes", "research-default")["status"]["phase"] == "Ready"
         await controller.recorder.flush()
