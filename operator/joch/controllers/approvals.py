@@ -126,14 +126,14 @@ class ApprovalService(Service):
             return
         if self._timer is not None:
             self._timer.cancel()
-        now = plan.parse_time(self.host.now()) or datetime.datetime.now(datetime.UTC)
+        now = self.host.clock()
         delay = max(0.0, (earliest - now).total_seconds())
         self._armed_for = earliest
         self._timer = asyncio.get_running_loop().call_later(delay, self._fire)
 
     def _fire(self) -> None:
         self._timer, self._armed_for = None, None
-        now = plan.parse_time(self.host.now()) or datetime.datetime.now(datetime.UTC)
+        now = self.host.clock()
         while self._heap and self._heap[0][0] <= now:
             deadline, namespace, name = heapq.heappop(self._heap)
             if self._deadlines.get((namespace, name)) == deadline:

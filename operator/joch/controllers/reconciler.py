@@ -251,6 +251,9 @@ class Controller:
     def now(self) -> str:
         return _stamp(self._clock())
 
+    def clock(self) -> datetime.datetime:
+        return self._clock()
+
     def status_lock(self, key: ObjectKey) -> AbstractAsyncContextManager[None]:
         return self._status_locks.hold(key)
 

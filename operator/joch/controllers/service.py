@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import datetime
 from collections.abc import Callable, Hashable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar, Protocol
@@ -112,6 +113,9 @@ class Host(Protocol):
 
     def now(self) -> str:
         """The current time as an RFC 3339 UTC timestamp (the controller's clock)."""
+
+    def clock(self) -> datetime.datetime:
+        """The current time, to the microsecond (the controller's clock; timers are armed from it)."""
 
     def touch(self, key: Hashable) -> None:
         """Tell the service that owns ``key`` that something about it changed outside the cache (how
