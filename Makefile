@@ -79,6 +79,7 @@ bench: venv tools ## Benchmarks: each figure next to a baseline measured in the 
 	$(PY) benchmarks/store_bench.py
 	$(PY) benchmarks/agbom_fanout_bench.py
 	$(PY) benchmarks/execution_bench.py
+	$(PY) benchmarks/approval_bench.py
 
 ##@ Local control plane
 
