@@ -89,6 +89,10 @@
 - apiGroups: ["authorization.k8s.io"]
   resources: ["localsubjectaccessreviews"]
   verbs: ["create"]
+# budgets: Budget status: windows, ledger, phase and conditions
+- apiGroups: ["ops.joch.dev"]
+  resources: ["budgets/status"]
+  verbs: ["get", "patch", "update"]
 # teams: one RoleBinding per Team role in each of the team's namespaces (label joch.dev/team)
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["rolebindings"]

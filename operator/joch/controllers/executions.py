@@ -50,6 +50,7 @@ from joch.api.v1alpha1.toolcall import ToolCall
 from joch.controllers.service import Change, Host, Service
 from joch.domain import compilation
 from joch.domain.compilation.keys import ObjectKey
+from joch.domain.reconcile import budgets
 from joch.domain.reconcile import executions as plan
 from joch.domain.reconcile.cache import Entry
 from joch.domain.reconcile.status import conditions_by_type
@@ -61,6 +62,8 @@ __all__ = ["AgentSlots", "ExecutionService"]
 logger = logging.getLogger("joch.executions")
 
 RUNNING_REASONS: Final = frozenset({"Running", "Starting"})
+BUDGET_WAIT_SECONDS: Final = 5.0
+"""How often retention looks again at a finished run that a covering Budget has not counted yet."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -435,6 +438,11 @@ class ExecutionService(Service):
         host.queue.add(AgentSlots(entry.namespace or "", agent))
         if self.settings.retention_seconds > 0:
             host.queue.add_after(entry.key, self.settings.retention_seconds)
+        # This status write went into the cache, not through a watch: the Budgets covering the run hear
+        # of its end from here (the budgets service counts it).
+        for covering in budgets.covering(host.store, host.settings, entry.namespace or "", agent):
+            namespace, _, name = covering.partition("/")
+            host.touch(ObjectKey("Budget", namespace, name))
 
     async def _retain(self, entry: Entry, stored: Mapping[str, Any]) -> None:
         """Delete a finished Execution once its retention has passed (else come back then)."""
@@ -448,6 +456,13 @@ class ExecutionService(Service):
         if left > 0:
             self.host.queue.add_after(entry.key, left)
             return
+        run = budgets.run_of(entry)
+        if run is not None:
+            covering = budgets.covering(self.host.store, self.host.settings, run.namespace, run.agent)
+            if budgets.uncharged(run, covering):
+                # Kept until every Budget covering it has counted it (docs/budgets.md).
+                self.host.queue.add_after(entry.key, BUDGET_WAIT_SECONDS)
+                return
         if await jobs.delete_execution(self.host.kube, entry.namespace or "", entry.name, uid=entry.uid):
             self.host.counts["executions_expired"] += 1
 

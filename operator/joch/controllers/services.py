@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from joch.controllers.agbom import AgBOMService
 from joch.controllers.approvals import ApprovalService
+from joch.controllers.budgets import BudgetService
 from joch.controllers.compile import CompileService
 from joch.controllers.executions import ExecutionService
 from joch.controllers.referenced import ReferencedStatusService
@@ -25,4 +26,5 @@ SERVICES: tuple[ServiceFactory, ...] = (
     ExecutionService,
     ApprovalService,
     TeamService,
+    BudgetService,
 )

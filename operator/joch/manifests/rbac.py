@@ -227,6 +227,14 @@ GRANTS: Final[tuple[Grant, ...]] = (
         "namespaces",
     ),
     Grant(
+        "budgets",
+        "Budget status: windows, ledger, phase and conditions",
+        v1alpha1.Budget.crd.group,
+        ("budgets/status",),
+        ("get", "patch", "update"),
+        "namespaces",
+    ),
+    Grant(
         "teams",
         "one RoleBinding per Team role in each of the team's namespaces (label joch.dev/team)",
         _RBAC,

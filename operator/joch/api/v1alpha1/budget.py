@@ -100,10 +100,21 @@ class BudgetAttribution(meta.Schema):
     approvals: bool | None = Field(default=None, description="Count the costs of approval steps.")
 
 
+TimeZone = Annotated[
+    str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z][A-Za-z0-9_+\-]*(/[A-Za-z0-9_+\-]+)*$")
+]
+"""An IANA time zone name (``UTC``, ``Europe/Berlin``)."""
+
+
 class BudgetSpec(meta.Schema):
     """Desired state of a Budget."""
 
     description: str | None = Field(default=None, max_length=4096, description="What the budget is for.")
+    time_zone: TimeZone = Field(
+        default="UTC",
+        description="IANA time zone whose calendar aligns the windows: a day starts at its midnight, a month "
+        "on its first day (default UTC).",
+    )
     scope: BudgetScope | None = Field(default=None, description="Teams the budget covers.")
     limits: BudgetLimits = Field(description="Spending caps in USD and tokens.")
     enforcement: BudgetEnforcement = Field(
@@ -123,6 +134,53 @@ class BudgetRecentRuns(meta.Schema):
     )
 
 
+class BudgetWindow(meta.Schema):
+    """One calendar window of a Budget, in the style of a ResourceQuota's hard and used."""
+
+    hard: float | None = Field(default=None, ge=0, description="The limit, USD (absent: not capped).")
+    soft: float | None = Field(default=None, ge=0, description="The soft limit, USD (hard x softLimitPct).")
+    used: float = Field(
+        ge=0, description="USD spent in the window: finished runs counted, plus runs still going."
+    )
+    reserved: float = Field(
+        default=0,
+        ge=0,
+        description="USD held for calls admitted by the decision service and not yet reported.",
+    )
+    tokens: int = Field(default=0, ge=0, description="Model tokens used in the window.")
+    window_start: str = Field(max_length=64, description="When the window began (RFC 3339, UTC).")
+    reset_at: str = Field(max_length=64, description="When the next window begins (RFC 3339, UTC).")
+
+
+class BudgetWindows(meta.Schema):
+    """The current day and month."""
+
+    daily: BudgetWindow = Field(description="Today, in spec.timeZone.")
+    monthly: BudgetWindow = Field(description="This calendar month, in spec.timeZone.")
+
+
+class BudgetAgentSpend(meta.Schema):
+    """What one agent spent against the budget."""
+
+    day_spent_usd: float = Field(ge=0, description="USD spent today.")
+    month_spent_usd: float = Field(ge=0, description="USD spent this month.")
+    share: Fraction | None = Field(default=None, description="Its share of the limits (allocation.byAgent).")
+
+
+class BudgetLedgerEntry(meta.Schema):
+    """The total of one calendar period, kept after the period closes."""
+
+    period: str = Field(
+        max_length=10, description="The day (YYYY-MM-DD) or month (YYYY-MM), in spec.timeZone."
+    )
+    spent_usd: float = Field(ge=0, description="USD spent by finished runs counted in the period.")
+    tokens: int = Field(default=0, ge=0, description="Model tokens used.")
+    executions: int = Field(default=0, ge=0, description="Finished runs counted.")
+    by_agent: dict[str, float] | None = Field(
+        default=None, max_length=256, description="Agent name -> USD (with allocation.byAgent)."
+    )
+
+
 class BudgetStatus(meta.Status):
     """Observed state of a Budget."""
 
@@ -134,6 +192,22 @@ class BudgetStatus(meta.Status):
     month_spent_usd: float | None = Field(default=None, ge=0, description="USD spent this calendar month.")
     day_spent_usd: float | None = Field(default=None, ge=0, description="USD spent today (UTC).")
     recent_runs: BudgetRecentRuns | None = Field(default=None, description="Recent runs over a limit.")
+    windows: BudgetWindows | None = Field(default=None, description="The current day and month windows.")
+    by_agent: dict[str, BudgetAgentSpend] | None = Field(
+        default=None, max_length=256, description="Per-agent spend (with allocation.byAgent)."
+    )
+    ledger: list[BudgetLedgerEntry] | None = Field(
+        default=None,
+        max_length=512,
+        description="Totals of finished runs per day (the last 62) and per month (the last 24), the open "
+        "periods included: closed periods are kept here, never zeroed in place.",
+    )
+    charging: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None,
+        max_length=4096,
+        description="Uids of finished Executions added to the ledger whose own status does not say so yet "
+        "(the operator's bookkeeping: each run is counted once, across restarts).",
+    )
 
 
 class Budget(meta.Resource):
@@ -147,15 +221,17 @@ class Budget(meta.Resource):
         short_names=("bud",),
         columns=(
             *meta.ready_columns(),
+            meta.PrinterColumn("Scope", ".spec.scope.teams", description="Teams the budget covers."),
+            meta.PrinterColumn("Daily", ".spec.limits.dailyUsd", "number", description="Daily limit, USD."),
             meta.PrinterColumn(
                 "Monthly", ".spec.limits.monthlyUsd", "number", description="Monthly limit, USD."
             ),
             meta.PrinterColumn(
-                "Spent", ".status.monthSpentUsd", "number", description="Spent this month, USD."
+                "Used", ".status.monthSpentUsd", "number", description="Spent this month, USD."
             ),
             meta.PrinterColumn("Phase", ".status.phase"),
-            meta.PrinterColumn("Daily", ".spec.limits.dailyUsd", "number", priority=1),
             meta.PrinterColumn("Today", ".status.daySpentUsd", "number", priority=1),
+            meta.PrinterColumn("Zone", ".spec.timeZone", priority=1),
         ),
         description="Spending limits (USD and tokens) for teams and agents, enforced by the model router and "
         "the tool gateway with a soft (alert) and a hard (deny) limit.",

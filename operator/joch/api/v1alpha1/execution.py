@@ -7,7 +7,7 @@ status.abomSnapshotRef pin the manifest and the AgBOM generation current at star
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import Field
 
@@ -172,6 +172,13 @@ class ExecutionStatus(meta.Status):
         default=None,
         max_length=253,
         description="The Pod running the Execution: the only worker whose token may report into this status.",
+    )
+    budgets_charged: list[Annotated[str, Field(max_length=317)]] | None = Field(
+        default=None,
+        max_length=64,
+        json_schema_extra={"x-kubernetes-list-type": "set"},
+        description="The Budgets (namespace/name) whose ledger counts this finished run (written by the "
+        "operator; a finished run is kept until every Budget covering it has counted it).",
     )
 
 

@@ -38,6 +38,7 @@ import pydantic
 
 from joch.api.v1alpha1 import meta
 from joch.api.v1alpha1.agbom import AgBOM
+from joch.api.v1alpha1.budget import Budget
 from joch.api.v1alpha1.deployment import Deployment
 from joch.api.v1alpha1.execution import Execution
 from joch.api.v1alpha1.knowledgesource import KnowledgeSource
@@ -50,16 +51,17 @@ from joch.domain.compilation import catalog, keys
 __all__ = ["RUNTIME_KIND_NAMES", "WATCHED_KINDS", "Entry", "Store", "parse_entry"]
 
 _AGBOM_READS: Final[tuple[type[meta.Resource], ...]] = (KnowledgeSource, AgBOM)
-RUNTIME_KINDS: Final[tuple[type[meta.Resource], ...]] = (Execution, ToolCall, Deployment)
-"""What the executions service reads (runs, their tool calls, and the Deployments whose replicas cap
-an Agent's running Executions); no compile reads them."""
+RUNTIME_KINDS: Final[tuple[type[meta.Resource], ...]] = (Execution, ToolCall, Deployment, Budget)
+"""What the executions and budgets services read (runs, their tool calls, the Deployments whose replicas
+cap an Agent's running Executions, and the Budgets that count the runs' spend); no compile reads them."""
 WATCHED_KINDS: Final[Mapping[str, type[meta.Resource]]] = {
     kind.crd.kind: kind
     for kind in (*catalog.COMPILE_KINDS, *promotion.GATE_KINDS, *_AGBOM_READS, *RUNTIME_KINDS)
 }
 """Every joch kind the operator watches (the kinds the compiler reads, the kinds admission's promotion
 gates read, what the AgBOM service reads besides: KnowledgeSources and the AgBOMs, then the runtime
-kinds of the executions service: Executions, ToolCalls and Deployments), by Kind name."""
+kinds of the executions and budgets services: Executions, ToolCalls, Deployments and Budgets), by Kind
+name."""
 RUNTIME_KIND_NAMES: Final = frozenset(kind.crd.kind for kind in RUNTIME_KINDS)
 
 _DROPPED_ANNOTATIONS: Final = ("kubectl.kubernetes.io/last-applied-configuration",)
