@@ -148,6 +148,7 @@ def test_the_store_holds_what_admission_knows() -> None:
         "Execution",  # the executions service's
         "ToolCall",
         "Deployment",
+        "Budget",  # the budgets service's
     }
     assert set(WATCHED_KINDS) >= WATCHED_KIND_NAMES
     assert isinstance(Store(), LabelIndex)
