@@ -4,19 +4,23 @@ their status, and the budgets service counts each finished run into the Budgets 
 
 Cases: the spend of three runs sums into the team Budget's daily and monthly windows and its ledger,
 each run marked as counted by every covering Budget; crossing the soft limit then the hard limit sets
-the phase and conditions and records one Warning Event each; an operator restart counts nothing twice;
-the printer columns show it.
+the phase and conditions and records one Warning Event each; then a new Execution is refused at
+admission (BudgetExceeded, naming the Budget, the window, the amount used and the limit); an operator
+restart counts nothing twice; the printer columns show it.
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from joch.manifests import webhooks as rendering
 from tests.integration.operator_fixtures import (  # noqa: F401
     Cluster,
     StartOperator,
@@ -84,8 +88,28 @@ def run(kubectl: Kubectl, namespace: str, name: str, cost: float) -> None:
     report(kubectl, namespace, name, cost)
 
 
+def _webhook_args(tmp_path: Path) -> tuple[str, ...]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    return (f"--webhook-port={port}", f"--webhook-cert-dir={tmp_path / 'webhook-certs'}")
+
+
 def test_spend_is_counted_once_into_calendar_windows(
-    namespace: str, kubectl: Kubectl, cluster: Cluster, start_operator: StartOperator
+    namespace: str, kubectl: Kubectl, cluster: Cluster, start_operator: StartOperator, tmp_path: Path
+) -> None:
+    try:
+        _spend(namespace, kubectl, cluster, start_operator, tmp_path)
+    finally:
+        for kind, name in (
+            ("validatingwebhookconfiguration", rendering.VALIDATING_NAME),
+            ("mutatingwebhookconfiguration", rendering.MUTATING_NAME),
+        ):
+            kubectl("delete", kind, name, "--ignore-not-found")
+
+
+def _spend(
+    namespace: str, kubectl: Kubectl, cluster: Cluster, start_operator: StartOperator, tmp_path: Path
 ) -> None:
     example = support_triage(namespace)
     name = f"team-{uuid.uuid4().hex[:6]}"
@@ -93,7 +117,7 @@ def test_spend_is_counted_once_into_calendar_windows(
     # The runs and their costs exist before the operator starts, so each cost is in before the run ends.
     for run_name, cost in COSTS.items():
         run(kubectl, namespace, run_name, cost)
-    operator = start_operator(namespace)
+    operator = start_operator(namespace, args=_webhook_args(tmp_path))
     eventually(lambda: ready(cluster, namespace, "support-triage"), timeout=90)
     # The example's own Budget (support-platform-monthly) covers the team too.
     keys = sorted([f"{namespace}/{name}", f"{namespace}/support-platform-monthly"])
@@ -133,6 +157,9 @@ def test_spend_is_counted_once_into_calendar_windows(
         status = cluster.status("Budget", namespace, name)
         assert status.get("phase") == "OverHardLimit", status
         assert status["daySpentUsd"] == 10.5
+        # b4 finished and counted (not only its running cost)
+        assert [e["executions"] for e in status["ledger"]] == [4, 4], status["ledger"]
+        assert not status.get("charging"), status
 
     eventually(over, timeout=90)
     hard = cluster.condition(namespace, name, "HardLimitReached", kind="Budget")
@@ -141,10 +168,23 @@ def test_spend_is_counted_once_into_calendar_windows(
     reasons = [e.reason for e in cluster.events(namespace, name, kind="Budget") if e.type == "Warning"]
     assert sorted(reasons) == ["HardLimitReached", "SoftLimitReached"], reasons
 
+    # Over the hard limit (onHardLimit: deny), a new run is refused at admission.
+    def refused() -> str:
+        out = kubectl("create", "-f", "-", input=json.dumps(execution(namespace, "b5")))
+        assert out.returncode != 0, "admitted over the hard limit"
+        return str(out.stderr)
+
+    message = eventually(refused, timeout=30)
+    assert "forbidden" in message.lower(), message  # 403: a denial, not a malformed object
+    assert "BudgetExceeded" in message, message
+    assert f"Budget {namespace}/{name}: daily window" in message, message
+    assert "used 10.5 of 10 USD" in message, message
+    assert cluster.try_get("Execution", namespace, "b5") is None
+
     # A restart recounts nothing.
     before = cluster.get("Budget", namespace, name)
     assert operator.stop() == 0
-    start_operator(namespace)
+    start_operator(namespace, args=_webhook_args(tmp_path))
     after = cluster.get("Budget", namespace, name)
     assert after["status"]["ledger"] == before["status"]["ledger"]
     assert after["status"]["daySpentUsd"] == 10.5

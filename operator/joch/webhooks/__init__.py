@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import dataclasses
+import datetime
 import ipaddress
 import logging
 import pathlib
@@ -37,9 +38,14 @@ from typing import Any, Literal
 
 import kopf
 
-from joch.domain.admission import WATCHED_KIND_NAMES, Admission
+from joch.api.v1alpha1.execution import Execution
+from joch.domain.admission import WATCHED_KIND_NAMES, Admission, executions
+from joch.domain.admission.verdict import Findings
+from joch.domain.admission.world import World
 from joch.domain.compilation import Lookup
 from joch.domain.policy import PolicyCompiler
+from joch.domain.reconcile import budgets
+from joch.domain.reconcile.cache import Store
 from joch.domain.settings import OperatorSettings
 from joch.kube import client
 from joch.manifests import webhooks as rendering
@@ -213,6 +219,22 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+def budget_gate(store: Store, settings: OperatorSettings) -> executions.ExecutionGate:
+    """The gate refusing a new Execution whose Agent a Budget with ``onHardLimit: deny`` covers at its
+    hard limit (joch.domain.reconcile.budgets.exceeded over the operator's cache, now)."""
+
+    def gate(execution: Execution, world: World) -> Findings:
+        del world  # the Budgets' accounted state is the operator's cache, not the request's batch
+        findings = Findings()
+        namespace, agent = execution.metadata.namespace or "", execution.spec.agent_ref.name
+        now = datetime.datetime.now(datetime.UTC)
+        for message in budgets.exceeded(store, settings, namespace, agent, now):
+            findings.error("spec.agentRef", f"BudgetExceeded: {message}", "BudgetExceeded")
+        return findings
+
+    return gate
+
+
 def configure(
     settings: kopf.OperatorSettings,
     *,
@@ -260,8 +282,11 @@ def configure(
         remove_on_exit=remove_on_exit,
         approvals=kube is not None,
     )
+    gates: tuple[executions.ExecutionGate, ...] = ()
+    if isinstance(lookup, Store):  # the operator's shared cache: Budgets' accounted state
+        gates = (budget_gate(lookup, joch_settings),)
     endpoint = AdmissionEndpoint(
-        Admission(joch_settings, policies=policies),
+        Admission(joch_settings, policies=policies, execution_gates=gates),
         lookup,
         known_kinds=WATCHED_KIND_NAMES,
         is_ready=is_ready,

@@ -4,8 +4,9 @@ worker may write into an Execution's status, and ToolCalls.
 - An Execution is admitted only when its Agent exists in its namespace, is compiled (its
   status.compiledManifest is set) and PolicyCompliant; a ``modelRouteOverride`` must name a ModelRoute
   that exists and that the Agent's policies allow (the same preflight as the Agent's own route). Its
-  input must fit in :data:`~joch.domain.reconcile.executions.MAX_INPUT_BYTES`. Further gates (budgets)
-  are :data:`ExecutionGate` functions given to :class:`~joch.domain.admission.Admission`.
+  input must fit in :data:`~joch.domain.reconcile.executions.MAX_INPUT_BYTES`. Further gates are
+  :data:`ExecutionGate` functions given to :class:`~joch.domain.admission.Admission`: the operator's
+  webhooks give one refusing runs over a hard limit (BudgetExceeded, joch.domain.reconcile.budgets).
 - After creation only ``spec.cancel`` may change, and only from unset/false to true.
 - A worker (the ServiceAccount ``joch-worker``) may write only the status of the Execution its own Pod
   runs, and only the fields it reports (joch.domain.reconcile.executions.worker_report_problem).
@@ -45,6 +46,7 @@ __all__ = [
 
 ExecutionGate = Callable[[Execution, World], Findings]
 """A further check of a new Execution (the budgets service adds one that rejects runs over a hard cap)."""
+
 
 WORKER_ACCOUNT: Final = "joch-worker"
 POD_NAME_EXTRA: Final = "authentication.kubernetes.io/pod-name"

@@ -41,7 +41,14 @@ MAX_WARNING_CHARS: Final = 1024
 """Longest warning sent; the API server truncates warnings beyond its own limits too."""
 
 FORBIDDEN_REASONS: Final = frozenset(
-    {"PolicyDenied", "ForbiddenReference", "ToolNotAllowed", "PromotionGateFailed", "Forbidden"}
+    {
+        "PolicyDenied",
+        "ForbiddenReference",
+        "ToolNotAllowed",
+        "PromotionGateFailed",
+        "Forbidden",
+        "BudgetExceeded",
+    }
 )
 """Reasons that make a denial 403 Forbidden rather than 422 Invalid."""
 

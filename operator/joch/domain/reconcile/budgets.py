@@ -55,6 +55,7 @@ __all__ = [
     "covering",
     "covers",
     "day_window",
+    "exceeded",
     "month_window",
     "parse_time",
     "periods",
@@ -229,6 +230,48 @@ def covering(store: Store, settings: OperatorSettings, namespace: str, agent: st
         ):
             keys.append(budget_key(entry.namespace or "", entry.name))
     return sorted(keys)
+
+
+def exceeded(
+    store: Store, settings: OperatorSettings, namespace: str, agent: str, now: datetime.datetime
+) -> list[str]:
+    """Why a new run of Agent ``namespace``/``agent`` must be refused: one message per covering Budget
+    with ``onHardLimit: deny`` whose current day or month has reached its hard limit (or its day's
+    tokens theirs), naming the Budget, the window, what was used and the limit. A covering Budget the
+    operator has not accounted yet (no ``status.windows``) refuses too: its state is unknown."""
+    messages = []
+    for key in covering(store, settings, namespace, agent):
+        budget_ns, _, name = key.partition("/")
+        entry = store.entry("Budget", budget_ns, name)
+        budget = entry.obj if entry is not None else None
+        if entry is None or not isinstance(budget, Budget) or budget.spec.enforcement.on_hard_limit != "deny":
+            continue
+        windows = entry.status.get("windows")
+        if not isinstance(windows, Mapping):
+            messages.append(
+                f"Budget {key} has not been accounted yet (its spend is unknown); try again shortly"
+            )
+            continue
+        for label, limit_tokens in (("daily", budget.spec.limits.token_limit_daily), ("monthly", None)):
+            window = windows.get(label)
+            if not isinstance(window, Mapping):
+                continue
+            reset = parse_time(window.get("resetAt"))
+            if reset is None or reset <= now:
+                continue  # a window that has closed since the status was written: a new one is empty
+            used, hard = float(window.get("used") or 0), window.get("hard")
+            reserved = float(window.get("reserved") or 0)
+            if isinstance(hard, (int, float)) and used + reserved + _EPSILON >= hard:
+                messages.append(
+                    f"Budget {key}: {label} window {window.get('windowStart')}..{window.get('resetAt')} used "
+                    f"{used:g} of {hard:g} USD (onHardLimit: deny)"
+                )
+            tokens = int(window.get("tokens") or 0)
+            if limit_tokens is not None and tokens >= limit_tokens:
+                messages.append(
+                    f"Budget {key}: daily tokens used {tokens} of {limit_tokens} (onHardLimit: deny)"
+                )
+    return messages
 
 
 # --- charging ----------------------------------------------------------------------------------------
