@@ -6,13 +6,16 @@ Cases: the spend of three runs sums into the team Budget's daily and monthly win
 each run marked as counted by every covering Budget; crossing the soft limit then the hard limit sets
 the phase and conditions and records one Warning Event each; then a new Execution is refused at
 admission (BudgetExceeded, naming the Budget, the window, the amount used and the limit); an operator
-restart counts nothing twice; the printer columns show it.
+restart counts nothing twice; ``joch cost by-team`` and ``by-agent`` read the ledger back; the printer
+columns show it.
 """
 
 from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -88,6 +91,16 @@ def run(kubectl: Kubectl, namespace: str, name: str, cost: float) -> None:
     report(kubectl, namespace, name, cost)
 
 
+def joch_cli(kubeconfig: str, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "joch.cli.main", *args, "--kubeconfig", kubeconfig],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
 def _webhook_args(tmp_path: Path) -> tuple[str, ...]:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -96,10 +109,15 @@ def _webhook_args(tmp_path: Path) -> tuple[str, ...]:
 
 
 def test_spend_is_counted_once_into_calendar_windows(
-    namespace: str, kubectl: Kubectl, cluster: Cluster, start_operator: StartOperator, tmp_path: Path
+    namespace: str,
+    kubectl: Kubectl,
+    kubeconfig: str,
+    cluster: Cluster,
+    start_operator: StartOperator,
+    tmp_path: Path,
 ) -> None:
     try:
-        _spend(namespace, kubectl, cluster, start_operator, tmp_path)
+        _spend(namespace, kubectl, kubeconfig, cluster, start_operator, tmp_path)
     finally:
         for kind, name in (
             ("validatingwebhookconfiguration", rendering.VALIDATING_NAME),
@@ -109,7 +127,12 @@ def test_spend_is_counted_once_into_calendar_windows(
 
 
 def _spend(
-    namespace: str, kubectl: Kubectl, cluster: Cluster, start_operator: StartOperator, tmp_path: Path
+    namespace: str,
+    kubectl: Kubectl,
+    kubeconfig: str,
+    cluster: Cluster,
+    start_operator: StartOperator,
+    tmp_path: Path,
 ) -> None:
     example = support_triage(namespace)
     name = f"team-{uuid.uuid4().hex[:6]}"
@@ -188,6 +211,16 @@ def _spend(
     after = cluster.get("Budget", namespace, name)
     assert after["status"]["ledger"] == before["status"]["ledger"]
     assert after["status"]["daySpentUsd"] == 10.5
+
+    # joch cost reads the ledgers back.
+    by_team = joch_cli(kubeconfig, "cost", "by-team", "-n", namespace)
+    assert by_team.returncode == 0, by_team.stderr
+    lines = {line.split()[1]: line.split() for line in by_team.stdout.splitlines()[1:-1]}
+    assert lines[f"{namespace}/{name}"] == [example.team, f"{namespace}/{name}", "10.50", "4"], by_team.stdout
+    by_agent = joch_cli(kubeconfig, "cost", "by-agent", "-n", namespace, "-o", "json")
+    assert by_agent.returncode == 0, by_agent.stderr
+    rows = {(r["who"], r["budget"]): r["spentUsd"] for r in json.loads(by_agent.stdout)}
+    assert rows[("support-triage", f"{namespace}/{name}")] == 10.5, rows
 
     columns = kubectl("get", "budgets.ops.joch.dev", name, "-n", namespace)
     assert columns.returncode == 0, columns.stderr

@@ -7,7 +7,19 @@ import sys
 from collections.abc import Sequence
 
 from joch import __version__
-from joch.cli import agbom, apply, approvals, dev, executions, manifests, mcp, operator, policy, validate
+from joch.cli import (
+    agbom,
+    apply,
+    approvals,
+    cost,
+    dev,
+    executions,
+    manifests,
+    mcp,
+    operator,
+    policy,
+    validate,
+)
 from joch.cli import compile as compile_cmd
 
 
@@ -21,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     for module in (operator, manifests, compile_cmd, validate, apply, policy, dev, agbom, mcp, executions):
         module.register(commands)
     approvals.register(commands)
+    cost.register(commands)
     return parser
 
 

@@ -120,14 +120,13 @@ class BudgetService(Service):
         name = plan.budget_key(entry.namespace or "", entry.name)
         covered = self._covered(entry)
         running = [run for run in covered if not run.finished]
-        by_agent = bool(budget.spec.allocation and budget.spec.allocation.by_agent)
         before = entry.status
         now = self._now()
 
         # 1. the finished runs no one counted: into the ledger, their uids into charging.
         def charged(stored: Entry) -> Mapping[str, Any] | None:
             new, _ = plan.to_charge(name, covered, stored.status.get("charging") or ())
-            ledger, charging = plan.charge(stored.status, new, tz, by_agent=by_agent)
+            ledger, charging = plan.charge(stored.status, new, tz, by_agent=True)
             return plan.budget_status(
                 budget, current=stored.status, ledger=ledger, charging=charging, running=running, now=now
             )

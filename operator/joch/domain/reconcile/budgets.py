@@ -46,8 +46,11 @@ from joch.domain.settings import OperatorSettings
 __all__ = [
     "KEEP_DAYS",
     "KEEP_MONTHS",
+    "MAX_AGENTS",
+    "OTHER_AGENTS",
     "OWNED_CONDITIONS",
     "Run",
+    "SpendRow",
     "Window",
     "budget_key",
     "budget_status",
@@ -61,11 +64,15 @@ __all__ = [
     "periods",
     "run_of",
     "settle",
+    "spend",
     "time_zone",
     "to_charge",
     "uncharged",
 ]
 
+MAX_AGENTS: Final = 256
+"""The most agents a ledger entry names; the spend of any more is summed under :data:`OTHER_AGENTS`."""
+OTHER_AGENTS: Final = "(other)"
 KEEP_DAYS: Final = 62
 KEEP_MONTHS: Final = 24
 OWNED_CONDITIONS: Final = ("Ready", "SoftLimitReached", "HardLimitReached", "Stalled")
@@ -324,7 +331,8 @@ def charge(
             entry["executions"] = int(entry.get("executions") or 0) + 1
             if by_agent:
                 agents = dict(entry.get("byAgent") or {})
-                agents[run.agent] = round(float(agents.get(run.agent) or 0) + run.cost_usd, 9)
+                agent = run.agent if run.agent in agents or len(agents) < MAX_AGENTS - 1 else OTHER_AGENTS
+                agents[agent] = round(float(agents.get(agent) or 0) + run.cost_usd, 9)
                 entry["byAgent"] = agents
     charging = list(dict.fromkeys([*(status.get("charging") or ()), *(run.uid for run in runs)]))
     return _prune(ledger), charging
@@ -479,3 +487,49 @@ def budget_status(
         desired["observedGeneration"] = budget.metadata.generation
     BudgetStatus.model_validate(desired)
     return desired
+
+
+# --- reading the ledger back (joch cost) ---------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SpendRow:
+    """What one team or agent spent against one Budget since a period."""
+
+    who: str
+    budget: str
+    """``namespace/name``."""
+    spent_usd: float
+    executions: int | None
+    """Runs counted (per team; None per agent: the ledger does not split the count)."""
+
+
+def spend(budgets: Iterable[Mapping[str, Any]], *, by: str, since: str) -> list[SpendRow]:
+    """Spend per team (``by="team"``: each team the Budget's ``scope.teams`` names, ``-`` for none) or
+    per agent (``by="agent"``) from the ledgers of ``budgets`` (stored objects), summing the month entries
+    from ``since`` (``YYYY-MM``) or the day entries from it (``YYYY-MM-DD``), sorted by spend, highest
+    first. A run that several Budgets cover appears in each of them."""
+    daily = len(since) == 10
+    rows: list[SpendRow] = []
+    for body in budgets:
+        metadata = body.get("metadata") or {}
+        key = budget_key(str(metadata.get("namespace") or ""), str(metadata.get("name") or ""))
+        entries = [
+            e
+            for e in (body.get("status") or {}).get("ledger") or ()
+            if isinstance(e, Mapping)
+            and len(str(e.get("period") or "")) == (10 if daily else 7)
+            and str(e["period"]) >= since
+        ]
+        if by == "agent":
+            agents: dict[str, float] = {}
+            for entry in entries:
+                for agent, usd in (entry.get("byAgent") or {}).items():
+                    agents[agent] = agents.get(agent, 0.0) + float(usd)
+            rows += [SpendRow(agent, key, _money(usd), None) for agent, usd in agents.items()]
+            continue
+        total = _money(sum(float(e.get("spentUsd") or 0) for e in entries))
+        runs = sum(int(e.get("executions") or 0) for e in entries)
+        teams = ((body.get("spec") or {}).get("scope") or {}).get("teams") or ["-"]
+        rows += [SpendRow(str(team), key, total, runs) for team in teams]
+    return sorted(rows, key=lambda row: (-row.spent_usd, row.who, row.budget))
