@@ -24,8 +24,8 @@ run: venv tools manifests ## Local control plane (SQLite store, state in .dev/; 
 	$(PY) -m joch.cli.main dev run --state-dir $(DEV) --examples examples $(STORE_FLAG)
 
 .PHONY: test
-test: venv tools manifests ## Run every test tier that runs here (unit + integration against a real API server)
-	$(PY) -m pytest tests
+test: venv tools manifests ## Run every test tier that runs here (unit + integration against a real API server, side by side)
+	bash hack/test.sh
 
 ##@ Development
 
