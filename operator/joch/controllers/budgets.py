@@ -170,7 +170,7 @@ class BudgetService(Service):
         host.queue.add_after(key, max(1.0, (reset - now).total_seconds() + 1.0))
 
     def _now(self) -> datetime.datetime:
-        return plan.parse_time(self.host.now()) or datetime.datetime.now(datetime.UTC)
+        return self.host.clock()
 
     def _invalid(self, stored: Entry, error: str | None = None) -> Mapping[str, Any] | None:
         message = error or stored.error

@@ -39,6 +39,7 @@ from joch.api.v1alpha1.environment import Environment
 from joch.api.v1alpha1.team import Team
 from joch.domain.compilation import scope
 from joch.domain.reconcile import executions
+from joch.domain.reconcile.approvals import parse_time
 from joch.domain.reconcile.cache import Entry, Store
 from joch.domain.reconcile.status import condition, merge_conditions
 from joch.domain.settings import OperatorSettings
@@ -148,17 +149,6 @@ def month_window(now: datetime.datetime, tz: datetime.tzinfo) -> Window:
 def periods(at: datetime.datetime, tz: datetime.tzinfo) -> tuple[str, str]:
     """The (day, month) ledger keys of a run that counts at ``at``."""
     return day_window(at, tz).key, month_window(at, tz).key
-
-
-def parse_time(value: object) -> datetime.datetime | None:
-    """An RFC 3339 timestamp as an aware datetime (None when absent or malformed)."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=datetime.UTC)
 
 
 def _source(entry: Entry) -> dict[str, Any]:
