@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import datetime
 import heapq
-import json
 import logging
 from collections.abc import Hashable, Iterable, Mapping
 from typing import Any, Final, Literal
@@ -55,14 +54,6 @@ _EVENTS: Final[dict[str, tuple[Literal["Normal", "Warning"], str]]] = {
 
 def approval_key(namespace: str, name: str) -> ObjectKey:
     return ObjectKey("Approval", namespace, name)
-
-
-def _source(entry: Entry) -> dict[str, Any]:
-    try:
-        loaded = json.loads(entry.source or b"{}")
-    except ValueError:
-        return {}
-    return loaded if isinstance(loaded, dict) else {}
 
 
 class ApprovalService(Service):
@@ -150,7 +141,7 @@ class ApprovalService(Service):
         if entry is None:
             self._deadlines.pop((namespace, name), None)
             return
-        source = _source(entry)
+        source = entry.document()
         spec = source.get("spec") if isinstance(source.get("spec"), dict) else {}
         assert isinstance(spec, dict)
         created = str((source.get("metadata") or {}).get("creationTimestamp") or host.now())
@@ -249,7 +240,7 @@ class ApprovalService(Service):
         entry = self.host.store.entry("ToolCall", namespace, tool_call)
         wanted = plan.tool_call_approval(name, status)
         if entry is not None and entry.source is not None:
-            current = (_source(entry).get("spec") or {}).get("approval")
+            current = (entry.document().get("spec") or {}).get("approval")
             if current == wanted:
                 return
         try:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime
-import json
 import zoneinfo
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
@@ -151,18 +150,9 @@ def periods(at: datetime.datetime, tz: datetime.tzinfo) -> tuple[str, str]:
     return day_window(at, tz).key, month_window(at, tz).key
 
 
-def _source(entry: Entry) -> dict[str, Any]:
-    """The stored object as the cache keeps it (JSON)."""
-    try:
-        loaded = json.loads(entry.source or b"{}")
-    except ValueError:
-        return {}
-    return loaded if isinstance(loaded, dict) else {}
-
-
 def run_of(entry: Entry) -> Run | None:
     """The run of an Execution entry (None when its spec does not name an Agent)."""
-    source = _source(entry)
+    source = entry.document()
     spec = source.get("spec") if isinstance(source.get("spec"), dict) else {}
     agent = ((spec or {}).get("agentRef") or {}).get("name")
     if not agent:

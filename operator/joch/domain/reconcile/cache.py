@@ -111,6 +111,14 @@ class Entry:
     def set_status(self, status: Mapping[str, Any] | None) -> None:
         self.raw_status = _compact(dict(status) if isinstance(status, Mapping) else {})
 
+    def document(self) -> dict[str, Any]:
+        """The stored object as the cache keeps it (``source`` as JSON; {} when there is none)."""
+        try:
+            loaded = json.loads(self.source or b"{}")
+        except ValueError:
+            return {}
+        return loaded if isinstance(loaded, dict) else {}
+
     def load(self) -> meta.Resource:
         """The parsed object: ``obj``, or for an Agent its JSON parsed now. Raises
         ``pydantic.ValidationError`` when the model rejects it."""
