@@ -493,9 +493,11 @@ def eval_(
     thresholds: Mapping[str, Any] | None = None,
     phase: str | None = "Passed",
     scores: Mapping[str, float] | None = None,
+    agent_generation: int | None = 1,
     **spec: Any,
 ) -> Doc:
-    """An Eval of ``target`` with metrics accuracy and pii_leakage; ``phase`` None means no status."""
+    """An Eval of ``target`` with metrics accuracy and pii_leakage and one recorded run (``phase``; None
+    means no status) for ``agent_generation`` (None: unrecorded)."""
     base = {
         "target": {"kind": "Agent", "name": target},
         "dataset": {"type": "file", "uri": "./evals/cases.jsonl"},
@@ -509,11 +511,15 @@ def eval_(
     }
     status = None
     if phase is not None:
-        status = {
-            "phase": phase,
-            "lastRunAt": "2025-01-01T00:00:00Z",
-            "scores": dict(scores) if scores is not None else {"accuracy": 0.93, "pii_leakage": 0.0},
-        }
+        measured = dict(scores) if scores is not None else {"accuracy": 0.93, "pii_leakage": 0.0}
+        run: Doc = {"execution": f"{name}-run", "trigger": "manual", "phase": phase, "scores": measured}
+        if agent_generation is not None:
+            run["agentGeneration"] = agent_generation
+        if phase != "Running":
+            run["completedAt"] = "2025-01-01T00:00:00Z"
+        status = {"phase": phase, "runs": [run]}
+        if phase != "Running":
+            status.update(lastRunAt="2025-01-01T00:00:00Z", scores=measured)
     return obj("Eval", name, merge(base, spec), namespace=namespace, status=status)
 
 

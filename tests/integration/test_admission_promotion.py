@@ -80,12 +80,25 @@ def _patch_status(
     h.webhooks.lookup.refresh()
 
 
+def _run_status(phase: str, scores: dict[str, float]) -> dict[str, Any]:
+    """An Eval status recording one ended run of the fleet's Agent (generation 1: created once)."""
+    run = {
+        "execution": "triage-quality-run",
+        "trigger": "manual",
+        "phase": phase,
+        "agentGeneration": 1,
+        "completedAt": "2025-01-01T00:00:00Z",
+        "scores": scores,
+    }
+    return {"phase": phase, "lastRunAt": "2025-01-01T00:00:00Z", "scores": scores, "runs": [run]}
+
+
 def _pass_the_gates(h: Harness, scores: dict[str, float] = GOOD_SCORES) -> None:
     _patch_status(
         h,
         "evals.ops.joch.dev",
         "triage-quality",
-        {"phase": "Passed", "lastRunAt": "2025-01-01T00:00:00Z", "scores": scores},
+        _run_status("Passed", scores),
     )
     h.setup([_unstatused(f.approval(approvers=("role:release-manager",)))])
     # A decision by a routed approver; the server stamps decidedBy and decidedAt.
@@ -102,7 +115,7 @@ def test_a_deployment_is_admitted_only_once_its_gates_pass(harness: Harness) -> 
     assert not denied.ok
     assert 'admission webhook "validate.deployments.ops.joch.dev" denied the request' in denied.message
     assert "Deployment/triage: spec.promotion.requiresEval: Eval " in denied.message
-    assert f"Eval {harness.namespace}/triage-quality has not run yet (no status.phase)" in denied.message
+    assert f"Eval {harness.namespace}/triage-quality has not run yet; it must have passed" in denied.message
     assert (
         "spec.promotion.requiresApproval: an approved promotion Approval for release-manager is required"
         in (denied.message)
@@ -123,8 +136,8 @@ def test_a_missed_threshold_names_metric_threshold_and_value(harness: Harness) -
     denied = harness.kubectl_apply(f.deployment(promotion=GATES))
     assert not denied.ok
     assert (
-        f"spec.promotion.requiresEval: Eval {harness.namespace}/triage-quality: metric accuracy scored 0.82, "
-        "which misses its threshold >=0.9"
+        f"spec.promotion.requiresEval: Eval {harness.namespace}/triage-quality: metric accuracy scored 0.82 "
+        "in run triage-quality-run, which misses its threshold >=0.9"
     ) in denied.message
     assert "requiresApproval" not in denied.message, "the Approval gate passed"
 
@@ -135,7 +148,7 @@ def test_scaling_an_admitted_deployment_ignores_a_regressed_eval(harness: Harnes
     deployment = f.deployment(promotion=GATES)
     assert harness.kubectl_apply(deployment).ok
 
-    _patch_status(harness, "evals.ops.joch.dev", "triage-quality", {"phase": "Failed"})
+    _patch_status(harness, "evals.ops.joch.dev", "triage-quality", _run_status("Failed", GOOD_SCORES))
     scaled = harness.kubectl(
         "patch", "jdeploy", "triage", "-n", harness.namespace, "--type=merge", "-p", '{"spec":{"replicas":5}}'
     )
@@ -148,7 +161,10 @@ def test_scaling_an_admitted_deployment_ignores_a_regressed_eval(harness: Harnes
 
     moved = harness.kubectl_apply(f.merge(deployment, {"spec": {"agentRef": {"name": "other-agent"}}}))
     assert not moved.ok
-    assert f"Eval {harness.namespace}/triage-quality has phase Failed, last run " in moved.message
+    assert (
+        f"Eval {harness.namespace}/triage-quality: its newest run for Agent other-agent generation 1 "
+        "(Execution triage-quality-run) is Failed"
+    ) in moved.message
     assert (
         f"evaluates Agent {harness.namespace}/support-triage, not the Deployment's Agent "
         f"{harness.namespace}/other-agent"

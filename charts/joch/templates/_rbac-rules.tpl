@@ -93,6 +93,14 @@
 - apiGroups: ["ops.joch.dev"]
   resources: ["budgets/status"]
   verbs: ["get", "patch", "update"]
+# evals: Eval status: runs, scores, phase, schedule ticks
+- apiGroups: ["ops.joch.dev"]
+  resources: ["evals/status"]
+  verbs: ["get", "patch", "update"]
+# evals: eval runs: Executions of the Eval's Agent (trigger eval), on schedule and on promotion
+- apiGroups: ["runtime.joch.dev"]
+  resources: ["executions"]
+  verbs: ["create"]
 # teams: one RoleBinding per Team role in each of the team's namespaces (label joch.dev/team)
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["rolebindings"]

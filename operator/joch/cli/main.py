@@ -13,6 +13,7 @@ from joch.cli import (
     approvals,
     cost,
     dev,
+    evals,
     executions,
     manifests,
     mcp,
@@ -34,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
         module.register(commands)
     approvals.register(commands)
     cost.register(commands)
+    evals.register(commands)
     return parser
 
 

@@ -443,6 +443,11 @@ class ExecutionService(Service):
         for covering in budgets.covering(host.store, host.settings, entry.namespace or "", agent):
             namespace, _, name = covering.partition("/")
             host.touch(ObjectKey("Budget", namespace, name))
+        # ... and the Eval an eval run belongs to (the evals service judges it).
+        trigger = (entry.document().get("spec") or {}).get("trigger") or {}
+        source = (trigger.get("sourceRef") or {}).get("name")
+        if trigger.get("type") == "eval" and source:
+            host.touch(ObjectKey("Eval", entry.namespace, str(source)))
 
     async def _retain(self, entry: Entry, stored: Mapping[str, Any]) -> None:
         """Delete a finished Execution once its retention has passed (else come back then)."""
@@ -648,6 +653,7 @@ class ExecutionService(Service):
             router_url=str(spec.get("modelRouterUrl") or settings.model_router_url),
             trace_url=str((spec.get("observability") or {}).get("traceEndpoint") or settings.trace_url),
             agbom=(agent, int(bom_generation)) if isinstance(bom_generation, int) else None,
+            agent_generation=entry.generation,
         )
 
     async def _start(self, namespace: str, name: str, launch: plan.Launch) -> None:

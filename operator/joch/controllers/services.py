@@ -10,6 +10,7 @@ from joch.controllers.agbom import AgBOMService
 from joch.controllers.approvals import ApprovalService
 from joch.controllers.budgets import BudgetService
 from joch.controllers.compile import CompileService
+from joch.controllers.evals import EvalService
 from joch.controllers.executions import ExecutionService
 from joch.controllers.referenced import ReferencedStatusService
 from joch.controllers.service import Service
@@ -27,4 +28,5 @@ SERVICES: tuple[ServiceFactory, ...] = (
     ApprovalService,
     TeamService,
     BudgetService,
+    EvalService,
 )

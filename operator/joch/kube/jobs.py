@@ -25,6 +25,7 @@ __all__ = [
     "ROLEBINDINGS",
     "ROLES",
     "SERVICEACCOUNTS",
+    "create_execution",
     "create_job",
     "delete_execution",
     "delete_job",
@@ -53,6 +54,11 @@ async def create_job(kube: client.Kube, desired: Mapping[str, Any]) -> tuple[dic
         existing: dict[str, Any] = await kube.request("GET", JOBS.object_path(namespace, name))
         return existing, False
     return created, True
+
+
+async def create_execution(kube: client.Kube, body: Mapping[str, Any]) -> bool:
+    """Create the Execution; False when one of that name exists already (a run made once)."""
+    return await _create(kube, EXECUTIONS, body)
 
 
 async def delete_job(kube: client.Kube, namespace: str, name: str, *, uid: str | None = None) -> bool:

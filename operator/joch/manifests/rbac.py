@@ -235,6 +235,22 @@ GRANTS: Final[tuple[Grant, ...]] = (
         "namespaces",
     ),
     Grant(
+        "evals",
+        "Eval status: runs, scores, phase, schedule ticks",
+        v1alpha1.Eval.crd.group,
+        ("evals/status",),
+        ("get", "patch", "update"),
+        "namespaces",
+    ),
+    Grant(
+        "evals",
+        "eval runs: Executions of the Eval's Agent (trigger eval), on schedule and on promotion",
+        "runtime.joch.dev",
+        ("executions",),
+        ("create",),
+        "namespaces",
+    ),
+    Grant(
         "teams",
         "one RoleBinding per Team role in each of the team's namespaces (label joch.dev/team)",
         _RBAC,

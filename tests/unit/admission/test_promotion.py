@@ -66,18 +66,21 @@ def test_a_passed_eval_admits_the_deployment() -> None:
     [
         pytest.param(
             f.eval_(phase="Failed"),
-            "Deployment/triage: spec.promotion.requiresEval: Eval support/triage-quality has phase Failed, "
-            "last run 2025-01-01T00:00:00Z, not Passed",
+            "Deployment/triage: spec.promotion.requiresEval: Eval support/triage-quality: its newest run for "
+            "Agent support-triage generation 1 "
+            "(Execution triage-quality-run) is Failed",
             id="failed phase",
         ),
         pytest.param(
             f.eval_(phase="Running"),
-            "Eval support/triage-quality has phase Running, last run 2025-01-01T00:00:00Z, not Passed",
+            "Eval support/triage-quality: its run for Agent support-triage generation 1 (Execution "
+            "triage-quality-run) has not ended yet",
             id="running",
         ),
         pytest.param(
             f.eval_(phase=None),
-            "Eval support/triage-quality has not run yet (no status.phase); it must have passed",
+            "Eval support/triage-quality has not run yet; it must have passed (joch eval run triage-quality "
+            "-n support)",
             id="never run",
         ),
         pytest.param(
@@ -94,22 +97,26 @@ def test_a_passed_eval_admits_the_deployment() -> None:
         ),
         pytest.param(
             f.eval_(scores={"accuracy": 0.82, "pii_leakage": 0.0}),
-            "Eval support/triage-quality: metric accuracy scored 0.82, which misses its threshold >=0.9",
+            "Eval support/triage-quality: metric accuracy scored 0.82 in run triage-quality-run, which misses "
+            "its threshold >=0.9",
             id="minimum missed",
         ),
         pytest.param(
             f.eval_(scores={"accuracy": 0.95, "pii_leakage": 0.02}),
-            "Eval support/triage-quality: metric pii_leakage scored 0.02, which misses its threshold <=0",
+            "Eval support/triage-quality: metric pii_leakage scored 0.02 in run triage-quality-run, which "
+            "misses its threshold <=0",
             id="comparison missed",
         ),
         pytest.param(
             f.eval_(scores={"pii_leakage": 0.0}),
-            "Eval support/triage-quality: metric accuracy has no score in status.scores (threshold >=0.9)",
+            "Eval support/triage-quality: metric accuracy has no score in run triage-quality-run (threshold "
+            ">=0.9)",
             id="score missing",
         ),
         pytest.param(
             f.eval_(thresholds={"accuracy": ">0.95"}, scores={"accuracy": 0.93}),
-            "Eval support/triage-quality: metric accuracy scored 0.93, which misses its threshold >0.95",
+            "Eval support/triage-quality: metric accuracy scored 0.93 in run triage-quality-run, which misses "
+            "its threshold >0.95",
             id="passed but threshold tightened since",
         ),
     ],
@@ -126,12 +133,13 @@ def test_every_missed_threshold_and_the_phase_are_reported_together() -> None:
     evaluation = f.eval_(phase="Failed", scores={"accuracy": 0.5, "pii_leakage": 0.3})
     verdict = f.admit(f.deployment(promotion=EVAL), _world(evaluation))
     assert _errors(verdict) == [
-        "Deployment/triage: spec.promotion.requiresEval: Eval support/triage-quality has phase Failed, "
-        "last run 2025-01-01T00:00:00Z, not Passed",
+        "Deployment/triage: spec.promotion.requiresEval: Eval support/triage-quality: its newest run for "
+        "Agent support-triage generation 1 "
+        "(Execution triage-quality-run) is Failed",
         "Deployment/triage: spec.promotion.requiresEval: Eval support/triage-quality: metric accuracy "
-        "scored 0.5, which misses its threshold >=0.9",
+        "scored 0.5 in run triage-quality-run, which misses its threshold >=0.9",
         "Deployment/triage: spec.promotion.requiresEval: Eval support/triage-quality: metric pii_leakage "
-        "scored 0.3, which misses its threshold <=0",
+        "scored 0.3 in run triage-quality-run, which misses its threshold <=0",
     ]
 
 
@@ -153,7 +161,7 @@ def test_the_evals_release_gate_does_not_change_the_check() -> None:
     assert verdict.allowed, verdict.message()
     assert verdict.warnings == ()
     failing = f.eval_(phase="Failed", releaseGate={"enabled": False})
-    _denied(f.admit(to_dev, _world(failing)), "has phase Failed")
+    _denied(f.admit(to_dev, _world(failing)), "(Execution triage-quality-run) is Failed")
 
 
 # --- requiresApproval ---------------------------------------------------------------------------------

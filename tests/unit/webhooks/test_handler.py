@@ -78,8 +78,8 @@ def test_promotion_gates_read_the_operators_store() -> None:
     status = _call(endpoint, gated)["status"]
     assert status["code"] == 403
     assert status["message"] == (
-        "Deployment/triage: spec.promotion.requiresEval: Eval support/triage-quality has phase Failed, last "
-        "run 2025-01-01T00:00:00Z, not Passed"
+        "Deployment/triage: spec.promotion.requiresEval: Eval support/triage-quality: its newest run for "
+        "Agent support-triage generation 1 (Execution triage-quality-run) is Failed"
     )
     passed = f.eval_()
     passed["metadata"].update(uid="triage-quality", resourceVersion="2")

@@ -45,9 +45,10 @@ class ApprovalAction(meta.Schema):
         )
     )
 
-    type: Literal["tool_call", "promotion", "override"] = Field(
+    type: Literal["tool_call", "promotion", "override", "eval"] = Field(
         description="tool_call: a held ToolCall. promotion: a Deployment promotion. override: a break-glass "
-        "override of a denial."
+        "override of a denial. eval: whether an inconclusive Eval run counts as passed (requestedBy names "
+        "its Execution)."
     )
     tool_call_ref: meta.Ref | None = Field(default=None, description="For tool_call: the held ToolCall.")
     tool: meta.Name | None = Field(default=None, description="metadata.name of the Tool being called.")

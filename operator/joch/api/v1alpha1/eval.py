@@ -13,6 +13,7 @@ from typing import Annotated, Any, ClassVar, Literal
 import pydantic
 from pydantic import Field, WithJsonSchema
 
+from joch.api import cron
 from joch.api.v1alpha1 import meta
 
 MetricName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z][A-Za-z0-9_.-]*$")]
@@ -63,12 +64,39 @@ class EvalMetric(meta.Schema):
 
 
 class EvalSchedule(meta.Schema):
-    """When the eval runs on its own. It can always be run by hand with the joch CLI."""
+    """When the eval runs on its own. It can always be run by hand: ``joch eval run NAME``."""
 
     on_deployment: bool | None = Field(
-        default=None, description="Run when a Deployment of the target changes."
+        default=None,
+        description="Run for every new generation of the target Agent that a Deployment deploys (a "
+        "Deployment whose spec.promotion.requiresEval names this Eval triggers such a run whatever this "
+        "says).",
     )
-    nightly: bool | None = Field(default=None, description="Run once a night.")
+    nightly: bool | None = Field(
+        default=None, description="Run once a night: shorthand for cron '0 0 * * *' in timeZone."
+    )
+    cron: str | None = Field(
+        default=None,
+        min_length=9,
+        max_length=128,
+        description="A five-field cron expression (minute hour day-of-month month day-of-week), e.g. "
+        "'30 2 * * 1-5'. One run per tick, even across operator restarts; missed ticks run once.",
+    )
+    time_zone: str | None = Field(
+        default=None,
+        max_length=64,
+        description="IANA time zone the cron expression (or nightly) is read in; default UTC.",
+    )
+
+    @pydantic.model_validator(mode="after")
+    def _check_cron(self) -> EvalSchedule:
+        if self.cron is not None and self.nightly:
+            raise ValueError("cron: set either cron or nightly, not both")
+        if self.cron is not None:
+            cron.parse(self.cron)  # raises ValueError naming the field
+        if self.time_zone is not None:
+            cron.check_time_zone(self.time_zone)
+        return self
 
 
 class EvalReleaseGate(meta.Schema):
@@ -112,35 +140,104 @@ class EvalSpec(meta.Schema):
 
 
 class EvalFailure(meta.Schema):
-    """A threshold the last run did not meet."""
+    """A threshold a run did not meet."""
 
     metric: str = Field(max_length=128, description="The metric.")
     threshold: str = Field(max_length=64, description="The threshold as written, e.g. >=0.9.")
-    value: float = Field(description="The measured score.")
+    value: float | None = Field(
+        default=None, description="The measured score; absent when none was reported."
+    )
+
+
+EvalPhase = Literal["Pending", "Running", "Passed", "Failed", "Inconclusive"]
+
+
+class EvalRun(meta.Schema):
+    """One run of the eval, as recorded in its history."""
+
+    execution: meta.Name = Field(description="The Execution that ran it.")
+    trigger: Literal["manual", "schedule", "promotion", "deployment"] = Field(
+        description="What started it: manual (joch eval run), schedule (cron or nightly), promotion (a "
+        "Deployment's requiresEval) or deployment (schedule.onDeployment)."
+    )
+    phase: EvalPhase = Field(
+        description="Running, Passed (every threshold met), Failed (a threshold missed) or Inconclusive (the "
+        "run did not succeed, or a metric has no score); an Inconclusive run never passes a gate by "
+        "itself."
+    )
+    agent_generation: int | None = Field(
+        default=None, ge=0, description="The Agent's metadata.generation the run ran against."
+    )
+    abom_generation: int | None = Field(
+        default=None, ge=0, description="The AgBOM generation live when the run started."
+    )
+    created_at: str | None = Field(default=None, max_length=64, description="When its Execution was created.")
+    started_at: str | None = Field(default=None, max_length=64, description="When the run started.")
+    completed_at: str | None = Field(default=None, max_length=64, description="When the run ended.")
+    scores: dict[str, float] | None = Field(
+        default=None, max_length=64, description="Metric name -> score, as the worker reported it."
+    )
+    failures: list[EvalFailure] | None = Field(
+        default=None, max_length=64, description="Thresholds missed, with the measured value."
+    )
+    message: str | None = Field(default=None, max_length=1024, description="Why it ended as it did.")
+    approval: meta.Name | None = Field(
+        default=None,
+        description="For an Inconclusive run of an Eval with releaseGate: the Approval asking a human "
+        "whether it counts as passed (approved: Passed; rejected or expired: Failed).",
+    )
 
 
 class EvalStatus(meta.Status):
     """Observed state of an Eval."""
 
-    phase: Literal["Pending", "Running", "Passed", "Failed", "Error"] | None = Field(
+    phase: EvalPhase | None = Field(
         default=None,
-        description="Pending: never run. Running: a run is in progress. Passed: every threshold met. Failed: "
-        "a threshold was missed (see failures). Error: the run itself failed.",
+        description="Pending: never run. Running: a run is in progress and none has ended yet for the "
+        "Agent's current generation. Otherwise the result of the newest ended run: Passed, Failed or "
+        "Inconclusive.",
     )
     last_run_at: str | None = Field(
-        default=None, max_length=64, description="When the last run ended (RFC 3339)."
+        default=None, max_length=64, description="When the newest ended run ended (RFC 3339)."
     )
-    last_execution_ref: meta.Ref | None = Field(
-        default=None, description="The Execution that recorded the last run."
-    )
+    last_execution_ref: meta.Ref | None = Field(default=None, description="The Execution of the newest run.")
     scores: dict[str, float] | None = Field(
-        default=None, max_length=64, description="Metric name -> score of the last run."
+        default=None, max_length=64, description="Metric name -> score of the newest ended run."
     )
     failures: list[EvalFailure] | None = Field(
         default=None,
         max_length=64,
         json_schema_extra=meta.list_map("metric"),
-        description="Thresholds the last run missed, with the measured value.",
+        description="Thresholds the newest ended run missed, with the measured value.",
+    )
+    agent_generation: int | None = Field(
+        default=None, ge=0, description="The Agent generation the newest ended run ran against."
+    )
+    abom_generation: int | None = Field(
+        default=None, ge=0, description="The AgBOM generation the newest ended run ran against."
+    )
+    target_generation: int | None = Field(
+        default=None, ge=0, description="The target Agent's current metadata.generation."
+    )
+    passed_generation: int | None = Field(
+        default=None,
+        ge=0,
+        description="The Agent generation whose newest ended run passed, if the newest run of the current "
+        "generation did; what the promotion gate admits.",
+    )
+    last_schedule_time: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The newest cron (or nightly) tick a run was created for (RFC 3339): kept so that an "
+        "operator restart never runs a tick twice.",
+    )
+    next_schedule_time: str | None = Field(
+        default=None, max_length=64, description="The next cron (or nightly) tick."
+    )
+    runs: list[EvalRun] | None = Field(
+        default=None,
+        max_length=20,
+        description="The newest runs, newest first (at most 20).",
     )
 
 
@@ -158,9 +255,13 @@ class Eval(meta.Resource):
             meta.PrinterColumn("Target", ".spec.target.name", description="Agent evaluated."),
             meta.PrinterColumn("Phase", ".status.phase", description="Result of the last run."),
             meta.PrinterColumn(
+                "Generation", ".status.agentGeneration", "integer", description="Agent generation last run."
+            ),
+            meta.PrinterColumn(
                 "Last Run", ".status.lastRunAt", "date", description="When the last run ended."
             ),
             meta.PrinterColumn("Gates", ".spec.releaseGate.blocksPromotionTo", priority=1),
+            meta.PrinterColumn("Next", ".status.nextScheduleTime", "date", priority=1),
         ),
         description="An evaluation of an Agent over a dataset: metrics, thresholds and an optional release "
         "gate that blocks promotion until the thresholds are met.",

@@ -19,8 +19,9 @@ from joch.api.v1alpha1.trace import SamplingMode
 class ExecutionTrigger(meta.Schema):
     """What started the run."""
 
-    type: Literal["manual", "webhook", "schedule", "upstream"] = Field(
-        description="manual (CLI or API), webhook, schedule, or upstream (another execution or handoff)."
+    type: Literal["manual", "webhook", "schedule", "upstream", "eval"] = Field(
+        description="manual (CLI or API), webhook, schedule, upstream (another execution or handoff), or "
+        "eval (a run of an Eval, which sourceRef names)."
     )
     source_ref: meta.Ref | None = Field(default=None, description="The object that triggered it, if any.")
 
@@ -172,6 +173,18 @@ class ExecutionStatus(meta.Status):
         default=None,
         max_length=253,
         description="The Pod running the Execution: the only worker whose token may report into this status.",
+    )
+    scores: dict[Annotated[str, Field(max_length=128)], float] | None = Field(
+        default=None,
+        max_length=64,
+        description="For an eval run: metric name -> score (reported by the worker); the evals service "
+        "compares them with the Eval's thresholds.",
+    )
+    agent_generation: int | None = Field(
+        default=None,
+        ge=0,
+        description="The Agent's metadata.generation the run started from (recorded by the operator with "
+        "manifestRef; never changed after).",
     )
     budgets_charged: list[Annotated[str, Field(max_length=317)]] | None = Field(
         default=None,

@@ -14,8 +14,10 @@ later regressed.
 - exists,
 - targets the Deployment's Agent (``spec.target.name`` is ``spec.agentRef.name``, and the Agent is in
   the Deployment's namespace: an Eval's target is always in the Eval's own namespace),
-- has ``status.phase`` Passed,
-- and every ``spec.thresholds`` entry is met by ``status.scores`` (a bare number is a minimum, a string
+- has, among its recorded runs (``status.runs``, newest first), an ended run for the Agent's current
+  ``metadata.generation``, and the newest such run Passed (a new Agent generation needs a new passing
+  run; a run still going, or one of another generation, does not count),
+- and every ``spec.thresholds`` entry is met by that run's scores (a bare number is a minimum, a string
   a comparison such as ``<=0.05``; a metric without a score misses its threshold). The thresholds are
   re-checked because they may have been tightened since the run.
 
@@ -45,6 +47,7 @@ import math
 import re
 from typing import Any, Final
 
+from joch.api.v1alpha1.agent import Agent
 from joch.api.v1alpha1.approval import Approval
 from joch.api.v1alpha1.deployment import Deployment
 from joch.api.v1alpha1.eval import Eval
@@ -157,14 +160,45 @@ def _eval_problems(deployment: Deployment, name: str, world: World) -> list[str]
             f"{where} evaluates {target.kind} {namespace}/{target.name}, not the Deployment's Agent "
             f"{agent_namespace}/{ref.name}"
         )
+    agent = world.get(Agent, namespace, ref.name)
+    generation = agent.metadata.generation if agent is not None else None
     status = found.status
-    phase = status.phase if status is not None else None
-    if phase is None:
-        problems.append(f"{where} has not run yet (no status.phase); it must have passed")
-    elif phase != "Passed":
-        when = f", last run {status.last_run_at}" if status is not None and status.last_run_at else ""
-        problems.append(f"{where} has phase {phase}{when}, not Passed")
-    scores = (status.scores if status is not None else None) or {}
+    records = (
+        [run.model_dump(mode="json", by_alias=True, exclude_none=True) for run in (status.runs or ())]
+        if (status is not None)
+        else []
+    )
+    of = f" for Agent {ref.name} generation {generation}" if generation is not None else ""
+    record = _newest_ended(records, generation)
+    if record is None:
+        running = next(
+            (
+                r
+                for r in records
+                if r.get("phase") == "Running" and r.get("agentGeneration") in (None, generation)
+            ),
+            None,
+        )
+        if running is not None:
+            problems.append(f"{where}: its run{of} (Execution {running['execution']}) has not ended yet")
+        elif records:
+            newest = status.agent_generation if status is not None else None
+            against = f" (its newest run ran against generation {newest})" if newest is not None else ""
+            problems.append(
+                f"{where} has no ended run{of}{against}; a new generation needs a new passing run "
+                f"(joch eval run {name} -n {namespace})"
+            )
+        else:
+            problems.append(
+                f"{where} has not run yet; it must have passed (joch eval run {name} -n {namespace})"
+            )
+        return problems
+    execution = record.get("execution")
+    if record.get("phase") != "Passed":
+        # A Failed run's misses are listed below, one per threshold; other results say why themselves.
+        why = f": {record['message']}" if record.get("message") and record.get("phase") != "Failed" else ""
+        problems.append(f"{where}: its newest run{of} (Execution {execution}) is {record.get('phase')}{why}")
+    scores = record.get("scores") or {}
     for metric, written in sorted((found.spec.thresholds or {}).items()):
         threshold = parse_threshold(written)
         if threshold is None:
@@ -172,12 +206,25 @@ def _eval_problems(deployment: Deployment, name: str, world: World) -> list[str]
             continue
         score = scores.get(metric)
         if score is None:
-            problems.append(f"{where}: metric {metric} has no score in status.scores (threshold {threshold})")
+            problems.append(
+                f"{where}: metric {metric} has no score in run {execution} (threshold {threshold})"
+            )
         elif not threshold.met_by(score):
             problems.append(
-                f"{where}: metric {metric} scored {_number(score)}, which misses its threshold {threshold}"
+                f"{where}: metric {metric} scored {_number(score)} in run {execution}, which misses its "
+                f"threshold {threshold}"
             )
     return problems
+
+
+def _newest_ended(records: list[dict[str, Any]], generation: int | None) -> dict[str, Any] | None:
+    """The newest ended run (records newest first) for ``generation`` (None: any)."""
+    for record in records:
+        if record.get("phase") != "Running" and (
+            generation is None or record.get("agentGeneration") == generation
+        ):
+            return record
+    return None
 
 
 # --- requiresApproval -------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from joch.domain.reconcile.status import condition, merge_conditions
 __all__ = [
     "ANNOTATION_AGBOM",
     "ANNOTATION_AGBOM_GENERATION",
+    "ANNOTATION_AGENT_GENERATION",
     "ANNOTATION_INPUT",
     "ANNOTATION_MANIFEST",
     "ANNOTATION_MANIFEST_SHA256",
@@ -59,6 +60,7 @@ ANNOTATION_MANIFEST_SHA256: Final = "joch.dev/manifest-sha256"
 ANNOTATION_AGBOM: Final = "joch.dev/agbom"
 ANNOTATION_AGBOM_GENERATION: Final = "joch.dev/agbom-generation"
 ANNOTATION_INPUT: Final = "joch.dev/input"
+ANNOTATION_AGENT_GENERATION: Final = "joch.dev/agent-generation"
 """The Pod annotation holding the input (JSON); the Downward API mounts it as a file."""
 MAX_LABEL_VALUE: Final = 63
 """An Execution's and its Agent's names are label values of the Job and Pod (and a Job's name is its
@@ -68,7 +70,7 @@ MAX_INPUT_BYTES: Final = 128 * 1024
 allows 256 KiB of annotations per object)."""
 
 TERMINAL: Final = frozenset({"Succeeded", "Failed", "Cancelled", "TimedOut"})
-REPORTED_FIELDS: Final = ("costUsd", "tokens", "modelCalls", "toolCalls")
+REPORTED_FIELDS: Final = ("costUsd", "tokens", "modelCalls", "toolCalls", "scores")
 """The status fields a worker reports (and the only ones its token may change)."""
 OWNED_CONDITIONS: Final = ("Ready", "Reconciling", "Stalled")
 
@@ -198,6 +200,8 @@ class Launch:
     router_url: str
     trace_url: str
     agbom: tuple[str, int] | None = None
+    agent_generation: int | None = None
+    """The Agent's metadata.generation the manifest was compiled from (recorded as status.agentGeneration)."""
 
 
 def input_json(execution: Execution) -> str:
@@ -226,6 +230,8 @@ def desired_job(
     if launch.agbom is not None:
         annotations[ANNOTATION_AGBOM] = launch.agbom[0]
         annotations[ANNOTATION_AGBOM_GENERATION] = str(launch.agbom[1])
+    if launch.agent_generation is not None:
+        annotations[ANNOTATION_AGENT_GENERATION] = str(launch.agent_generation)
     pod_annotations = {
         key: str(value)
         for key, value in (execution.metadata.annotations or {}).items()
@@ -420,6 +426,10 @@ def _pinned(job: JobView, current: Mapping[str, Any]) -> dict[str, Any]:
             "name": annotations[ANNOTATION_AGBOM],
             "generation": int(generation) if generation.isdigit() else 0,
         }
+    if isinstance(current.get("agentGeneration"), int):
+        out["agentGeneration"] = current["agentGeneration"]
+    elif annotations.get(ANNOTATION_AGENT_GENERATION, "").isdigit():
+        out["agentGeneration"] = int(annotations[ANNOTATION_AGENT_GENERATION])
     out["startedAt"] = current.get("startedAt") or job.start_time or job.created
     return out
 
