@@ -22,7 +22,7 @@ from urllib.parse import quote
 
 from joch.api.v1alpha1 import meta
 from joch.api.v1alpha1.budget import Budget
-from joch.cli import flags
+from joch.cli import flags, paging
 from joch.cli.executions import ApiCaller
 from joch.domain.reconcile import budgets
 from joch.kube import errors
@@ -79,20 +79,12 @@ def register(commands: Any) -> None:
 
 
 def _list(cluster: ApiCaller, path: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    token = ""
-    while True:
-        query = {"limit": str(PAGE), **({"continue": token} if token else {})}
-        answer = cluster.call("GET", path, query=query)
-        if answer.status == 404:
-            raise ClusterError(f"the cluster does not serve Budgets ({_CRD.api_version}): is Joch installed?")
-        if answer.error is not None:
-            raise PermissionError(f"cannot list Budgets: {answer.error}")
-        body = answer.body if isinstance(answer.body, dict) else {}
-        items.extend(item for item in body.get("items") or () if isinstance(item, dict))
-        token = str((body.get("metadata") or {}).get("continue") or "")
-        if not token:
-            return items
+    try:
+        return paging.list_all(cluster, path, kind="Budgets", api_version=_CRD.api_version, page=PAGE)
+    except paging.Unserved as exc:
+        raise ClusterError(str(exc)) from None
+    except paging.Refused as exc:
+        raise PermissionError(str(exc)) from None
 
 
 def run(

@@ -32,7 +32,7 @@ import yaml
 
 from joch.api.v1alpha1 import meta
 from joch.api.v1alpha1.execution import Execution
-from joch.cli import flags
+from joch.cli import flags, paging
 from joch.kube import errors
 from joch.kube.rest import Answer, Cluster, ClusterError
 
@@ -555,23 +555,10 @@ def _get(cluster: ApiCaller, path: str, where: str, *, gone: str | None = None) 
 
 
 def _list(cluster: ApiCaller, path: str) -> list[dict[str, Any]]:
-    items: list[dict[str, Any]] = []
-    token = ""
-    while True:
-        query = {"limit": str(PAGE), **({"continue": token} if token else {})}
-        answer = cluster.call("GET", path, query=query)
-        if answer.status == 404:
-            raise _Stop(
-                EXIT_FAILED,
-                f"the cluster does not serve Executions ({_CRD.api_version}): is Joch installed?",
-            )
-        if answer.error is not None:
-            raise _Stop(EXIT_FAILED, f"cannot list Executions: {answer.error}")
-        body = answer.body if isinstance(answer.body, dict) else {}
-        items.extend(item for item in body.get("items") or () if isinstance(item, dict))
-        token = str((body.get("metadata") or {}).get("continue") or "")
-        if not token:
-            return items
+    try:
+        return paging.list_all(cluster, path, kind="Executions", api_version=_CRD.api_version, page=PAGE)
+    except paging.ListFailed as exc:
+        raise _Stop(EXIT_FAILED, str(exc)) from None
 
 
 def _warn(answer: Answer) -> None:
