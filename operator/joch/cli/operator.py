@@ -133,6 +133,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="copy an Execution's annotations with this prefix onto its Pod (repeatable; the local "
         "cluster uses devcluster.joch.dev/ to steer fake runs)",
     )
+    budgets = parser.add_argument_group("budgets (the decision service reserves each allowed call's cost)")
+    budgets.add_argument(
+        "--budget-reservation-ttl",
+        type=flags.positive_float,
+        default=300.0,
+        metavar="SECONDS",
+        help="how long a Budget reservation lives unless the call's cost is reported or its run ends first "
+        "(default 300)",
+    )
     approvals = parser.add_argument_group("approvals (human decisions, with deadlines)")
     approvals.add_argument(
         "--approval-minute-seconds",
@@ -330,6 +339,7 @@ def options_from(args: argparse.Namespace, environ: Mapping[str, str] = os.envir
                 pod_annotation_prefixes=tuple(args.execution_pod_annotation_prefix),
             ),
             approvals=ApprovalSettings(minute_seconds=args.approval_minute_seconds),
+            budget_reservation_ttl=args.budget_reservation_ttl,
         ),
         limits=client.Limits(
             concurrency=args.concurrency, writes_per_second=args.write_rate, write_burst=args.write_burst

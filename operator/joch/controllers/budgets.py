@@ -28,6 +28,7 @@ from joch.api.v1alpha1.execution import Execution
 from joch.controllers.service import Change, Service
 from joch.domain.compilation.keys import ObjectKey
 from joch.domain.reconcile import budgets as plan
+from joch.domain.reconcile import reservations as holds
 from joch.domain.reconcile.cache import Entry
 from joch.domain.reconcile.status import conditions_by_type, invalid_status
 from joch.kube import errors, events, paths
@@ -122,13 +123,25 @@ class BudgetService(Service):
         running = [run for run in covered if not run.finished]
         before = entry.status
         now = self._now()
+        costs = {(run.namespace, run.name): holds.RunCost(run.cost_usd, run.finished) for run in covered}
+
+        def kept(stored: Entry) -> list[dict[str, Any]]:
+            """The reservations to keep, decided from the stored status (the decision service adds
+            reservations concurrently; a 409 makes this run again on what it wrote)."""
+            return holds.release(stored.status, costs, now, namespace=entry.namespace or "")
 
         # 1. the finished runs no one counted: into the ledger, their uids into charging.
         def charged(stored: Entry) -> Mapping[str, Any] | None:
             new, _ = plan.to_charge(name, covered, stored.status.get("charging") or ())
             ledger, charging = plan.charge(stored.status, new, tz, by_agent=True)
             return plan.budget_status(
-                budget, current=stored.status, ledger=ledger, charging=charging, running=running, now=now
+                budget,
+                current=stored.status,
+                ledger=ledger,
+                charging=charging,
+                running=running,
+                reservations=kept(stored),
+                now=now,
             )
 
         await self._write(entry, charged)
@@ -150,7 +163,12 @@ class BudgetService(Service):
         def settled(current: Entry) -> Mapping[str, Any] | None:
             charging = plan.settle(current.status.get("charging") or (), marked, gone)
             return plan.budget_status(
-                budget, current=current.status, charging=charging, running=running, now=now
+                budget,
+                current=current.status,
+                charging=charging,
+                running=running,
+                reservations=kept(current),
+                now=now,
             )
 
         await self._write(entry, settled)
@@ -167,6 +185,9 @@ class BudgetService(Service):
         if after is not None:
             self._announce(after, before, after.status)
         reset = plan.day_window(now, tz).reset
+        expiry = holds.next_expiry(after.status) if after is not None else None
+        if expiry is not None:
+            reset = min(reset, expiry)  # an expired reservation is let go and the windows' reserved drop
         host.queue.add_after(key, max(1.0, (reset - now).total_seconds() + 1.0))
 
     def _now(self) -> datetime.datetime:
@@ -254,4 +275,8 @@ class BudgetService(Service):
         if new or mark:
             return entry.key
         reset = plan.parse_time(((status.get("windows") or {}).get("daily") or {}).get("resetAt"))
-        return entry.key if reset is None or reset <= self._now() else None
+        expiry = holds.next_expiry(status)
+        now = self._now()
+        if expiry is not None and expiry <= now:
+            return entry.key
+        return entry.key if reset is None or reset <= now else None

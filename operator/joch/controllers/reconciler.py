@@ -114,6 +114,9 @@ class ControllerConfig:
     """How the executions service schedules runs."""
     approvals: ApprovalSettings = dataclasses.field(default_factory=ApprovalSettings)
     """How long a timeoutMinutes minute is (the approvals service)."""
+    budget_reservation_ttl: float = 300.0
+    """Seconds a Budget reservation made by the decision service lives unless released before
+    (joch.controllers.reservations)."""
     event_rate: float = 20.0
     event_burst: int = 50
     event_capacity: int = 1000

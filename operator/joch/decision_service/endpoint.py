@@ -23,6 +23,11 @@ Every error has the catalog's shape (docs/catalog.md section 6)::
 | 500 | InternalError | a bug; never for anything a client sends |
 
 Decisions are computed on the event loop, inline: they take microseconds, far less than a thread hop.
+
+With a ``budgets`` step (``joch operator`` passes joch.controllers.reservations.BudgetGate), a decision
+that is not a deny is then checked against the Budgets covering the call and its cost reserved; the
+step may turn it into a ``BudgetExceeded`` deny, and adds ``reservation`` (or, on a deny, ``budget``) to
+the response. ``joch policy serve`` has no such step: it holds no cache of Budgets.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import datetime
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
 from aiohttp import web
@@ -40,8 +45,9 @@ from aiohttp import web
 from joch import metrics
 from joch.decision_service import requests
 from joch.decision_service.service import DecisionService
+from joch.domain.policy.decision import Decision
 
-__all__ = ["DEFAULT_MAX_BODY", "EVALUATE_PATH", "SERVICE_KEY", "build_app", "error_body"]
+__all__ = ["DEFAULT_MAX_BODY", "EVALUATE_PATH", "SERVICE_KEY", "BudgetStep", "build_app", "error_body"]
 
 logger = logging.getLogger("joch.decision_service")
 
@@ -50,12 +56,17 @@ DEFAULT_MAX_BODY: Final = 1024 * 1024
 """Largest request body accepted, in bytes (1 MiB)."""
 
 Clock = Callable[[], datetime.datetime]
+BudgetStep = Callable[
+    [Mapping[str, Any], Decision, datetime.datetime], Awaitable[tuple[Decision, Mapping[str, Any] | None]]
+]
+"""(context, decision, now) -> (the decision, what the response carries besides it)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Config:
     max_body: int
     clock: Clock
+    budgets: BudgetStep | None = None
 
 
 SERVICE_KEY: Final = web.AppKey("joch.decision_service.service", DecisionService)
@@ -130,13 +141,15 @@ def build_app(
     *,
     max_body: int = DEFAULT_MAX_BODY,
     clock: Clock = _utcnow,
+    budgets: BudgetStep | None = None,
 ) -> web.Application:
-    """The aiohttp application serving ``service``; ``clock`` gives ``now`` for each decision."""
+    """The aiohttp application serving ``service``; ``clock`` gives ``now`` for each decision;
+    ``budgets``: the budget step run after each decision (module docstring)."""
     if max_body < 1:
         raise ValueError(f"max_body must be at least 1 byte, not {max_body}")
     app = web.Application(middlewares=[_errors], client_max_size=max_body)
     app[SERVICE_KEY] = service
-    app[_CONFIG_KEY] = _Config(max_body=max_body, clock=clock)
+    app[_CONFIG_KEY] = _Config(max_body=max_body, clock=clock, budgets=budgets)
     app.router.add_post(EVALUATE_PATH, _evaluate)
     app.router.add_get("/v1/policies", _policies)
     app.router.add_get("/healthz", _healthz)
@@ -165,6 +178,34 @@ def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
 
 
+class _Constant:
+    """NaN, Infinity or -Infinity found while locating them (:func:`_constant_fields`)."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def _constant_fields(text: str) -> list[dict[str, str]]:
+    """Where the body uses NaN or Infinity, as ``{field, message}`` (parsed again, on the error path)."""
+    try:
+        loaded = json.loads(text, parse_constant=_Constant)
+    except (ValueError, RecursionError):
+        return []
+    found: list[dict[str, str]] = []
+    stack: list[tuple[str, Any]] = [("", loaded)]
+    while stack and len(found) < 20:
+        where, value = stack.pop()
+        if isinstance(value, _Constant):
+            found.append({"field": where or "(body)", "message": f"{value.name} is not valid JSON"})
+        elif isinstance(value, dict):
+            stack.extend((f"{where}.{key}" if where else str(key), item) for key, item in value.items())
+        elif isinstance(value, list):
+            stack.extend((f"{where}[{index}]", item) for index, item in enumerate(value))
+    return sorted(found, key=lambda item: item["field"])
+
+
 async def _evaluate(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
     config = request.app[_CONFIG_KEY]
@@ -176,9 +217,16 @@ async def _evaluate(request: web.Request) -> web.Response:
         return _error(400, "InvalidRequest", f"invalid decision request: {exc}", {"errors": problems})
     if not service.ready:
         return _not_ready()
-    decision = service.decide(parsed, now=config.clock())
+    now = config.clock()
+    decision = service.decide(parsed, now=now)
+    extra: Mapping[str, Any] | None = None
+    if config.budgets is not None and not parsed.preflight:
+        decision, extra = await config.budgets(parsed.context, decision, now)
     metrics.record_policy_decision(decision.decision, source="endpoint")
-    return web.json_response(decision.to_dict())
+    answer = decision.to_dict()
+    if extra:
+        answer.update(extra)
+    return web.json_response(answer)
 
 
 async def _json_body(request: web.Request, limit: int) -> Any:
@@ -201,15 +249,22 @@ async def _json_body(request: web.Request, limit: int) -> Any:
         raise _Rejected(
             _error(400, "InvalidJSON", f"the body is nested more than {requests.MAX_DEPTH} levels deep")
         )
+    details: dict[str, Any] | None = None
     try:
-        return json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        text = raw.decode("utf-8")
+        return json.loads(text, parse_constant=_reject_constant)
     except UnicodeDecodeError as exc:
         message = f"the body is not UTF-8: {exc.reason} at byte {exc.start}"
     except RecursionError:
         message = f"the body is nested more than {requests.MAX_DEPTH} levels deep"
     except ValueError as exc:
         message = f"the body is not valid JSON: {exc}"
-    raise _Rejected(_error(400, "InvalidJSON", message))
+        fields = _constant_fields(text) if "is not valid JSON" in str(exc) else []
+        if fields:
+            shown = "; ".join(f"{item['field']}: {item['message']}" for item in fields[:5])
+            message = f"the body is not valid JSON: {shown}"
+            details = {"errors": fields}
+    raise _Rejected(_error(400, "InvalidJSON", message, details))
 
 
 def _is_json(content_type: str) -> bool:

@@ -14,8 +14,9 @@ The context is checked against the documented shape (``joch.domain.policy.contex
 unknown keys are rejected (a typo such as ``tools`` would otherwise never match, which fails open),
 objects must be objects and lists lists, and the fields used to select policies (``agent.namespace``,
 ``agent.name``, ``agent.labels``, ``environment.name``, ``environment.allowedProviders``) must have
-their documented types. ``null`` anywhere means absent. Below ``payload``, ``framework`` and ``tenant``
-anything goes, up to :data:`MAX_DEPTH` levels of nesting.
+their documented types, as must the fields budgets read: ``cost.runUsd`` (a finite number, at
+least 0) and ``execution.name`` (an object name). ``null`` anywhere means absent. Below
+``payload``, ``framework`` and ``tenant`` anything goes, up to :data:`MAX_DEPTH` levels of nesting.
 
 :func:`parse_request` raises :class:`RequestError` listing EVERY problem, each as a
 :class:`Problem` (a field path such as ``context.agent.labels.team`` and a sentence). Pure code.
@@ -24,6 +25,8 @@ anything goes, up to :data:`MAX_DEPTH` levels of nesting.
 from __future__ import annotations
 
 import dataclasses
+import math
+import re
 from collections.abc import Mapping
 from typing import Any, Final
 
@@ -45,6 +48,7 @@ MAX_DEPTH: Final = 64
 MAX_POLICIES: Final = 256
 """Most explicit policy references in one request (an Agent lists at most 256)."""
 
+_OBJECT_NAME: Final = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
 REQUEST_FIELDS: Final = ("context", "policies", "preflight")
 _SCALARS = (str, int, float, bool)
 
@@ -199,6 +203,31 @@ def check_context(value: Any, *, path: str = "context") -> list[Problem]:
                 Problem(f"{path}.environment.allowedProviders[{i}]", f"must be a string, not {_json_type(v)}")
                 for i, v in enumerate(providers)
                 if not isinstance(v, str)
+            )
+    cost = value.get("cost")
+    if isinstance(cost, dict):
+        amount = cost.get("runUsd")
+        if amount is not None and (
+            isinstance(amount, bool)
+            or not isinstance(amount, int | float)
+            or not math.isfinite(amount)
+            or amount < 0
+        ):
+            shown = (
+                _json_type(amount)
+                if not isinstance(amount, int | float) or isinstance(amount, bool)
+                else amount
+            )
+            problems.append(
+                Problem(f"{path}.cost.runUsd", f"must be a finite number of USD, at least 0, not {shown}")
+            )
+    execution = value.get("execution")
+    if isinstance(execution, dict):
+        name = execution.get("name")
+        if name is not None and (not isinstance(name, str) or not _OBJECT_NAME.fullmatch(name)):
+            shown = repr(name) if isinstance(name, str) else _json_type(name)
+            problems.append(
+                Problem(f"{path}.execution.name", f"must be the name of an Execution, not {shown}")
             )
     return problems
 

@@ -124,6 +124,7 @@ def register(
     max_body: int = endpoint.DEFAULT_MAX_BODY,
     service: DecisionService | None = None,
     watch: bool = True,
+    budgets: endpoint.BudgetStep | None = None,
 ) -> Registration:
     """Add the decision service's handlers to ``registry`` (see the module docstring).
 
@@ -132,9 +133,12 @@ def register(
     listing arrives then see no policies: pass ``kube`` in production). ``watch=False``: the service
     lists and watches nothing itself; whoever does feeds it (``joch operator``: the controller, through
     ``DecisionService.primed`` and ``DecisionService.observe``), and it answers 503 until primed.
+    ``budgets``: the budget step after each decision (``joch operator``; joch.decision_service.endpoint).
     """
     service = service or DecisionService(settings=settings)
-    server = DecisionServer(endpoint.build_app(service, max_body=max_body), host=host, port=port)
+    server = DecisionServer(
+        endpoint.build_app(service, max_body=max_body, budgets=budgets), host=host, port=port
+    )
     if not watch:
 
         @kopf.on.startup(registry=registry, id="joch-decision-service-startup")

@@ -12,7 +12,8 @@
 4. the admission webhooks (:mod:`joch.webhooks`) reading the same cache, with their serving
    certificate (local CA, a mounted directory, or a Secret the operator rotates);
 5. the decision service (:mod:`joch.decision_service`), fed by the controller's Policy and Environment
-   watches and compiling through its policy compiler;
+   watches and compiling through its policy compiler, with the budget step
+   (:mod:`joch.controllers.reservations`) reading and reserving in the controller's cache of Budgets;
 6. /metrics, /healthz and /readyz (:mod:`joch.metrics`), and with a Lease the leader elector that
    starts the controllers' workers when it leads and stops the process when it loses the lead;
 7. ``kopf.run`` until SIGINT or SIGTERM; then the clean-up in reverse: the Lease released, the
@@ -36,6 +37,7 @@ from joch import decision_service, metrics, webhooks
 from joch.controllers import access
 from joch.controllers.reconciler import Controller
 from joch.controllers.registry import build_registry, kopf_settings
+from joch.controllers.reservations import BudgetGate
 from joch.kube import client, leader, webhook_tls
 from joch.runtime import ports
 from joch.runtime.options import ANY_ADDRESS, LOOPBACK, Options, Serving
@@ -119,8 +121,16 @@ def _compose(
         # decision service, which compiles through the controller's policy compiler.
         service = decision_service.DecisionService(settings=controller.settings, compiler=controller.programs)
         controller.feeds.append(service)
+        # Budgets: a call the policies allow is checked against the covering Budgets in the same cache
+        # and its cost reserved in their status (joch.controllers.reservations).
+        gate = BudgetGate(controller, ttl_seconds=options.controller.budget_reservation_ttl)
         decision_service.register(
-            registry, host=serving.decision_host, port=serving.decision_port, service=service, watch=False
+            registry,
+            host=serving.decision_host,
+            port=serving.decision_port,
+            service=service,
+            watch=False,
+            budgets=gate,
         )
     elector = _elector(options)
     tasks: list[asyncio.Task[None]] = []

@@ -94,6 +94,45 @@ def test_a_good_request_gets_the_decision() -> None:
     serve(scenario)
 
 
+def test_nan_or_infinity_is_400_naming_the_field() -> None:
+    async def scenario(client: test_utils.TestClient[Any, Any]) -> None:
+        data = '{"context": {"cost": {"runUsd": NaN}, "payload": [1, -Infinity]}}'
+        status, body = await post(client, data, raw=True)
+        assert status == 400
+        error = assert_error(body, "InvalidJSON")
+        assert "context.cost.runUsd: NaN is not valid JSON" in error["message"]
+        assert error["details"]["errors"] == [
+            {"field": "context.cost.runUsd", "message": "NaN is not valid JSON"},
+            {"field": "context.payload[1]", "message": "-Infinity is not valid JSON"},
+        ]
+        status, body = await post(client, {"context": {"cost": {"runUsd": -1}}})
+        assert status == 400
+        error = assert_error(body, "InvalidRequest")
+        assert error["details"]["errors"][0]["field"] == "context.cost.runUsd"
+
+    serve(scenario)
+
+
+def test_the_budget_step_runs_after_the_decision_and_its_extra_is_in_the_answer() -> None:
+    seen: list[tuple[str, Any]] = []
+
+    async def budgets(context: Any, decision: Any, now: datetime.datetime) -> tuple[Any, Any]:
+        seen.append((decision.decision, context.get("cost")))
+        return decision, {"reservation": {"id": "r1"}}
+
+    async def main() -> None:
+        app = endpoint.build_app(ready_service(), max_body=LIMIT, clock=lambda: NOW, budgets=budgets)
+        async with test_utils.TestClient(test_utils.TestServer(app, host="127.0.0.1")) as client:
+            status, body = await post(client, {"context": f.context(tool={"name": "ls"}, cost={"runUsd": 1})})
+            assert status == 200
+            assert body["reservation"] == {"id": "r1"}
+            status, body = await post(client, {"context": f.context(tool={"name": "ls"}), "preflight": True})
+            assert "reservation" not in body  # preflight reserves nothing
+
+    asyncio.run(main())
+    assert seen == [("allow", {"runUsd": 1})]
+
+
 @pytest.mark.parametrize(
     ("data", "fragment"),
     [

@@ -94,6 +94,22 @@ def test_null_means_absent_and_open_parts_take_anything() -> None:
             ["context.environment.allowedProviders[1]"],
             id="allowedProviders item",
         ),
+        pytest.param({"context": {"cost": {"runUsd": -1}}}, ["context.cost.runUsd"], id="negative cost"),
+        pytest.param({"context": {"cost": {"runUsd": "2"}}}, ["context.cost.runUsd"], id="cost as string"),
+        pytest.param({"context": {"cost": {"runUsd": True}}}, ["context.cost.runUsd"], id="cost boolean"),
+        pytest.param(
+            {"context": {"cost": {"runUsd": float("inf")}}}, ["context.cost.runUsd"], id="cost 1e999"
+        ),
+        pytest.param({"context": {"cost": {"runUsd": float("nan")}}}, ["context.cost.runUsd"], id="cost NaN"),
+        pytest.param({"context": {"execution": {"name": 3}}}, ["context.execution.name"], id="run number"),
+        pytest.param(
+            {"context": {"execution": {"name": "Run_1"}}}, ["context.execution.name"], id="run not a name"
+        ),
+        pytest.param(
+            {"context": {"execution": {"name": "a\n"}}}, ["context.execution.name"], id="run newline"
+        ),
+        pytest.param({"context": {"execution": {"uid": "x"}}}, ["context.execution.uid"], id="run field"),
+        pytest.param({"context": {"execution": "run-1"}}, ["context.execution"], id="run not an object"),
         pytest.param({"context": {}, "preflight": "yes"}, ["preflight"], id="preflight not a boolean"),
         pytest.param({"context": {}, "policies": "caps"}, ["policies"], id="policies not a list"),
         pytest.param({"context": {"agent": AGENT}, "policies": [1]}, ["policies[0]"], id="policy number"),
@@ -127,6 +143,19 @@ def test_null_means_absent_and_open_parts_take_anything() -> None:
 )
 def test_rejected_requests_name_the_field(body: Any, expected: list[str]) -> None:
     assert fields(body) == expected
+
+
+def test_a_call_with_its_cost_and_execution_is_accepted() -> None:
+    context = {"agent": AGENT, "cost": {"runUsd": 0}, "execution": {"name": "run-1.a"}}
+    assert requests.check_context(context) == []
+    assert requests.check_context({"cost": {"runUsd": 2.5}, "execution": None}) == []
+
+
+def test_a_bad_cost_names_the_field_and_the_value() -> None:
+    (problem,) = requests.check_context({"cost": {"runUsd": -2}})
+    assert str(problem) == "context.cost.runUsd: must be a finite number of USD, at least 0, not -2"
+    (problem,) = requests.check_context({"cost": {"runUsd": "2"}})
+    assert problem.message.endswith("not a string")
 
 
 def test_every_problem_is_reported_at_once() -> None:

@@ -181,6 +181,29 @@ class BudgetLedgerEntry(meta.Schema):
     )
 
 
+class BudgetReservation(meta.Schema):
+    """USD held for one call the decision service allowed, until the call's cost is reported."""
+
+    id: str = Field(min_length=1, max_length=64, description="The reservation's id (a UUID).")
+    amount_usd: float = Field(ge=0, description="The call's estimated cost (context.cost.runUsd), USD.")
+    created_at: str = Field(max_length=64, description="When it was made (RFC 3339, UTC).")
+    expires_at: str = Field(
+        max_length=64, description="When it lapses if nothing released it before (RFC 3339, UTC)."
+    )
+    agent: meta.Name = Field(description="The Agent that made the call (in the Budget's covered runs).")
+    agent_namespace: str | None = Field(default=None, max_length=63, description="The Agent's namespace.")
+    execution: meta.Name | None = Field(
+        default=None, description="The Execution the call belongs to (context.execution.name), if named."
+    )
+    baseline_usd: float = Field(
+        default=0,
+        ge=0,
+        description="The Execution's status.costUsd when the reservation was made: once its cost has grown "
+        "past baselineUsd + amountUsd (after the earlier reservations of the same run), the call was "
+        "reported and the reservation is dropped.",
+    )
+
+
 class BudgetStatus(meta.Status):
     """Observed state of a Budget."""
 
@@ -207,6 +230,13 @@ class BudgetStatus(meta.Status):
         max_length=4096,
         description="Uids of finished Executions added to the ledger whose own status does not say so yet "
         "(the operator's bookkeeping: each run is counted once, across restarts).",
+    )
+    reservations: list[BudgetReservation] | None = Field(
+        default=None,
+        max_length=1000,
+        description="Calls the decision service allowed whose cost is not reported yet; each is dropped "
+        "when it expires, when its Execution finishes or when the Execution's cost shows it. "
+        "windows.*.reserved is their sum per window.",
     )
 
 

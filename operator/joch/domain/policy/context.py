@@ -12,7 +12,8 @@ A decision context is a plain nested mapping (JSON-shaped), docs/catalog.md sect
     mcpServer     {name, trustScore, schemaDrift}
     mcpResult     {injectionScan: {hit}}                runtime only
     data          {contains: [class]}                   runtime only
-    cost          {runUsd}                              runtime only
+    cost          {runUsd}                              runtime only: the estimated cost of THIS call, USD
+    execution     {name}                                runtime only: the run (Execution) the call belongs to
     payload       any                                   runtime only (the request being decided)
     reasoning, turnId, stepId   str
 
@@ -87,6 +88,11 @@ class CostFacts(TypedDict, total=False):
     runUsd: float
 
 
+class ExecutionFacts(TypedDict, total=False):
+    name: str
+    """The Execution (in the agent's namespace) the call belongs to."""
+
+
 class DecisionContext(TypedDict, total=False):
     """The typed spelling of a decision context (docs/catalog.md section 4.4). Every key is optional."""
 
@@ -101,6 +107,7 @@ class DecisionContext(TypedDict, total=False):
     mcpResult: McpResultFacts
     data: DataFacts
     cost: CostFacts
+    execution: ExecutionFacts
     payload: Any
     reasoning: str
     turnId: str
@@ -126,6 +133,7 @@ CONTEXT_SCHEMA: Final[Mapping[str, SchemaNode]] = {
     "mcpResult": {"injectionScan": {"hit": "value"}},
     "data": {"contains": "list"},
     "cost": {"runUsd": "value"},
+    "execution": {"name": "value"},
     "payload": "open",
     "reasoning": "value",
     "turnId": "value",
@@ -134,7 +142,7 @@ CONTEXT_SCHEMA: Final[Mapping[str, SchemaNode]] = {
 
 ROOTS: Final = frozenset(CONTEXT_SCHEMA)
 
-RUNTIME_ONLY_ROOTS: Final = frozenset({"cost", "data", "payload", "mcpResult"})
+RUNTIME_ONLY_ROOTS: Final = frozenset({"cost", "data", "execution", "payload", "mcpResult"})
 """Context parts that exist only at run time; preflight skips every rule that reads one of them."""
 
 _SEGMENT = re.compile(r"""\.?([^.\[\]\s'"]+)|\[(?:"([^"]*)"|'([^']*)')\]""")

@@ -59,6 +59,7 @@ __all__ = [
     "covers",
     "day_window",
     "exceeded",
+    "held_in",
     "month_window",
     "parse_time",
     "periods",
@@ -359,6 +360,17 @@ def _window(
     return out
 
 
+def held_in(reservations: Sequence[Mapping[str, Any]], window: Window) -> float:
+    """USD held by the reservations made in ``window``."""
+    total = 0.0
+    for reservation in reservations:
+        created = parse_time(reservation.get("createdAt"))
+        amount = reservation.get("amountUsd")
+        if created is not None and window.holds(created) and isinstance(amount, int | float):
+            total += float(amount)
+    return total
+
+
 def _reached(
     daily: Mapping[str, Any], monthly: Mapping[str, Any], token_limit: int | None
 ) -> tuple[list[str], list[str]]:
@@ -429,17 +441,22 @@ def budget_status(
     charging: Sequence[str] | None = None,
     running: Sequence[Run] = (),
     reserved: tuple[float, float] = (0.0, 0.0),
+    reservations: Sequence[Mapping[str, Any]] | None = None,
     now: datetime.datetime,
 ) -> dict[str, Any]:
     """The status of ``budget`` at ``now``: windows, per-agent spend, phase and conditions.
 
     ``ledger``/``charging``: as :func:`charge` left them (default: the current ones); ``running``: the
-    covered runs that have not finished; ``reserved``: USD the decision service holds (day, month)."""
+    covered runs that have not finished; ``reserved``: USD the decision service holds (day, month);
+    ``reservations``: the reservations kept (joch.domain.reconcile.reservations.release), written to
+    ``status.reservations`` with ``reserved`` summed from them per window (None: leave them alone)."""
     tz = time_zone(budget.spec.time_zone)
     entries = list(ledger if ledger is not None else current.get("ledger") or ())
     by_period = {str(e["period"]): e for e in entries if isinstance(e, Mapping) and e.get("period")}
     limits, pct = budget.spec.limits, budget.spec.enforcement.soft_limit_pct
     day, month = day_window(now, tz), month_window(now, tz)
+    if reservations is not None:
+        reserved = (held_in(reservations, day), held_in(reservations, month))
     daily = _window(day, by_period, running, hard=limits.daily_usd, soft_pct=pct, reserved=reserved[0])
     monthly = _window(month, by_period, running, hard=limits.monthly_usd, soft_pct=pct, reserved=reserved[1])
     summary = f"today {daily['used']:g} USD, this month {monthly['used']:g} USD"
@@ -460,6 +477,8 @@ def budget_status(
             conditions, current.get("conditions"), _stamp(now), owned=OWNED_CONDITIONS
         ),
     }
+    if reservations is not None and (reservations or current.get("reservations")):
+        desired["reservations"] = [dict(r) for r in reservations] or None
     shares = budget.spec.allocation.by_agent if budget.spec.allocation is not None else None
     if shares:
         desired["byAgent"] = _by_agent(shares, by_period, running, (day, month))
