@@ -23,6 +23,7 @@ from typing import Any, Final
 
 from joch.domain.admission.approvals import DECIDED_PHASES, TIMEOUT_USER
 from joch.domain.reconcile.status import condition, merge_conditions
+from joch.domain.reconcile.times import format_time, parse_time
 
 __all__ = [
     "ApprovalSettings",
@@ -44,18 +45,7 @@ class ApprovalSettings:
     """The length of one ``timeoutMinutes`` minute in seconds (60; tests and demos shorten it)."""
 
 
-def parse_time(value: Any) -> datetime.datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=datetime.UTC)
-
-
-def _format(moment: datetime.datetime) -> str:
-    return moment.astimezone(datetime.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+_format = format_time
 
 
 def _timeout_minutes(spec: Mapping[str, Any]) -> int:

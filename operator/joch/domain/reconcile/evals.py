@@ -41,6 +41,7 @@ from joch.domain.reconcile import executions
 from joch.domain.reconcile.approvals import parse_time
 from joch.domain.reconcile.cache import Entry
 from joch.domain.reconcile.status import condition, merge_conditions
+from joch.domain.reconcile.times import format_time
 
 __all__ = [
     "EVAL_LABEL",
@@ -523,8 +524,7 @@ def _conditions(
     return [ready, reconciling]
 
 
-def _stamp(at: datetime.datetime) -> str:
-    return at.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+_stamp = format_time
 
 
 def created_at(entry: Entry) -> datetime.datetime | None:

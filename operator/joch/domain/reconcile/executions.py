@@ -16,13 +16,13 @@ create and the status write.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from joch.api.v1alpha1.execution import Execution
 from joch.domain.reconcile.status import condition, merge_conditions
+from joch.domain.reconcile.times import parse_time
 
 __all__ = [
     "ANNOTATION_AGBOM",
@@ -328,15 +328,6 @@ def desired_job(
 
 
 # --- status ---------------------------------------------------------------------------------------
-
-
-def parse_time(stamp: str | None) -> datetime.datetime | None:
-    if not stamp:
-        return None
-    try:
-        return datetime.datetime.strptime(stamp, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.UTC)
-    except ValueError:
-        return None
 
 
 def duration_ms(start: str | None, end: str | None) -> int | None:
