@@ -77,7 +77,7 @@ class EvalSchedule(meta.Schema):
     )
     cron: str | None = Field(
         default=None,
-        min_length=9,
+        min_length=1,
         max_length=128,
         description="A five-field cron expression (minute hour day-of-month month day-of-week), e.g. "
         "'30 2 * * 1-5'. One run per tick, even across operator restarts; missed ticks run once.",
@@ -88,14 +88,24 @@ class EvalSchedule(meta.Schema):
         description="IANA time zone the cron expression (or nightly) is read in; default UTC.",
     )
 
+    @pydantic.field_validator("cron")
+    @classmethod
+    def _check_cron(cls, value: str | None) -> str | None:
+        if value is not None:
+            cron.parse(value)  # raises ValueError naming the cron field at fault
+        return value
+
+    @pydantic.field_validator("time_zone")
+    @classmethod
+    def _check_time_zone(cls, value: str | None) -> str | None:
+        if value is not None:
+            cron.check_time_zone(value)
+        return value
+
     @pydantic.model_validator(mode="after")
-    def _check_cron(self) -> EvalSchedule:
+    def _one_schedule(self) -> EvalSchedule:
         if self.cron is not None and self.nightly:
             raise ValueError("cron: set either cron or nightly, not both")
-        if self.cron is not None:
-            cron.parse(self.cron)  # raises ValueError naming the field
-        if self.time_zone is not None:
-            cron.check_time_zone(self.time_zone)
         return self
 
 
