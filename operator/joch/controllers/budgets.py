@@ -30,7 +30,7 @@ from joch.domain.compilation.keys import ObjectKey
 from joch.domain.reconcile import budgets as plan
 from joch.domain.reconcile import reservations as holds
 from joch.domain.reconcile.cache import Entry
-from joch.domain.reconcile.status import conditions_by_type, invalid_status
+from joch.domain.reconcile.status import conditions_by_type
 from joch.kube import errors, events, paths
 from joch.kube import status as kube_status
 
@@ -197,8 +197,8 @@ class BudgetService(Service):
         message = error or stored.error
         if message is None:
             return None
-        return invalid_status(
-            "Budget", message, generation=stored.generation, current=stored.status, now=self.host.now()
+        return plan.invalid_status(
+            message, generation=stored.generation, current=stored.status, now=self.host.now()
         )
 
     async def _write(self, entry: Entry, desire: Any) -> None:

@@ -267,3 +267,24 @@ def test_the_budgets_service_lets_reservations_go_and_keeps_new_ones() -> None:
         await service_host.stop()
 
     run(scenario)
+
+
+def test_a_budget_with_an_unknown_time_zone_is_stalled_without_windows_and_denies() -> None:
+    async def scenario() -> None:
+        doc = budget_doc(status=accounted())
+        doc["spec"]["timeZone"] = "Mars/Olympus"
+        kube = world(doc)
+        host = await primed(kube, services=(BudgetService,))
+        await host.start()
+        await settle(host)
+        status = status_of(kube)
+        assert "windows" not in status  # the stale windows are gone: nobody reads them as current
+        stalled = {c["type"]: c for c in status["conditions"]}["Stalled"]
+        assert stalled["status"] == "True"
+        assert "spec.timeZone" in stalled["message"]
+        decision, _ = await BudgetGate(host)(context(0.01), ALLOW, NOW)
+        assert decision.decision == "deny"
+        assert "its state is unknown" in decision.reason
+        await host.stop()
+
+    run(scenario)

@@ -60,6 +60,7 @@ __all__ = [
     "day_window",
     "exceeded",
     "held_in",
+    "invalid_status",
     "month_window",
     "parse_time",
     "periods",
@@ -484,6 +485,29 @@ def budget_status(
         desired["byAgent"] = _by_agent(shares, by_period, running, (day, month))
     if budget.metadata.generation is not None:
         desired["observedGeneration"] = budget.metadata.generation
+    BudgetStatus.model_validate(desired)
+    return desired
+
+
+def invalid_status(
+    error: str, *, generation: int | None, current: Mapping[str, Any], now: str
+) -> dict[str, Any]:
+    """The status of a Budget that cannot be accounted (its spec does not parse, or names an unknown
+    time zone): Ready False and Stalled True (InvalidSpec) naming the problem, and no windows or phase, so
+    that admission and the decision service treat its state as unknown and refuse (fail closed). The
+    ledger, ``charging`` and the reservations are kept."""
+    message = f"the Budget cannot be accounted: {error}"
+    conditions = [
+        condition("Ready", "False", "InvalidSpec", message, generation),
+        condition("Stalled", "True", "InvalidSpec", message, generation),
+    ]
+    desired: dict[str, Any] = {
+        "phase": None,
+        "windows": None,
+        "conditions": merge_conditions(conditions, current.get("conditions"), now, owned=OWNED_CONDITIONS),
+    }
+    if generation is not None:
+        desired["observedGeneration"] = generation
     BudgetStatus.model_validate(desired)
     return desired
 
