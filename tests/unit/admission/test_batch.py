@@ -197,7 +197,8 @@ def test_against_a_cluster_its_status_counts_not_the_documents() -> None:
 
     failed = _cluster(*f.fleet(), f.agent(), f.eval_(phase="Failed"), f.approval())
     claims = _check(_gated_batch(f.eval_(), f.approval()), base=failed, strict_missing=True)
-    assert "Eval support/triage-quality: its newest run for Agent support-triage generation 1" in _deployment_result(claims).verdict.message()
+    message = _deployment_result(claims).verdict.message()
+    assert "Eval support/triage-quality: its newest run for Agent support-triage generation 1" in message
 
     new = _cluster(*f.fleet(), f.agent())
     fresh = _check(_gated_batch(f.eval_(), f.approval()), base=new, strict_missing=True)

@@ -97,8 +97,8 @@ def test_a_passed_eval_admits_the_deployment() -> None:
         ),
         pytest.param(
             f.eval_(scores={"accuracy": 0.82, "pii_leakage": 0.0}),
-            "Eval support/triage-quality: metric accuracy scored 0.82 in run triage-quality-run, which misses "
-            "its threshold >=0.9",
+            "Eval support/triage-quality: metric accuracy scored 0.82 in run triage-quality-run, which "
+            "misses its threshold >=0.9",
             id="minimum missed",
         ),
         pytest.param(
@@ -115,8 +115,8 @@ def test_a_passed_eval_admits_the_deployment() -> None:
         ),
         pytest.param(
             f.eval_(thresholds={"accuracy": ">0.95"}, scores={"accuracy": 0.93}),
-            "Eval support/triage-quality: metric accuracy scored 0.93 in run triage-quality-run, which misses "
-            "its threshold >0.95",
+            "Eval support/triage-quality: metric accuracy scored 0.93 in run triage-quality-run, which "
+            "misses its threshold >0.95",
             id="passed but threshold tightened since",
         ),
     ],

@@ -41,6 +41,7 @@ from joch.domain.reconcile import executions
 from joch.domain.reconcile.approvals import parse_time
 from joch.domain.reconcile.cache import Entry, Store
 from joch.domain.reconcile.status import condition, merge_conditions
+from joch.domain.reconcile.times import format_time
 from joch.domain.settings import OperatorSettings
 
 __all__ = [
@@ -329,8 +330,7 @@ def settle(charging: Sequence[str], marked: Iterable[str], gone: Iterable[str] =
 # --- status --------------------------------------------------------------------------------------------
 
 
-def _stamp(at: datetime.datetime) -> str:
-    return at.astimezone(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+_stamp = format_time
 
 
 def _money(value: float) -> float:
