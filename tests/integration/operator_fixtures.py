@@ -6,8 +6,9 @@ registers them under their names ``cluster`` and ``start_operator``.
 - :func:`support_triage` rewrites examples/ into one test's namespace: namespaced objects move there,
   cluster-scoped objects (FrameworkAdapter, Environment, Team) get a unique suffix and every reference to
   them follows, so tests never share objects.
-- :class:`OperatorProcess` runs ``python -m joch.cli.operator`` as a subprocess (the real command, so
-  SIGKILL and restarts are real), logging to a file; the ``start_operator`` fixture starts one and stops
+- :class:`OperatorProcess` runs ``python -m joch.cli.operator`` as a process of its own (the real
+  command, so SIGKILL and restarts are real; forked from :mod:`tests.integration.forkserver`, which has
+  done the ~5 s of imports once), logging to a file; the ``start_operator`` fixture starts one and stops
   every one it started at teardown, printing the log tail (shown by pytest when a test fails).
 - :class:`Cluster` (fixture ``cluster``) wraps the kubernetes client calls the tests need;
   :func:`eventually` polls an assertion until it holds or a timeout passes (no fixed sleeps).
@@ -37,6 +38,7 @@ from kubernetes.client.rest import ApiException
 from joch.api import v1alpha1
 from joch.cli import compile as compile_cli
 from tests import helpers
+from tests.integration import forkserver
 
 T = TypeVar("T")
 
@@ -180,7 +182,7 @@ class OperatorProcess:
         self.namespaces = namespaces
         self.log_path = log_path
         self.args = args
-        self.process: subprocess.Popen[bytes] | None = None
+        self.process: forkserver.Process | subprocess.Popen[bytes] | None = None
 
     def start(self) -> OperatorProcess:
         argv = [sys.executable, "-m", "joch.cli.operator", "--kubeconfig", self.kubeconfig, "-v"]
@@ -191,8 +193,14 @@ class OperatorProcess:
         with self.log_path.open("ab") as log:
             log.write(f"\n===== start {' '.join(argv[1:])}\n".encode())
             log.flush()
-            self.process = subprocess.Popen(
-                argv, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True
+            # ``python -m joch.cli.operator ...`` forked from a server that has imported it already.
+            self.process = forkserver.popen(
+                "joch.cli.operator",
+                argv[3:],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                start_new_session=True,
             )
         return self
 
@@ -245,6 +253,8 @@ class OperatorProcess:
 
 
 StartOperator = Callable[..., OperatorProcess]
+
+forkserver.prestart("joch.cli.operator")
 
 
 @pytest.fixture(name="start_operator")

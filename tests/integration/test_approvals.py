@@ -22,7 +22,6 @@ import datetime
 import json
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -33,6 +32,7 @@ import pytest
 import yaml
 
 from joch.manifests import webhooks as rendering
+from tests.integration import forkserver
 from tests.integration.operator_fixtures import (  # noqa: F401
     Cluster,
     StartOperator,
@@ -45,6 +45,8 @@ from tests.integration.operator_fixtures import (  # noqa: F401
 )
 
 pytestmark = pytest.mark.integration
+
+forkserver.prestart("joch.cli.main")
 
 Kubectl = Callable[..., Any]
 MINUTE = 2.0
@@ -142,13 +144,8 @@ def rbac(namespace: str, suffix: str) -> list[dict[str, Any]]:
 
 
 def joch(kubeconfig: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "joch.cli.main", *args, "--kubeconfig", kubeconfig],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    """``python -m joch.cli.main ARGS --kubeconfig KUBECONFIG`` (forked: see tests.integration.forkserver)."""
+    return forkserver.run("joch.cli.main", [*args, "--kubeconfig", kubeconfig], timeout=120)
 
 
 class Users:
