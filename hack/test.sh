@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make test`: the unit tier and the integration tier at once (the unit tests are CPU-bound and short,
-# the integration tests mostly wait on a real API server), then both reports, unit last. Fails when
+# the integration tests mostly wait on a real API server, in two workers), then both reports, unit last. Fails when
 # either tier fails. Arguments go to both pytest runs.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -9,7 +9,9 @@ log=$(mktemp "${TMPDIR:-/tmp}/joch-unit-tests.XXXXXX")
 trap 'rm -f "$log"' EXIT
 "$py" -m pytest -p no:cacheprovider tests/unit "$@" >"$log" 2>&1 &
 unit=$!
-"$py" -m pytest tests/integration "$@"
+# Two workers (JOCH_IT_WORKERS), each with its own control plane, take whole files in turn (loadfile):
+# most of an integration test is waiting on the API server, so two overlap well even on two cores.
+"$py" -m pytest -n "${JOCH_IT_WORKERS:-2}" --dist loadfile tests/integration "$@"
 integration=$?
 wait "$unit"
 unit_status=$?

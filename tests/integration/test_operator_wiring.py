@@ -272,16 +272,14 @@ def test_promotion_gates_read_the_operators_watches(
     message = eventually(denied_until_run, timeout=30)
     assert "Deployment/triage: spec.promotion.requiresApproval: " in message
 
+    # The refusal started the eval run of the Agent's generation; the test plays its worker.
+    assert f"eval run Execution {namespace}/triage-quality-g1" in message, message
     _patch_status(
         kubectl,
         namespace,
-        "evals.ops.joch.dev",
-        "triage-quality",
-        {
-            "phase": "Passed",
-            "lastRunAt": "2025-01-01T00:00:00Z",
-            "scores": {"accuracy": 0.95, "pii_leakage": 0},
-        },
+        "executions.runtime.joch.dev",
+        "triage-quality-g1",
+        {"scores": {"accuracy": 0.95, "pii_leakage": 0}},
     )
     apply(kubectl, [_in(namespace, f.approval(deployment="triage", approvers=("role:release-manager",)))])
     # Decided by a release manager (the group the bare role names); the server stamps who and when.
@@ -300,7 +298,7 @@ def test_promotion_gates_read_the_operators_watches(
         done = kubectl("apply", "-f", "-", input=to_yaml([gated]))
         assert done.returncode == 0, done.stderr
 
-    eventually(admitted, timeout=30)
+    eventually(admitted, timeout=90)
 
 
 def _pending(kubectl: Kubectl, namespace: str, name: str) -> None:
