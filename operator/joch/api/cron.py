@@ -129,12 +129,8 @@ class Cron:
             return False
         in_month = day.day in self.days
         in_week = (day.isoweekday() % 7) in self.weekdays
-        if self.any_day and self.any_weekday:
-            return True
-        if self.any_day:
-            return in_week
-        if self.any_weekday:
-            return in_month
+        if self.any_day or self.any_weekday:
+            return in_month and in_week  # a field starting with * restricts nothing of its own
         return in_month or in_week
 
     def _ticks(self, day: datetime.date, tz: datetime.tzinfo) -> list[datetime.datetime]:
