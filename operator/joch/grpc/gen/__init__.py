@@ -1,0 +1,1 @@
+"""Generated protobuf and gRPC code of proto/joch/v1 (hack/protos.py)."""
