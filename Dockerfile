@@ -20,10 +20,7 @@ RUN python -m venv /opt/joch
 COPY pyproject.toml constraints.txt README.md ./
 COPY operator/ ./operator/
 # The project itself is pure Python: build its wheel from source, every dependency from wheels only.
-# xds-protos ships an empty cel/__init__.py that may overwrite common-expression-language's: reinstall it.
 RUN /opt/joch/bin/pip install --no-binary=joch -c constraints.txt . \
- && /opt/joch/bin/pip install --no-deps --force-reinstall -c constraints.txt common-expression-language \
- && /opt/joch/bin/python -c 'import cel; cel.compile' \
  && /opt/joch/bin/pip uninstall --yes pip \
  && /opt/joch/bin/python -m compileall -q /opt/joch/lib
 

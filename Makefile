@@ -27,11 +27,6 @@ run: venv tools manifests ## Local control plane (SQLite store, state in .dev/; 
 test: venv tools manifests ## Run every test tier that runs here (unit + integration against a real API server, side by side)
 	bash hack/test.sh
 
-# xds-protos (Envoy's protos) ships an empty cel/__init__.py (its cel.expr protos) that overwrites the one of
-# common-expression-language, the CEL backend, when pip happens to install it later; put that one back.
-CEL_REPAIR = $(PY) -c 'import cel, sys; sys.exit(0 if hasattr(cel, "compile") else 1)' || \
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps --force-reinstall -c constraints.txt common-expression-language
-
 ##@ Development
 
 .PHONY: venv
@@ -40,7 +35,6 @@ venv: $(VENV)/.installed ## Create .venv with pinned dependencies (constraints.t
 $(VENV)/.installed: pyproject.toml constraints.txt
 	[ -x $(PY) ] || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
-	$(CEL_REPAIR)
 	touch $@
 
 .PHONY: tools
@@ -48,14 +42,13 @@ tools: ## Build (once, cached in ~/.cache/joch) and link etcd, kine, the Kuberne
 	bash hack/tools.sh
 
 .PHONY: manifests
-manifests: venv ## Generate CRDs (crds/) and webhook configurations (webhooks/) from the models, gRPC code from proto/
+manifests: venv ## Generate CRDs (crds/) and webhook configurations (webhooks/) from the models
 	$(PY) -m joch.cli.main manifests --out $(CURDIR)
-	$(PY) hack/protos.py
 
 .PHONY: verify
 verify: manifests ## Fail if generated files differ from what is committed
-	git diff --exit-code -- crds/ webhooks/ rbac/ charts/ docs/resources.md operator/joch/grpc/gen/
-	@test -z "$$(git status --porcelain -- crds/ webhooks/ rbac/ charts/ docs/resources.md operator/joch/grpc/gen/)" || { git status --porcelain -- crds/ webhooks/ rbac/ charts/ operator/joch/grpc/gen/; echo "untracked generated files"; exit 1; }
+	git diff --exit-code -- crds/ webhooks/ rbac/ charts/ docs/resources.md
+	@test -z "$$(git status --porcelain -- crds/ webhooks/ rbac/ charts/ docs/resources.md)" || { git status --porcelain -- crds/ webhooks/ rbac/ charts/; echo "untracked generated files"; exit 1; }
 
 .PHONY: lint
 lint: venv ## ruff, mypy --strict and import-linter (layers)

@@ -11,8 +11,6 @@ below; nothing else touches the metric objects::
     joch_admission_requests_total{webhook,kind,allowed}
     joch_admission_denials_total{webhook,kind,reason}  record_admission(webhook=..., kind=..., ...)
     joch_policy_decisions_total{outcome,source}        record_policy_decision(outcome, source=...)
-    joch_grpc_requests_total{method,code}              record_grpc(method, code, seconds=...)
-    joch_grpc_request_duration_seconds{method}         (a stream: per message)
     joch_fanout_queue_depth                            set_queue_depth(n) / track_queue_depth(callable)
     joch_leader                                        set_leader(True | False)
     joch_leader_transitions_total                      (counted by set_leader)
@@ -56,7 +54,6 @@ __all__ = [
     "compile_timer",
     "observe_compile",
     "record_admission",
-    "record_grpc",
     "record_policy_decision",
     "record_reconcile",
     "render",
@@ -119,19 +116,6 @@ POLICY_DECISIONS: Final = Counter(
     "joch_policy_decisions",
     "Policy decisions by outcome (allow, deny, modify) and source (preflight, compile, endpoint).",
     ["outcome", "source"],
-    registry=REGISTRY,
-)
-GRPC_REQUESTS: Final = Counter(
-    "joch_grpc_requests",
-    "gRPC calls (stream messages) answered, by method (/package.Service/Method) and status code.",
-    ["method", "code"],
-    registry=REGISTRY,
-)
-GRPC_DURATION: Final = Histogram(
-    "joch_grpc_request_duration_seconds",
-    "Time to answer one gRPC call (on a stream: one message).",
-    ["method"],
-    buckets=(0.0001, 0.00025, *_FAST),
     registry=REGISTRY,
 )
 QUEUE_DEPTH: Final = Gauge(
@@ -228,14 +212,6 @@ def record_admission(
 def record_policy_decision(outcome: str, *, source: str) -> None:
     """One policy decision: ``outcome`` allow, deny or modify; ``source`` preflight, compile or endpoint."""
     POLICY_DECISIONS.labels(outcome=outcome, source=source).inc()
-
-
-def record_grpc(method: str, code: str, *, seconds: float | None = None) -> None:
-    """One gRPC call, or one message of a stream, answered: ``method`` /package.Service/Method, ``code``
-    the gRPC status name (OK, INVALID_ARGUMENT, UNAUTHENTICATED...)."""
-    GRPC_REQUESTS.labels(method=method, code=code).inc()
-    if seconds is not None:
-        GRPC_DURATION.labels(method=method).observe(seconds)
 
 
 def record_execution_started(delay_seconds: float | None) -> None:

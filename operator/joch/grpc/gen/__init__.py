@@ -1,1 +1,0 @@
-"""Generated protobuf and gRPC code of proto/joch/v1 (hack/protos.py)."""
