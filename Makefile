@@ -81,8 +81,6 @@ bench: venv tools ## Benchmarks: each figure next to a baseline measured in the 
 	$(PY) benchmarks/execution_bench.py
 	$(PY) benchmarks/approval_bench.py
 	$(PY) benchmarks/budget_bench.py
-	$(PY) benchmarks/budget_decision_bench.py
-	$(PY) benchmarks/budget_reservation_bench.py
 
 ##@ Local control plane
 
