@@ -3,6 +3,7 @@
 Fields: minute (0-59), hour (0-23), day of month (1-31), month (1-12), day of week (0-7, 0 and 7 are
 Sunday). Each is ``*``, a number, a range ``a-b``, any of those with a step ``/n``, or a comma list of
 them. As in cron, when both day fields are restricted a day matching either one matches. Times are UTC.
+Parsing is this module's (its messages name the AgBOM's fields); finding the times is joch.api.cron's.
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import dataclasses
 import datetime
 from typing import Final
+
+from joch.api.cron import Cron
 
 __all__ = ["Schedule", "ScheduleError", "parse"]
 
@@ -20,8 +23,6 @@ _FIELDS: Final = (
     ("month", 1, 12),
     ("day of week", 0, 7),
 )
-_HORIZON_DAYS: Final = 366 * 5
-"""How far ahead a match is looked for (a schedule such as '0 0 30 2 *' never matches)."""
 
 
 class ScheduleError(ValueError):
@@ -30,45 +31,13 @@ class ScheduleError(ValueError):
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Schedule:
-    minutes: frozenset[int]
-    hours: frozenset[int]
-    days: frozenset[int]
-    months: frozenset[int]
-    weekdays: frozenset[int]
-    any_day: bool
-    any_weekday: bool
+    """A parsed schedule; the times are found by :class:`joch.api.cron.Cron` (the Eval schedules' too)."""
 
-    def _day_matches(self, day: datetime.date) -> bool:
-        if day.month not in self.months:
-            return False
-        by_date = day.day in self.days
-        by_weekday = (day.isoweekday() % 7) in self.weekdays
-        if self.any_day and self.any_weekday:
-            return True
-        if self.any_day:
-            return by_weekday
-        if self.any_weekday:
-            return by_date
-        return by_date or by_weekday
+    cron: Cron
 
     def next_after(self, moment: datetime.datetime) -> datetime.datetime | None:
-        """The first matching minute strictly after ``moment`` (UTC), or None within five years."""
-        start = moment.astimezone(datetime.UTC).replace(second=0, microsecond=0) + datetime.timedelta(
-            minutes=1
-        )
-        day = start.date()
-        for offset in range(_HORIZON_DAYS):
-            current = day + datetime.timedelta(days=offset)
-            if not self._day_matches(current):
-                continue
-            for hour in sorted(self.hours):
-                for minute in sorted(self.minutes):
-                    candidate = datetime.datetime(
-                        current.year, current.month, current.day, hour, minute, tzinfo=datetime.UTC
-                    )
-                    if candidate >= start:
-                        return candidate
-        return None
+        """The first matching minute strictly after ``moment`` (UTC), or None when there is none."""
+        return self.cron.next(moment, datetime.UTC)
 
 
 def _field(text: str, name: str, low: int, high: int) -> frozenset[int]:
@@ -106,11 +75,14 @@ def parse(text: str) -> Schedule:
     values = [_field(part, name, low, high) for part, (name, low, high) in zip(parts, _FIELDS, strict=True)]
     weekdays = frozenset(day % 7 for day in values[4])
     return Schedule(
-        minutes=values[0],
-        hours=values[1],
-        days=values[2],
-        months=values[3],
-        weekdays=weekdays,
-        any_day=parts[2] == "*",
-        any_weekday=parts[4] == "*",
+        Cron(
+            expression=text,
+            minutes=values[0],
+            hours=values[1],
+            days=values[2],
+            months=values[3],
+            weekdays=weekdays,
+            any_day=parts[2] == "*",
+            any_weekday=parts[4] == "*",
+        )
     )
