@@ -25,7 +25,7 @@ import pathlib
 import sys
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any, Final, Protocol, TextIO
+from typing import Any, Final, TextIO
 from urllib.parse import quote
 
 import yaml
@@ -73,18 +73,7 @@ _BASE: Final = f"/apis/{_CRD.group}/{meta.VERSION}"
 _COLUMNS: Final = ("NAME", "AGENT", "PHASE", "COST", "DURATION", "AGE")
 
 
-class ApiCaller(Protocol):
-    """What the commands need of :class:`joch.kube.rest.Cluster` (tests hand in a fake)."""
-
-    def call(
-        self,
-        method: str,
-        path: str,
-        *,
-        query: Mapping[str, str] | None = None,
-        body: Any = None,
-        content_type: str | None = None,
-    ) -> Answer: ...
+ApiCaller = paging.ApiCaller
 
 
 class InputError(ValueError):

@@ -7,12 +7,14 @@ from typing import Any, Final, Protocol
 
 from joch.kube.rest import Answer
 
-__all__ = ["PAGE", "ListFailed", "Refused", "Unserved", "list_all"]
+__all__ = ["PAGE", "ApiCaller", "ListFailed", "Refused", "Unserved", "list_all"]
 
 PAGE: Final = 500
 
 
-class _Caller(Protocol):
+class ApiCaller(Protocol):
+    """What the commands need of :class:`joch.kube.rest.Cluster` (tests hand in a fake)."""
+
     def call(
         self,
         method: str,
@@ -37,7 +39,7 @@ class Refused(ListFailed):
 
 
 def list_all(
-    cluster: _Caller, path: str, *, kind: str, api_version: str, page: int = PAGE
+    cluster: ApiCaller, path: str, *, kind: str, api_version: str, page: int = PAGE
 ) -> list[dict[str, Any]]:
     """Every item of the collection at ``path`` (``kind``: the plural name used in messages, e.g.
     Budgets), following ``continue`` tokens."""
