@@ -39,15 +39,6 @@ EVALS: Final = paths.ResourceType.of(Eval)
 _RESULTS: Final = frozenset({"Passed", "Failed", "Inconclusive"})
 
 
-def _trigger_source(entry: Entry) -> str | None:
-    """The Eval an Execution entry runs for (its spec.trigger), or None."""
-    trigger = ((entry.document().get("spec") or {}).get("trigger")) or {}
-    if trigger.get("type") != "eval":
-        return None
-    name = (trigger.get("sourceRef") or {}).get("name")
-    return str(name) if name else None
-
-
 class EvalService(Service):
     name = "evals"
     watches = frozenset({"Eval", "Execution", "Agent", "Deployment", "Approval"})
@@ -74,7 +65,7 @@ class EvalService(Service):
         if change.kind == "Eval":
             keys = [current.key]
         elif change.kind == "Execution":
-            source = _trigger_source(current)
+            source = plan.source_of(current)
             if source is not None and change.status_changed:
                 keys = [ObjectKey("Eval", current.namespace, source)]
         elif change.kind == "Agent":

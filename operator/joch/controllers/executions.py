@@ -50,7 +50,7 @@ from joch.api.v1alpha1.toolcall import ToolCall
 from joch.controllers.service import Change, Host, Service
 from joch.domain import compilation
 from joch.domain.compilation.keys import ObjectKey
-from joch.domain.reconcile import budgets
+from joch.domain.reconcile import budgets, evals
 from joch.domain.reconcile import executions as plan
 from joch.domain.reconcile.cache import Entry
 from joch.domain.reconcile.status import conditions_by_type
@@ -444,10 +444,9 @@ class ExecutionService(Service):
             namespace, _, name = covering.partition("/")
             host.touch(ObjectKey("Budget", namespace, name))
         # ... and the Eval an eval run belongs to (the evals service judges it).
-        trigger = (entry.document().get("spec") or {}).get("trigger") or {}
-        source = (trigger.get("sourceRef") or {}).get("name")
-        if trigger.get("type") == "eval" and source:
-            host.touch(ObjectKey("Eval", entry.namespace, str(source)))
+        source = evals.source_of(entry)
+        if source is not None:
+            host.touch(ObjectKey("Eval", entry.namespace, source))
 
     async def _retain(self, entry: Entry, stored: Mapping[str, Any]) -> None:
         """Delete a finished Execution once its retention has passed (else come back then)."""

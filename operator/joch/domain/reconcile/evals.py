@@ -64,6 +64,7 @@ __all__ = [
     "run_of",
     "schedule_due",
     "schedule_of",
+    "source_of",
 ]
 
 EVAL_LABEL: Final = "joch.dev/eval"
@@ -168,13 +169,18 @@ class RunView:
         return self.phase in executions.TERMINAL
 
 
+def source_of(entry: Entry) -> str | None:
+    """The Eval an Execution entry is a run of (its ``spec.trigger``), or None."""
+    trigger = (entry.document().get("spec") or {}).get("trigger") or {}
+    name = (trigger.get("sourceRef") or {}).get("name") if trigger.get("type") == "eval" else None
+    return str(name) if name else None
+
+
 def run_of(entry: Entry, eval_name: str) -> RunView | None:
     """The run in Execution ``entry`` when it is one of Eval ``eval_name`` (its trigger names it)."""
-    source = entry.document()
-    spec = source.get("spec") if isinstance(source.get("spec"), Mapping) else {}
-    trigger = (spec or {}).get("trigger") or {}
-    if trigger.get("type") != "eval" or (trigger.get("sourceRef") or {}).get("name") != eval_name:
+    if source_of(entry) != eval_name:
         return None
+    source = entry.document()
     status = entry.status
     metadata = source.get("metadata") or {}
     recorded = status.get("agentGeneration")
