@@ -156,11 +156,19 @@ def _story(
     )
     args = _webhook_args(tmp_path)
     operator = start_operator(namespace, args=args)
+    operator.wait_for_log("applied ValidatingWebhookConfiguration")
     eventually(lambda: ready(cluster, namespace, AGENT), timeout=90)
     assert cluster.status("Eval", namespace, quality).get("phase") == "Pending"
 
     # 1. A gated Deployment is refused; the refusal starts the run of generation 1 (trigger promotion).
-    message = _refused(kubectl, gated(namespace, "triage", quality))
+    #    Until the budgets service has accounted the example's Budget, admission refuses the run itself
+    #    (an unaccounted Budget fails closed), so the refusal is retried until it could start the run.
+    def refused_with_run() -> str:
+        message = _refused(kubectl, gated(namespace, "triage", quality))
+        assert "eval run Execution" in message, message
+        return message
+
+    message = eventually(refused_with_run, timeout=60)
     assert f"Eval {namespace}/{quality} has not run yet" in message, message
     first = f"{quality}-g1"
     assert f"started eval run Execution {namespace}/{first} for Agent {AGENT} generation 1" in message, (

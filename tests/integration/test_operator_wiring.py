@@ -267,9 +267,11 @@ def test_promotion_gates_read_the_operators_watches(
         done = kubectl("apply", "-f", "-", input=to_yaml([gated]))
         assert done.returncode != 0, done.stdout
         assert f"Eval {namespace}/triage-quality has not run yet" in done.stderr, done.stderr
+        # the refusal starts the eval run once admission takes it (an unaccounted Budget fails closed)
+        assert "eval run Execution" in done.stderr, done.stderr
         return str(done.stderr)
 
-    message = eventually(denied_until_run, timeout=30)
+    message = eventually(denied_until_run, timeout=60)
     assert "Deployment/triage: spec.promotion.requiresApproval: " in message
 
     # The refusal started the eval run of the Agent's generation; the test plays its worker.
