@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Hashable, Iterable, Mapping
+from collections.abc import Hashable, Iterable, Mapping, Sequence
 from typing import Any, Final
 
 from joch.api.v1alpha1.budget import Budget
@@ -181,9 +181,29 @@ class BudgetService(Service):
                 len(gone),
                 len(covered),
             )
+        self._come_back(key, before, [run for run in covered if run.uid not in {*marked, *gone}], now, tz)
+
+    def _come_back(
+        self,
+        key: ObjectKey,
+        before: Mapping[str, Any],
+        uncounted: Sequence[plan.Run],
+        now: datetime.datetime,
+        tz: datetime.tzinfo,
+    ) -> None:
+        """Announce what the pass changed and queue the Budget again: at once when ``uncounted`` (the
+        covered runs this pass did not settle) still holds new runs that did not fit into charging, else
+        at the day window's reset or the next reservation expiry."""
+        host = self.host
         after = host.store.entry("Budget", key.namespace, key.name)
         if after is not None:
             self._announce(after, before, after.status)
+            left, _ = plan.to_charge(
+                plan.budget_key(key.namespace or "", key.name), uncounted, after.status.get("charging") or ()
+            )
+            if left:  # more uncounted runs than charging holds: the next batch now
+                host.queue.add(key)
+                return
         reset = plan.day_window(now, tz).reset
         expiry = holds.next_expiry(after.status) if after is not None else None
         if expiry is not None:

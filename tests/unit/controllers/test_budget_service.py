@@ -471,3 +471,25 @@ def test_a_uid_in_charging_of_an_execution_no_longer_there_is_dropped() -> None:
         await controller.stop()
 
     run(scenario)
+
+
+def test_more_uncounted_runs_than_charging_holds_are_counted_in_batches(monkeypatch: Any) -> None:
+    """status.charging has a bound; a Budget meeting more finished, uncounted runs than it holds counts
+    them a batch at a time, each run once (here the bound is 2 and there are 5 runs)."""
+    monkeypatch.setattr("joch.domain.reconcile.budgets.MAX_CHARGING", 2)
+    costs = {f"run-{i}": 1.0 + i for i in range(5)}
+    kube = world(*(execution_doc(name, cost) for name, cost in costs.items()))
+
+    async def scenario() -> None:
+        controller = await started(kube)
+        try:
+            assert all(charged(kube, name) == [KEY] for name in costs), kube.of("executions")
+            status = budget_status(kube)
+            assert not status.get("charging"), status
+            assert ledger(kube)[TODAY]["executions"] == 5
+            assert ledger(kube)[TODAY]["spentUsd"] == sum(costs.values())
+            assert all(len(body.get("status", {}).get("charging") or ()) <= 2 for body in budget_writes(kube))
+        finally:
+            await controller.stop()
+
+    run(scenario)

@@ -73,6 +73,9 @@ __all__ = [
     "uncharged",
 ]
 
+MAX_CHARGING: Final = 4096
+"""The most uids ``status.charging`` holds (its schema's bound): :func:`to_charge` hands out no more new
+runs than fit, and the service comes back for the rest."""
 MAX_AGENTS: Final = 256
 """The most agents a ledger entry names; the spend of any more is summed under :data:`OTHER_AGENTS`."""
 OTHER_AGENTS: Final = "(other)"
@@ -269,7 +272,8 @@ def exceeded(
 
 def to_charge(key: str, runs: Iterable[Run], charging: Sequence[str]) -> tuple[list[Run], list[Run]]:
     """(runs to add to the ledger now, runs already in it whose status must still say so) among the
-    finished ``runs`` the Budget ``key`` covers."""
+    finished ``runs`` the Budget ``key`` covers. At most as many new runs as ``charging`` has room for
+    (:data:`MAX_CHARGING`); the others are new in a later pass."""
     pending = set(charging)
     new: list[Run] = []
     mark: list[Run] = []
@@ -277,7 +281,7 @@ def to_charge(key: str, runs: Iterable[Run], charging: Sequence[str]) -> tuple[l
         if not run.finished or key in run.charged:
             continue
         (mark if run.uid in pending else new).append(run)
-    return new, mark
+    return new[: max(0, MAX_CHARGING - len(pending))], mark
 
 
 def uncharged(run: Run, covering: Iterable[str]) -> list[str]:
