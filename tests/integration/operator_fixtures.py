@@ -37,6 +37,7 @@ from kubernetes.client.rest import ApiException
 
 from joch.api import v1alpha1
 from joch.cli import compile as compile_cli
+from joch.manifests import webhooks as rendering
 from tests import helpers
 from tests.integration import forkserver
 
@@ -361,6 +362,18 @@ class Cluster:
 @pytest.fixture(name="cluster")
 def cluster_fixture(kube_api: client.ApiClient) -> Cluster:
     return Cluster(kube_api)
+
+
+def remove_webhook_configurations(kubectl: Callable[..., Any]) -> None:
+    """Leave no cluster-wide webhook configuration pointing at a stopped operator's server. Neither has
+    finalizers, so the DELETE itself removes them: kubectl does not wait on a watch for it (under load
+    that wait outlived a minute once)."""
+    for kind, name in (
+        ("validatingwebhookconfiguration", rendering.VALIDATING_NAME),
+        ("mutatingwebhookconfiguration", rendering.MUTATING_NAME),
+    ):
+        out = kubectl("delete", kind, name, "--ignore-not-found", "--wait=false", timeout=120)
+        assert out.returncode == 0, out.stderr
 
 
 def apply(kubectl: Callable[..., Any], docs: list[dict[str, Any]] | str, *, timeout: float = 120) -> None:

@@ -31,7 +31,6 @@ from typing import Any
 import pytest
 import yaml
 
-from joch.manifests import webhooks as rendering
 from tests.integration import forkserver
 from tests.integration.operator_fixtures import (  # noqa: F401
     Cluster,
@@ -40,6 +39,7 @@ from tests.integration.operator_fixtures import (  # noqa: F401
     cluster_fixture,
     eventually,
     ready,
+    remove_webhook_configurations,
     start_operator_fixture,
     support_triage,
 )
@@ -225,11 +225,7 @@ def test_decisions_are_made_once_by_the_right_people(
         _timeouts(users, cluster, namespace, team, operator, start_operator, args)
         _promotion(users, kubectl, cluster, namespace, team)
     finally:
-        for kind, name in (
-            ("validatingwebhookconfiguration", rendering.VALIDATING_NAME),
-            ("mutatingwebhookconfiguration", rendering.MUTATING_NAME),
-        ):
-            kubectl("delete", kind, name, "--ignore-not-found")
+        remove_webhook_configurations(kubectl)
         for doc in roles:
             if doc["kind"] == "ClusterRole":
                 kubectl("delete", "clusterrole", doc["metadata"]["name"], "--ignore-not-found")

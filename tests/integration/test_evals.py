@@ -23,7 +23,6 @@ from typing import Any
 
 import pytest
 
-from joch.manifests import webhooks as rendering
 from tests.integration.operator_fixtures import (  # noqa: F401
     Cluster,
     StartOperator,
@@ -31,6 +30,7 @@ from tests.integration.operator_fixtures import (  # noqa: F401
     cluster_fixture,
     eventually,
     ready,
+    remove_webhook_configurations,
     start_operator_fixture,
     support_triage,
 )
@@ -133,11 +133,7 @@ def test_evals_gate_promotions_per_agent_generation(
     try:
         _story(namespace, kubectl, kubeconfig, cluster, start_operator, tmp_path)
     finally:
-        for kind, name in (
-            ("validatingwebhookconfiguration", rendering.VALIDATING_NAME),
-            ("mutatingwebhookconfiguration", rendering.MUTATING_NAME),
-        ):
-            kubectl("delete", kind, name, "--ignore-not-found")
+        remove_webhook_configurations(kubectl)
 
 
 def _story(

@@ -31,7 +31,6 @@ from typing import Any
 import pytest
 import yaml
 
-from joch.manifests import webhooks as rendering
 from tests.integration.operator_fixtures import (  # noqa: F401
     Cluster,
     Example,
@@ -41,6 +40,7 @@ from tests.integration.operator_fixtures import (  # noqa: F401
     cluster_fixture,
     eventually,
     ready,
+    remove_webhook_configurations,
     start_operator_fixture,
     support_triage,
 )
@@ -148,11 +148,7 @@ def test_executions_run_as_jobs(
         _queues(kubectl, cluster, namespace)
         _worker_tokens(kubectl, kubeconfig, cluster, namespace, tmp_path)
     finally:
-        for kind, name in (
-            ("validatingwebhookconfiguration", rendering.VALIDATING_NAME),
-            ("mutatingwebhookconfiguration", rendering.MUTATING_NAME),
-        ):
-            kubectl("delete", kind, name, "--ignore-not-found")
+        remove_webhook_configurations(kubectl)
 
 
 def _admission(kubectl: Kubectl, namespace: str) -> None:

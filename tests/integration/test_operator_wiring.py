@@ -34,6 +34,7 @@ from tests.integration.operator_fixtures import (  # noqa: F401
     cluster_fixture,
     eventually,
     ready,
+    remove_webhook_configurations,
     support_triage,
     to_yaml,
 )
@@ -118,11 +119,7 @@ def operator(
                 process.kill()
                 process.wait(timeout=30)
         # Whatever happened, leave no cluster-wide webhook configuration pointing at a dead server.
-        for kind, name in (
-            ("validatingwebhookconfiguration", rendering.VALIDATING_NAME),
-            ("mutatingwebhookconfiguration", rendering.MUTATING_NAME),
-        ):
-            kubectl("delete", kind, name, "--ignore-not-found")
+        remove_webhook_configurations(kubectl)
         print(f"----- {log_path} (tail)\n" + "\n".join(log_path.read_text().splitlines()[-80:]))
 
 
