@@ -28,7 +28,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any, Final, TextIO
+from typing import Any, TextIO
 
 from joch.api import v1alpha1
 from joch.api.v1alpha1 import meta
@@ -36,11 +36,10 @@ from joch.cli import flags, validate
 from joch.domain.admission import ALL_KINDS, Admission, DocumentResult, check_batch, promotion
 from joch.domain.compilation import Catalog
 from joch.domain.settings import SettingsError
+from joch.kube import batch
 from joch.kube.rest import Cluster, ClusterError
 
 __all__ = ["ClusterError", "register", "run"]
-
-_KIND_ORDER: Final = {kind.crd.kind: index for index, kind in enumerate(v1alpha1.KINDS)}
 
 
 def cluster_catalog(cluster: Cluster, settings_shared: Sequence[str]) -> tuple[Catalog, set[str]]:
@@ -69,14 +68,6 @@ def cluster_catalog(cluster: Cluster, settings_shared: Sequence[str]) -> tuple[C
     return catalog, set(labels)
 
 
-def _order(result: DocumentResult) -> tuple[int, int]:
-    if result.kind == "Namespace" and result.api_version == "v1":
-        return (0, 0)
-    if result.joch:
-        return (1, _KIND_ORDER.get(result.kind, 99))
-    return (2, 0)
-
-
 def register(commands: Any) -> None:
     parser: argparse.ArgumentParser = commands.add_parser(
         "apply",
@@ -96,13 +87,10 @@ def register(commands: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def _apply_query(args: argparse.Namespace, *, dry_run: bool) -> dict[str, str]:
-    query = {"fieldManager": args.field_manager}
-    if args.force_conflicts:
-        query["force"] = "true"
-    if dry_run:
-        query["dryRun"] = "All"
-    return query
+def _write(args: argparse.Namespace) -> batch.Write:
+    return batch.Write(
+        field_manager=args.field_manager, force=args.force_conflicts, namespace=args.namespace or "default"
+    )
 
 
 def run(args: argparse.Namespace, *, out: TextIO | None = None, cluster: Cluster | None = None) -> int:
@@ -130,17 +118,13 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None, cluster: Cluster
     errors: dict[int, list[str]] = {}
     warnings: dict[int, list[str]] = {}
     notes: dict[int, list[str]] = {}
+    write = _write(args)
     try:
         for index, result in enumerate(results):
             if result.body is None:
                 continue
-            errors[index], warnings[index], notes[index] = _dry_run(
-                cluster,
-                args,
-                result,
-                existing=existing_namespaces,
-                created=created,
-            )
+            checked = batch.dry_run(cluster, result, write, existing=existing_namespaces, created=created)
+            errors[index], warnings[index], notes[index] = checked.errors, checked.warnings, checked.notes
     except ClusterError as exc:
         sys.stderr.write(f"joch apply: error: {exc}\n")
         return 2
@@ -162,78 +146,21 @@ def run(args: argparse.Namespace, *, out: TextIO | None = None, cluster: Cluster
         return 2
 
 
-def _dry_run(
-    cluster: Cluster,
-    args: argparse.Namespace,
-    result: DocumentResult,
-    *,
-    existing: set[str],
-    created: set[str],
-) -> tuple[list[str], list[str], list[str]]:
-    """Server-side dry-run of one document: (errors, warnings, notes)."""
-    assert result.body is not None
-    mapping = cluster.mapping(result.api_version, result.kind)
-    if mapping is None:
-        return (
-            [f"the cluster does not serve {result.api_version} {result.kind} (is its CRD installed?)"],
-            [],
-            [],
-        )
-    namespace = result.namespace if mapping.namespaced else None
-    if mapping.namespaced and not namespace:
-        namespace = args.namespace or "default"
-    if namespace and namespace not in existing and namespace in created:
-        return [], [], [f"namespace {namespace} is created by this batch: checked offline only (no dry run)"]
-    body = dict(result.body)
-    if namespace:
-        body["metadata"] = {**body.get("metadata", {}), "namespace": namespace}
-    answer = cluster.call(
-        "PATCH",
-        mapping.object_path(namespace, result.name),
-        query=_apply_query(args, dry_run=True),
-        body=body,
-    )
-    warnings = [w for w in answer.warnings if not _missing_reference(w)]
-    if answer.error is not None:
-        return [f"server dry-run: {answer.error}"], warnings, []
-    return [], warnings, []
-
-
-def _missing_reference(warning: str) -> bool:
-    """A webhook's missing-reference warning: the local check (batch + cluster) already judged those."""
-    return "admitted, the operator reports it until it appears" in warning
-
-
 def _apply_all(
     cluster: Cluster, args: argparse.Namespace, results: Sequence[DocumentResult], out: TextIO
 ) -> int:
-    applied = 0
-    for result in sorted(results, key=_order):
-        assert result.body is not None
-        mapping = cluster.mapping(result.api_version, result.kind)
-        assert mapping is not None
-        namespace = result.namespace if mapping.namespaced else None
-        if mapping.namespaced and not namespace:
-            namespace = args.namespace or "default"
-        body = dict(result.body)
-        if namespace:
-            body["metadata"] = {**body.get("metadata", {}), "namespace": namespace}
-        answer = cluster.call(
-            "PATCH",
-            mapping.object_path(namespace, result.name),
-            query=_apply_query(args, dry_run=False),
-            body=body,
-        )
-        if answer.error is not None:
-            out.write(f"  FAIL  {result.label}: {answer.error}\n")
-            out.write(
-                f"joch apply: stopped after {applied} of {len(results)} documents: the cluster changed "
-                "between the dry run and the apply; fix and re-run (apply is idempotent)\n"
-            )
-            return 1
-        applied += 1
+    outcome = batch.apply_all(cluster, results, _write(args))
+    for result, warnings, _ in outcome.applied:
         out.write(f"  applied  {result.label}\n")
-        for warning in answer.warnings:
+        for warning in warnings:
             out.write(f"        warning: {warning}\n")
-    out.write(f"joch apply: {applied} documents applied\n")
+    if outcome.failed is not None:
+        result, error = outcome.failed
+        out.write(f"  FAIL  {result.label}: {error}\n")
+        out.write(
+            f"joch apply: stopped after {len(outcome.applied)} of {len(results)} documents: the cluster "
+            "changed between the dry run and the apply; fix and re-run (apply is idempotent)\n"
+        )
+        return 1
+    out.write(f"joch apply: {len(outcome.applied)} documents applied\n")
     return 0

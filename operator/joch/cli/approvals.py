@@ -35,6 +35,7 @@ from joch.api.v1alpha1.approval import Approval
 from joch.cli import flags, paging
 from joch.cli.executions import MERGE_PATCH, ApiCaller, format_age
 from joch.domain.admission.promotion import DEPLOYMENT_LABEL
+from joch.domain.reconcile.approvals import DECISION_PHASES, decide_body
 from joch.kube import errors
 from joch.kube.rest import Answer, Cluster, ClusterError
 
@@ -52,8 +53,6 @@ __all__ = [
 ]
 
 PENDING: Final = "Pending"
-DECISION_PHASES: Final = {"approve": "Approved", "reject": "Rejected", "edit": "Approved"}
-"""The phase each decision sets (edit: approved with an edited input)."""
 
 PAGE: Final = 500
 OUTPUTS: Final = ("table", "json", "yaml")
@@ -293,14 +292,6 @@ def run_get(
 
 
 # --- joch approvals decide | override | acknowledge -----------------------------------------------------
-
-
-def decide_body(decision: str, rationale: str | None) -> dict[str, Any]:
-    """The merge patch of the status subresource that records ``decision`` (never who or when)."""
-    status: dict[str, Any] = {"decision": decision, "phase": DECISION_PHASES[decision]}
-    if rationale:
-        status["rationale"] = rationale
-    return {"status": status}
 
 
 def run_decide(

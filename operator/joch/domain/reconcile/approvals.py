@@ -26,8 +26,10 @@ from joch.domain.reconcile.status import condition, merge_conditions
 from joch.domain.reconcile.times import format_time, parse_time
 
 __all__ = [
+    "DECISION_PHASES",
     "ApprovalSettings",
     "deadline_of",
+    "decide_body",
     "desired_status",
     "expired_status",
     "is_due",
@@ -198,3 +200,16 @@ def tool_call_approval(name: str, status: Mapping[str, Any]) -> dict[str, Any]:
         if at:
             out["approvedAt"] = at
     return out
+
+
+DECISION_PHASES: Final = {"approve": "Approved", "reject": "Rejected", "edit": "Approved"}
+"""The phase each decision sets (edit: approved with an edited input)."""
+
+
+def decide_body(decision: str, rationale: str | None) -> dict[str, Any]:
+    """The merge patch of an Approval's status subresource that records ``decision`` (never who or when:
+    the admission webhook stamps the decider from the request's authenticated user)."""
+    status: dict[str, Any] = {"decision": decision, "phase": DECISION_PHASES[decision]}
+    if rationale:
+        status["rationale"] = rationale
+    return {"status": status}
