@@ -11,6 +11,7 @@ from joch.cli import (
     agbom,
     apply,
     approvals,
+    audit,
     cost,
     dev,
     evals,
@@ -36,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     approvals.register(commands)
     cost.register(commands)
     evals.register(commands)
+    audit.register(commands)
     return parser
 
 
