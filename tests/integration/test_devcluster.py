@@ -194,7 +194,7 @@ def test_stop_leaves_no_processes(tmp_path: Path) -> None:
     cp = ControlPlane(tmp_path / "cp", kubeconfig=tmp_path / "out" / "kubeconfig")
     with cp:
         pids = cp.pids
-        assert set(pids) == {"etcd", "kube-apiserver", *workloads.COMPONENTS}
+        assert set(pids) == {"oidc", "etcd", "kube-apiserver", *workloads.COMPONENTS}
         assert all(_pid_alive(pid) for pid in pids.values())
         cp.check_alive()
         assert cp.startup_seconds is not None
@@ -216,7 +216,7 @@ def test_stop_leaves_no_processes(tmp_path: Path) -> None:
 @pytest.mark.integration
 def test_without_workloads_only_the_store_and_the_api_server_run(tmp_path: Path) -> None:
     with ControlPlane(tmp_path / "cp", workloads=False) as cp:
-        assert set(cp.pids) == {"etcd", "kube-apiserver"}
+        assert set(cp.pids) == {"oidc", "etcd", "kube-apiserver"}
         api = config.new_client_from_config(str(cp.kubeconfig), persist_config=False)
         try:
             assert client.CoreV1Api(api).list_node().items == []

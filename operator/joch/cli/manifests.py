@@ -3,8 +3,8 @@
 - ``crds/<group>_<plural>.yaml``: the CRDs, from the models;
 - ``webhooks/{validating,mutating}.yaml``: the webhook configurations (service mode, no caBundle);
 - ``rbac/team-roles.yaml``: the ClusterRoles of the Team roles and joch-break-glass (docs/teams.md);
-- ``charts/joch/``: the chart's CRD copies, values, values.schema.json, README, RBAC rules and the
-  GitOps health checks;
+- ``charts/joch/``: the chart's CRD copies, values, values.schema.json, README, RBAC rules, the
+  GitOps health checks and the kube-apiserver audit policy (``files/audit-policy.yaml``);
 - ``docs/resources.md``: the field reference.
 
 Files this command generated earlier but no longer produces are removed from the generated folders.
@@ -18,7 +18,7 @@ from typing import Any
 
 from joch.api import v1alpha1
 from joch.domain.compilation import catalog
-from joch.manifests import chart, crds, files, reference, roles, webhooks
+from joch.manifests import audit, chart, crds, files, reference, roles, webhooks
 
 
 def register(commands: Any) -> None:
@@ -58,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     )
     other = {path: text for path, text in generated.items() if not path.startswith("crds/")}
     chart_root = root / "charts/joch"
+    other["files/audit-policy.yaml"] = files.dump_yaml(audit.render(v1alpha1.KINDS))
     report["charts/joch/"] = sum(write_file(chart_root / path, text) for path, text in other.items())
     report["docs/resources.md"] = write_file(root / "docs/resources.md", reference.render(v1alpha1.KINDS))
     for where, changed in report.items():

@@ -10,6 +10,12 @@ objects, namespaces finish terminating and every namespace gets its default Serv
 ``workloads=False`` starts the store and kube-apiserver alone (an object store with nothing acting on
 it), which is cheaper where a test needs only the API. See docs/architecture.md, "The local control plane".
 
+Sign-in: besides client certificates and service-account tokens, kube-apiserver accepts tokens from a
+local OIDC issuer (joch.devcluster.oidc, a child process started before kube-apiserver; ``joch dev
+token`` mints them) through ``--authentication-config``, and writes an audit log of the requests to the
+joch API groups (``kube-apiserver-audit.log``, policy charts/joch/files/audit-policy.yaml). See
+docs/identity.md.
+
     with ControlPlane(tmp_path) as cp:
         client = kubernetes.config.new_client_from_config(str(cp.kubeconfig))
 
@@ -44,7 +50,7 @@ from typing import IO, Any, Self
 
 import yaml
 
-from joch.devcluster import stores, workloads
+from joch.devcluster import oidc, stores, workloads
 from joch.devcluster.certs import ADMIN_COMMON_NAME, COMPONENT_IDENTITIES, ControlPlaneCerts, ensure_certs
 
 __all__ = [
@@ -69,6 +75,12 @@ SERVICE_CLUSTER_IP_RANGE = "10.0.0.0/24"
 SERVICE_ACCOUNT_ISSUER = "https://kubernetes.default.svc"
 _VERSIONS_ENV = Path("hack") / "tools" / "versions.env"
 _PR_SET_PDEATHSIG = 1
+AUDIT_POLICY_SOURCE = Path("charts") / "joch" / "files" / "audit-policy.yaml"
+"""The generated audit policy (joch.manifests.audit, `make manifests`), relative to the checkout."""
+AUDIT_POLICY = "audit-policy.yaml"
+AUDIT_LOG = "kube-apiserver-audit.log"
+OIDC_PROCESS = "oidc"
+"""The name (and log, oidc.log) of the OIDC issuer process."""
 
 
 class ControlPlaneError(RuntimeError):
@@ -176,6 +188,35 @@ def probe_readyz(port: int, context: ssl.SSLContext, *, timeout: float = 2.0) ->
     return code == 200, f"HTTP {code}: {body}"
 
 
+def _probe_issuer(port: int, context: ssl.SSLContext, *, timeout: float = 2.0) -> tuple[bool, str]:
+    """GET the OIDC issuer's discovery document on https://127.0.0.1:<port>."""
+    conn = http.client.HTTPSConnection(LOOPBACK, port, context=context, timeout=timeout)
+    code, body = stores.http_get(conn, oidc.DISCOVERY_PATH)
+    if code is None:
+        return False, body
+    return code == 200, f"HTTP {code}: {body[:200]}"
+
+
+def probe_token(port: int, context: ssl.SSLContext, token: str, *, timeout: float = 2.0) -> tuple[bool, str]:
+    """POST a SelfSubjectReview with bearer ``token``: (accepted (HTTP 201), answer or error)."""
+    conn = http.client.HTTPSConnection(LOOPBACK, port, context=context, timeout=timeout)
+    review = {"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"}
+    try:
+        conn.request(
+            "POST",
+            "/apis/authentication.k8s.io/v1/selfsubjectreviews",
+            body=json.dumps(review),
+            headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"},
+        )
+        response = conn.getresponse()
+        code, body = response.status, response.read().decode("utf-8", errors="replace").strip()
+    except (OSError, http.client.HTTPException) as exc:
+        return False, f"{type(exc).__name__}: {exc}"
+    finally:
+        conn.close()
+    return code == 201, f"HTTP {code}: {body[:200]}"
+
+
 def admin_ssl_context(certs: ControlPlaneCerts) -> ssl.SSLContext:
     """A TLS client context that trusts the control plane CA and presents the admin certificate."""
     context = ssl.create_default_context(cafile=str(certs.ca_cert))
@@ -205,6 +246,10 @@ class ControlPlaneState:
     """Every store process by name (etcd; kine; postgres and kine)."""
     component_pids: dict[str, int] = field(default_factory=dict)
     """kube-controller-manager, kube-scheduler and kwok, when they run."""
+    oidc_pid: int = 0
+    """The local OIDC issuer (joch.devcluster.oidc)."""
+    oidc_issuer: str = ""
+    """Its URL, https://127.0.0.1:<port> (also in <state dir>/oidc-issuer)."""
 
     def write(self, state_dir: Path) -> None:
         path = state_dir / STATE_FILE
@@ -272,6 +317,11 @@ class ControlPlane:
     ``workloads`` (default on) also starts kube-controller-manager, kube-scheduler and kwok with
     ``fake_nodes`` fake Nodes (see joch.devcluster.workloads); their kubeconfigs are in kubeconfigs/,
     their logs beside the others, kwok's stages in kwok.yaml.
+
+    kube-apiserver also accepts tokens of the local OIDC issuer (joch.devcluster.oidc; process ``oidc``,
+    configuration authentication-config.yaml, issuer URL in oidc-issuer) and writes an audit log
+    (kube-apiserver-audit.log) with ``audit_policy`` (default: charts/joch/files/audit-policy.yaml of the
+    checkout; without one, no audit log), copied to audit-policy.yaml.
     """
 
     def __init__(
@@ -290,6 +340,7 @@ class ControlPlane:
         extra_store_args: Sequence[str] = (),
         workloads: bool = True,
         fake_nodes: int = 3,
+        audit_policy: Path | str | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).absolute()
         self.kubeconfig = Path(kubeconfig).absolute() if kubeconfig else self.state_dir / "kubeconfig"
@@ -304,6 +355,11 @@ class ControlPlane:
         self.extra_store_args = tuple(extra_store_args)
         self.workloads = workloads
         self.fake_nodes = fake_nodes
+        if audit_policy is None:
+            root = repo_root()
+            default = root / AUDIT_POLICY_SOURCE if root is not None else None
+            audit_policy = default if default is not None and default.is_file() else None
+        self.audit_policy = Path(audit_policy).absolute() if audit_policy is not None else None
         self.store: str | None = None
         """The store started (set by start())."""
         self._store: stores.Store | None = None
@@ -312,6 +368,7 @@ class ControlPlane:
         self.startup_seconds: float | None = None
         self._processes: list[_Process] = []
         self._apiserver_port: int | None = None
+        self._oidc_issuer: str | None = None
         self._state: ControlPlaneState | None = None
 
     # -- context manager
@@ -346,6 +403,18 @@ class ControlPlane:
         return f"https://{LOOPBACK}:{self.apiserver_port}"
 
     @property
+    def oidc_issuer(self) -> str:
+        """The local OIDC issuer's URL, https://127.0.0.1:<port>."""
+        if self._oidc_issuer is None:
+            raise ControlPlaneError("the control plane is not started")
+        return self._oidc_issuer
+
+    @property
+    def audit_log(self) -> Path:
+        """kube-apiserver's audit log (JSON lines), when ``audit_policy`` is set."""
+        return self.state_dir / AUDIT_LOG
+
+    @property
     def etcd_url(self) -> str:
         """The store's etcd API URL (etcd itself or kine)."""
         if self._store_url is None:
@@ -361,7 +430,8 @@ class ControlPlane:
     def log_files(self) -> dict[str, Path]:
         names = self._store.components if self._store is not None else ("etcd",)
         components = workloads.COMPONENTS if self.workloads else ()
-        return {name: self.state_dir / f"{name}.log" for name in (*names, "kube-apiserver", *components)}
+        processes = (OIDC_PROCESS, *names, "kube-apiserver", *components)
+        return {name: self.state_dir / f"{name}.log" for name in processes}
 
     # -- lifecycle
 
@@ -415,6 +485,8 @@ class ControlPlane:
             store=name,
             store_pids=store_pids,
             component_pids={name: self.pids[name] for name in components},
+            oidc_pid=self.pids[OIDC_PROCESS],
+            oidc_issuer=self.oidc_issuer,
         )
         self._state.write(self.state_dir)
 
@@ -453,8 +525,27 @@ class ControlPlane:
             ) from None
         stores.check_directory(store.name, self.state_dir)
         ensure_certs(self.certs.directory)
-        apiserver_port = stores.free_port()
+        apiserver_port, oidc_port = stores.free_ports(2)
         self._apiserver_port = apiserver_port
+
+        # The OIDC issuer first: its interpreter starts while the store does. kube-apiserver fetches its
+        # discovery document and keys when it starts, so it must answer before kube-apiserver starts.
+        self._spawn(
+            OIDC_PROCESS,
+            [
+                sys.executable,
+                "-W",
+                "ignore::RuntimeWarning:runpy",
+                "-m",
+                "joch.devcluster.oidc",
+                "serve",
+                f"--state-dir={self.state_dir}",
+                f"--port={oidc_port}",
+            ],
+            parent_death_signal=signal.SIGKILL,
+        )
+        issuer = f"https://{LOOPBACK}:{oidc_port}"
+        self._oidc_issuer = issuer
 
         # If this process dies without stop(): the store shuts down cleanly, kube-apiserver is killed
         # (its graceful shutdown hangs for minutes once the store is gone, and it keeps no state).
@@ -464,6 +555,20 @@ class ControlPlane:
             raise stores.StoreError(f"{store.name} store: {exc}") from None
         stores.record_store(self.state_dir, store.name)
 
+        ca_context = ssl.create_default_context(cafile=str(self.certs.ca_cert))
+        self._wait("the OIDC issuer", lambda: _probe_issuer(oidc_port, ca_context), deadline)
+        oidc.write_issuer(self.state_dir, issuer)
+        authentication = oidc.authentication_config(issuer, self.certs.ca_cert.read_text())
+        _write_private(
+            self.state_dir / oidc.AUTHENTICATION_CONFIG, yaml.safe_dump(authentication, sort_keys=False)
+        )
+        if self.audit_policy is not None:
+            try:
+                policy = self.audit_policy.read_text()
+            except OSError as exc:
+                raise ControlPlaneError(f"cannot read the audit policy {self.audit_policy}: {exc}") from None
+            _write_private(self.state_dir / AUDIT_POLICY, policy)
+
         self._spawn(
             "kube-apiserver",
             [str(apiserver), *self._apiserver_args(apiserver_port)],
@@ -471,6 +576,14 @@ class ControlPlane:
         )
         context = self.ssl_context()
         self._wait("kube-apiserver /readyz", lambda: probe_readyz(apiserver_port, context), deadline)
+        # The JWT authenticator initialises asynchronously (it fetches the discovery document and keys):
+        # ready once a token of the issuer is accepted.
+        token = oidc.mint(self.state_dir, "joch-dev:oidc-probe", (), ttl_seconds=600)
+        self._wait(
+            "kube-apiserver's OIDC authenticator",
+            lambda: probe_token(apiserver_port, ca_context, token),
+            deadline,
+        )
         self._write_kubeconfig()
 
     def _apiserver_args(self, port: int) -> list[str]:
@@ -494,7 +607,20 @@ class ControlPlane:
             *(() if self.workloads else ("--disable-admission-plugins=ServiceAccount",)),
             f"--etcd-servers={self.etcd_url}",
             "--allow-privileged=true",
+            f"--authentication-config={self.state_dir / oidc.AUTHENTICATION_CONFIG}",
+            *self._audit_args(),
             *self.extra_apiserver_args,
+        ]
+
+    def _audit_args(self) -> list[str]:
+        if self.audit_policy is None:
+            return []
+        return [
+            f"--audit-policy-file={self.state_dir / AUDIT_POLICY}",
+            f"--audit-log-path={self.audit_log}",
+            "--audit-log-format=json",
+            "--audit-log-maxsize=100",
+            "--audit-log-maxbackup=3",
         ]
 
     def _spawn(

@@ -461,6 +461,19 @@ CRDs live in `crds/` (copied from the repository's crds/ by `make manifests`): H
 """
 
 
+_README_AUDIT: Final = """
+## Audit
+
+`files/audit-policy.yaml` (generated from joch.manifests.audit) is a kube-apiserver audit policy for the
+joch API groups: request and response bodies for Approvals, Deployments and Policies (with their status
+subresources), metadata for every other joch request, nothing else. Helm cannot configure kube-apiserver:
+copy the file to the control plane nodes and start kube-apiserver with
+`--audit-policy-file=/etc/kubernetes/joch-audit-policy.yaml --audit-log-path=/var/log/kubernetes/audit.log`
+(plus `--audit-log-maxsize`, `--audit-log-maxbackup` to rotate), or merge its rules into your cluster's
+policy (kube-apiserver uses the first rule that matches). See docs/identity.md.
+"""
+
+
 def readme() -> str:
     """README.md of the chart."""
     return (
@@ -468,6 +481,7 @@ def readme() -> str:
         + _README_INTRO
         + "\n"
         + values_readme_table()
+        + _README_AUDIT
         + "\n## Permissions\n\nEvery rule of the operator's RBAC, from joch.manifests.rbac (nothing else "
         "grants anything). It has no access to core Secrets other than its own webhook serving Secret, "
         "by name (operator TLS mode only).\n\n" + rbac.markdown_table()
