@@ -6,6 +6,9 @@ the CRDs, starts the operator (controllers, admission webhooks, decision service
 waits until every Agent is Ready, shows the statuses and compiled manifests, and keeps everything up
 until interrupted. Run again on the same state directory, it finds the fleet as it was: the store
 keeps its data across runs (``make dev-clean`` removes it).
+
+`joch dev token --user U [--group G ...]`: a token of the local control plane's OIDC issuer
+(joch.devcluster.oidc) for U in the groups G, for ``kubectl --token`` (docs/identity.md).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import argparse
 import contextlib
 import json
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -22,7 +26,7 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
-from joch.devcluster import cluster, stores
+from joch.devcluster import cluster, oidc, stores
 
 DEFAULT_STORE = "sqlite"
 """The store of a new `joch dev run` state directory (the embedded default)."""
@@ -61,6 +65,30 @@ def register(commands: Any) -> None:
         "--ready-timeout", type=int, default=180, help="seconds to wait for every Agent to be Ready"
     )
     run_parser.set_defaults(handler=run)
+
+    token_parser: argparse.ArgumentParser = sub.add_parser(
+        "token",
+        help="print a token of the local control plane's OIDC issuer for a user and groups",
+        description="Mint a JWT signed by the local control plane's OIDC issuer (`make run` or `make "
+        "dev-up`) for --user in the --group groups and print it on one line, for `kubectl --token`. "
+        "kube-apiserver maps the token's sub claim to the username and its groups claim to the groups.",
+    )
+    token_parser.add_argument("--user", required=True, help="the username (the token's sub claim)")
+    token_parser.add_argument(
+        "--group", action="append", default=[], dest="groups", help="a group (repeatable)"
+    )
+    token_parser.add_argument(
+        "--ttl", type=duration, default=3600.0, help="lifetime, e.g. 90s, 30m, 1h, 2d (default 1h)"
+    )
+    token_parser.add_argument("--audience", default=oidc.AUDIENCE, help="the aud claim (default joch)")
+    token_parser.add_argument(
+        "--state-dir",
+        type=pathlib.Path,
+        default=pathlib.Path(".dev"),
+        help="the state folder of `joch dev run` (its control plane is in <folder>/run) or of a control "
+        "plane (`make dev-up`); default .dev",
+    )
+    token_parser.set_defaults(handler=token)
 
 
 class _Kubectl:
@@ -195,4 +223,47 @@ def run(args: argparse.Namespace) -> int:
     except cluster.ControlPlaneError as exc:
         print(f"joch: {exc}", file=sys.stderr)
         return 1
+    return 0
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhd]?)")
+_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def duration(text: str) -> float:
+    """A positive duration: a number of seconds or a number with a unit s, m, h or d (``1h``)."""
+    match = _DURATION.fullmatch(text.strip())
+    if match is None or float(match[1]) <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a duration above 0 such as 90s, 30m, 1h or 2d")
+    return float(match[1]) * _UNITS[match[2]]
+
+
+def _token_state_dir(folder: pathlib.Path) -> pathlib.Path | None:
+    """The control plane state directory for ``folder``: ``folder/run`` (`joch dev run`) or ``folder``
+    itself (`python -m joch.devcluster up`), whichever has a running control plane's OIDC issuer."""
+    for candidate in (folder / "run", folder):
+        if cluster.read_state(candidate) is not None and oidc.issuer_url(candidate) is not None:
+            return candidate.absolute()
+    return None
+
+
+def token(args: argparse.Namespace) -> int:
+    state_dir = _token_state_dir(args.state_dir)
+    if state_dir is None:
+        print(
+            f"joch: no running local control plane with an OIDC issuer in {args.state_dir}/run or "
+            f"{args.state_dir} (start one with `make run` or `make dev-up`, or pass --state-dir)",
+            file=sys.stderr,
+        )
+        return 1
+    state = cluster.read_state(state_dir)
+    issuer = (state.oidc_issuer if state is not None else "") or oidc.issuer_url(state_dir)
+    try:
+        minted = oidc.mint(
+            state_dir, args.user, args.groups, audience=args.audience, ttl_seconds=args.ttl, issuer=issuer
+        )
+    except (oidc.OIDCError, OSError, ValueError) as exc:
+        print(f"joch: {exc}", file=sys.stderr)
+        return 1
+    print(minted)
     return 0
