@@ -5,7 +5,8 @@
 - ``rbac/team-roles.yaml``: the ClusterRoles of the Team roles and joch-break-glass (docs/teams.md);
 - ``charts/joch/``: the chart's CRD copies, values, values.schema.json, README, RBAC rules, the
   GitOps health checks and the kube-apiserver audit policy (``files/audit-policy.yaml``);
-- ``docs/resources.md``: the field reference.
+- ``docs/resources.md``: the field reference;
+- ``docs/api/openapi.json``: the OpenAPI 3.1 document of the /v1 API.
 
 Files this command generated earlier but no longer produces are removed from the generated folders.
 """
@@ -13,10 +14,12 @@ Files this command generated earlier but no longer produces are removed from the
 from __future__ import annotations
 
 import argparse
+import json
 import pathlib
 from typing import Any
 
 from joch.api import v1alpha1
+from joch.apiserver import openapi
 from joch.domain.compilation import catalog
 from joch.manifests import audit, chart, crds, files, reference, roles, webhooks
 
@@ -61,6 +64,8 @@ def run(args: argparse.Namespace) -> int:
     other["files/audit-policy.yaml"] = files.dump_yaml(audit.render(v1alpha1.KINDS))
     report["charts/joch/"] = sum(write_file(chart_root / path, text) for path, text in other.items())
     report["docs/resources.md"] = write_file(root / "docs/resources.md", reference.render(v1alpha1.KINDS))
+    api_document = json.dumps(openapi.document(), indent=2, sort_keys=False) + "\n"
+    report["docs/api/openapi.json"] = write_file(root / "docs/api/openapi.json", api_document)
     for where, changed in report.items():
         print(f"{where}: {changed} changed")
     return 0
