@@ -34,7 +34,7 @@ import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-from joch import runtime
+from joch import audit, runtime
 from joch.cli import flags
 from joch.controllers.reconciler import ControllerConfig
 from joch.controllers.services import SERVICES
@@ -150,6 +150,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="length of one spec.routing.timeoutMinutes minute (default 60; tests and demos shorten it)",
     )
+    governance = parser.add_argument_group("governance audit log (docs/audit.md)")
+    governance.add_argument(
+        "--audit-log",
+        metavar="PATH",
+        default=None,
+        help="append one JSON line per governance decision (denials, Approval decisions, overrides and "
+        "expiries, promotions, budget breaches, high-risk AgBOM findings) to PATH; - for stdout "
+        "(default: none, disabled)",
+    )
+    governance.add_argument(
+        "--audit-hash-chain",
+        action="store_true",
+        help="chain the records by SHA-256 (metadata.sequence, prev_hash, hash); check with "
+        "joch audit verify PATH",
+    )
     _add_serving_arguments(parser)
     flags.add_verbosity_flags(parser, verbose="log every reconcile")
 
@@ -224,6 +239,13 @@ def _add_serving_arguments(parser: argparse.ArgumentParser) -> None:
         "Pod; metrics and health listen on the same default)",
     )
     serving.add_argument(
+        "--api-port",
+        type=flags.port,
+        default=None,
+        help="port of the /v1 API (default 8090; 0 disables): plain HTTP on 127.0.0.1 outside a cluster, "
+        "HTTPS with the webhooks' serving certificate in a Pod; every call runs as the caller's bearer token",
+    )
+    serving.add_argument(
         "--metrics-port", type=flags.port, default=None, help="port of /metrics (default 8080; 0 disables)"
     )
     serving.add_argument(
@@ -262,6 +284,7 @@ _PORT_ARGS: Final = {
     "decisions": "decision_port",
     "metrics": "metrics_port",
     "health": "health_port",
+    "api": "api_port",
 }
 
 
@@ -311,6 +334,7 @@ def _serving(args: argparse.Namespace, environ: Mapping[str, str]) -> runtime.Se
         decision_port=chosen["decisions"],
         metrics_port=chosen["metrics"],
         health_port=chosen["health"],
+        api_port=chosen["api"],
         lease=_lease(args, pod_namespace),
         pod_namespace=pod_namespace,
         local=local,
@@ -345,6 +369,8 @@ def options_from(args: argparse.Namespace, environ: Mapping[str, str] = os.envir
             concurrency=args.concurrency, writes_per_second=args.write_rate, write_burst=args.write_burst
         ),
         serving=_serving(args, environ),
+        audit_log=args.audit_log,
+        audit_hash_chain=args.audit_hash_chain,
     )
 
 
@@ -363,7 +389,7 @@ def run(args: argparse.Namespace) -> int:
     flags.configure_logging(args)
     try:
         runtime.run(options, announce=_announce)
-    except (runtime.PortError, errors.KubeError) as exc:
+    except (runtime.PortError, errors.KubeError, audit.AuditLogError) as exc:
         sys.stderr.write(f"joch operator: error: {exc}\n")
         return 1
     return 0

@@ -41,6 +41,7 @@ from joch.api.v1alpha1.agbom import AgBOM
 from joch.api.v1alpha1.agent import Agent
 from joch.controllers.service import Change, Host, Service
 from joch.domain import agbom, compilation
+from joch.domain import audit as governance
 from joch.domain.agbom import schedule as agbom_schedule
 from joch.domain.compilation.canonical import sha256_hex
 from joch.domain.compilation.keys import ObjectKey
@@ -201,6 +202,23 @@ class AgBOMService(Service):
         if risky:
             message = "; ".join(f"{item.kind} {item.name}: {item.reason}" for item in risky)
             host.recorder.record(_involved(bom_entry), "Warning", "HighRiskComponent", message)
+            for item in risky:
+                host.governance.record(
+                    "agbom_finding",
+                    actor=governance.OPERATOR,
+                    resource=governance.Resource(
+                        agboms.AGBOMS.api_version,
+                        "AgBOM",
+                        bom_entry.name,
+                        bom_entry.namespace,
+                        bom_entry.uid or None,
+                    ),
+                    decision="finding",
+                    reason=f"{item.kind} {item.name}: {item.reason}",
+                    severity="High",
+                    details={"component": item.wire(), "generation": document.generation},
+                    time=host.clock(),
+                )
         self._schedule_next(key, described.schedule)
 
     def _now(self) -> datetime.datetime:

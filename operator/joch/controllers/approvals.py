@@ -29,6 +29,7 @@ from typing import Any, Final, Literal
 
 from joch import metrics
 from joch.controllers.service import Change, Host, Service
+from joch.domain import audit as governance
 from joch.domain.compilation.keys import ObjectKey
 from joch.domain.reconcile import approvals as plan
 from joch.domain.reconcile.cache import Entry
@@ -227,6 +228,18 @@ class ApprovalService(Service):
             )
             if deadline is not None and decided is not None:
                 delay = (decided - deadline).total_seconds()
+            self.host.governance.record(
+                "approval_expiry",
+                actor=governance.OPERATOR,
+                resource=governance.Resource(
+                    APPROVALS.api_version, "Approval", entry.name, entry.namespace, entry.uid or None
+                ),
+                decision="expire",
+                reason=f"no decision by {after.get('expiresAt')}: expired",
+                severity="Low",
+                details={"expiresAt": after.get("expiresAt"), "decidedBy": after.get("decidedBy")},
+                time=self.host.clock(),
+            )
         metrics.record_approval(phase, delay)
         involved = events.InvolvedObject(
             APPROVALS.api_version, "Approval", entry.namespace, entry.name, entry.uid

@@ -26,6 +26,7 @@ from typing import Any, Final
 from joch.api.v1alpha1.budget import Budget
 from joch.api.v1alpha1.execution import Execution
 from joch.controllers.service import Change, Service
+from joch.domain import audit as governance
 from joch.domain.compilation.keys import ObjectKey
 from joch.domain.reconcile import budgets as plan
 from joch.domain.reconcile import reservations as holds
@@ -281,6 +282,19 @@ class BudgetService(Service):
             was_true = (old.get(type_) or {}).get("status") == "True"
             if now_true and not was_true:
                 self.host.recorder.record(involved, "Warning", type_, str(new[type_].get("message") or ""))
+                self.host.governance.record(
+                    "budget_breach",
+                    actor=governance.OPERATOR,
+                    resource=governance.Resource(
+                        BUDGETS.api_version, "Budget", entry.name, entry.namespace, entry.uid or None
+                    ),
+                    decision="breach",
+                    reason=str(new[type_].get("message") or type_),
+                    severity="High" if type_ == "HardLimitReached" else "Medium",
+                    policy=governance.Policy(f"{entry.namespace}/{entry.name}", str(entry.generation or "")),
+                    details={"condition": type_},
+                    time=self.host.clock(),
+                )
                 if type_ == "HardLimitReached":
                     break  # the soft limit went with it: one Event says both
 

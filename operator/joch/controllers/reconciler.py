@@ -65,6 +65,8 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Final, Protocol
 
 from joch import metrics
+from joch.audit import NULL as NULL_AUDIT_LOG
+from joch.audit import AuditLog
 from joch.controllers.access import Access
 from joch.controllers.audit import DeletionAudit
 from joch.controllers.compile import AgentReport
@@ -181,8 +183,11 @@ class Controller:
         access: Access | None = None,
         clock: Callable[[], datetime.datetime] = _utcnow,
         services: Sequence[ServiceFactory] = SERVICES,
+        governance: AuditLog = NULL_AUDIT_LOG,
     ) -> None:
         self.kube = kube
+        self.governance = governance
+        """The governance audit log the services write to (joch.audit; disabled by default)."""
         self.config = config or ControllerConfig()
         self.settings = self.config.settings
         self.execution_settings = self.config.executions

@@ -35,6 +35,7 @@ from collections.abc import Callable, Hashable, Iterable, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar, Protocol
 
+from joch.audit import AuditLog
 from joch.controllers.manifests import ManifestCache
 from joch.controllers.recorder import EventRecorder
 from joch.domain.compilation.keys import ObjectKey
@@ -97,6 +98,8 @@ class Host(Protocol):
     manifests: ManifestCache
     programs: policy_compiling.PolicyCompiler
     recorder: EventRecorder
+    governance: AuditLog
+    """The governance audit log (joch.audit): what services decide for governance (expiries, breaches)."""
     counts: collections.Counter[str]
     synced: bool
 

@@ -20,7 +20,7 @@ __all__ = ["ANY_ADDRESS", "DEFAULT_PORTS", "LOOPBACK", "Options", "Serving"]
 LOOPBACK: Final = "127.0.0.1"
 ANY_ADDRESS: Final = "0.0.0.0"  # noqa: S104 - in a Pod, Services and probes come from outside it
 
-DEFAULT_PORTS: Final = {"webhooks": 9443, "decisions": 8082, "metrics": 8080, "health": 8081}
+DEFAULT_PORTS: Final = {"webhooks": 9443, "decisions": 8082, "metrics": 8080, "health": 8081, "api": 8090}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -40,6 +40,8 @@ class Serving:
     decision_port: int = DEFAULT_PORTS["decisions"]
     metrics_port: int = DEFAULT_PORTS["metrics"]
     health_port: int = DEFAULT_PORTS["health"]
+    api_port: int = DEFAULT_PORTS["api"]
+    """The /v1 API (joch.apiserver); 0: not served."""
     lease: leader.LeaseConfig | None = None
     pod_namespace: str | None = None
     local: bool = True
@@ -57,6 +59,7 @@ class Serving:
             ("decisions", "--decision-port", self.decision_host, self.decision_port),
             ("metrics", "--metrics-port", self.listen_host, self.metrics_port),
             ("health", "--health-port", self.listen_host, self.health_port),
+            ("api", "--api-port", self.webhook_host, self.api_port),
         ]
         return [
             ports.Listener(name, flag, host, port, explicit=name in self.explicit_ports)
@@ -78,6 +81,7 @@ class Serving:
             decision_port=chosen.get("decisions", self.decision_port),
             metrics_port=chosen.get("metrics", self.metrics_port),
             health_port=chosen.get("health", self.health_port),
+            api_port=chosen.get("api", self.api_port),
         )
 
 
@@ -91,3 +95,7 @@ class Options:
     limits: client.Limits = dataclasses.field(default_factory=client.Limits)
     serving: Serving = dataclasses.field(default_factory=Serving)
     liveness_endpoint: str | None = None
+    audit_log: str | None = None
+    """The governance audit log (joch.audit): a file to append to, ``-`` for stdout, None: disabled."""
+    audit_hash_chain: bool = False
+    """Hash-chain the audit log's records (``joch audit verify`` checks them)."""

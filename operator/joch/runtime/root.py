@@ -4,8 +4,10 @@
 
 1. the ports: every server's port is bound once (:mod:`joch.runtime.ports`); one that cannot be bound
    stops the process before anything else starts;
-2. the clients: the kube client of the controllers (its connection pool sized by ``limits``), and a
-   small one of its own for the Lease, so renewals never queue behind writes;
+2. the governance audit log (:mod:`joch.audit`, when ``--audit-log`` is given; a path that cannot be
+   opened stops the process), then the clients: the kube client of the controllers (its connection
+   pool sized by ``limits``), and a small one of its own for the Lease, so renewals never queue behind
+   writes;
 3. what the credentials may read (:func:`joch.controllers.access.probe`) and the shared cache and
    services (:class:`joch.controllers.reconciler.Controller`, one LIST and one watch per kind, one
    policy compiler) with the kopf registry that feeds them;
@@ -14,7 +16,8 @@
 5. the decision service (:mod:`joch.decision_service`), fed by the controller's Policy and Environment
    watches and compiling through its policy compiler, with the budget step
    (:mod:`joch.controllers.reservations`) reading and reserving in the controller's cache of Budgets;
-6. /metrics, /healthz and /readyz (:mod:`joch.metrics`), and with a Lease the leader elector that
+6. the /v1 API (:mod:`joch.apiserver`) on the same cache, calling kube-apiserver as each caller;
+   /metrics, /healthz and /readyz (:mod:`joch.metrics`), and with a Lease the leader elector that
    starts the controllers' workers when it leads and stops the process when it loses the lead;
 7. ``kopf.run`` until SIGINT or SIGTERM; then the clean-up in reverse: the Lease released, the
    background tasks cancelled, the servers closed, the clients released.
@@ -33,7 +36,7 @@ from typing import Any
 
 import kopf
 
-from joch import decision_service, metrics, webhooks
+from joch import apiserver, audit, decision_service, metrics, webhooks
 from joch.controllers import access
 from joch.controllers.reconciler import Controller
 from joch.controllers.registry import build_registry, kopf_settings
@@ -62,16 +65,22 @@ def reserve_ports(options: Options) -> Options:
 def build(options: Options) -> tuple[Controller, kopf.OperatorRegistry]:
     """The controller (with its kube client and what it may read) and the registry feeding it.
 
-    Without a Lease the start-up handler starts the workers; with one, only the elector does."""
-    configuration = client.load_configuration(options.kubeconfig, context=options.context)
-    api = client.new_api_client(configuration, pool_size=options.limits.concurrency)
-    kube = client.Kube(api, options.limits)
+    Without a Lease the start-up handler starts the workers; with one, only the elector does. The
+    controller holds the governance audit log (raises audit.AuditLogError when it cannot be opened)."""
+    governance = audit.open_log(options.audit_log, hash_chain=options.audit_hash_chain)
     try:
-        granted = access.probe(kube, namespaces=options.controller.watch_namespaces())
+        configuration = client.load_configuration(options.kubeconfig, context=options.context)
+        api = client.new_api_client(configuration, pool_size=options.limits.concurrency)
+        kube = client.Kube(api, options.limits)
+        try:
+            granted = access.probe(kube, namespaces=options.controller.watch_namespaces())
+        except BaseException:
+            kube.close()
+            raise
     except BaseException:
-        kube.close()
+        governance.close()
         raise
-    controller = Controller(kube, options.controller, access=granted)
+    controller = Controller(kube, options.controller, access=granted, governance=governance)
     return controller, build_registry(controller, start_workers=options.serving.lease is None)
 
 
@@ -98,6 +107,7 @@ def run(options: Options, *, announce: Announce | None = None) -> None:
         )
     finally:
         controller.kube.close(wait=False)
+        controller.governance.close()
 
 
 # --------------------------------------------------------------------------------------- composition
@@ -132,6 +142,7 @@ def _compose(
             watch=False,
             budgets=gate,
         )
+    api = _api_server(serving, controller, tls)
     elector = _elector(options)
     tasks: list[asyncio.Task[None]] = []
     servers: list[metrics.Servers] = []
@@ -156,6 +167,8 @@ def _compose(
         if tls is not None:
             await tls.sync()
             tasks.append(asyncio.create_task(tls.run(), name="joch webhook tls"))
+        if api is not None:
+            await api.start()
         if elector is not None:
             tasks.append(
                 asyncio.create_task(
@@ -174,9 +187,31 @@ def _compose(
             await asyncio.gather(*tasks, return_exceptions=True)
             for running in servers:
                 await running.close()
+            if api is not None:
+                await api.stop()
             if elector is not None:
                 await elector.kube.aclose()
                 elector.kube.close(wait=False)
+
+
+def _api_server(serving: Serving, controller: Controller, tls: TLS | None) -> apiserver.ApiServer | None:
+    """The /v1 API on the controller's cache and settings: every call to kube-apiserver made with the
+    caller's token (the operator's own client reads only AgBOM documents the caller could see). In a
+    Pod it serves HTTPS with the webhooks' certificate; outside a cluster plain HTTP on loopback."""
+    if not serving.api_port:
+        return None
+    context = apiserver.ApiContext(
+        callers=apiserver.Callers(controller.kube.configuration),
+        lookup=controller.store,
+        settings=controller.settings,
+        operator=controller.kube,
+    )
+    return apiserver.ApiServer(
+        context,
+        host=serving.webhook_host,
+        port=serving.api_port,
+        ssl_context=tls.context if tls is not None else None,
+    )
 
 
 def _webhook_tls(serving: Serving, controller: Controller) -> TLS | None:
@@ -211,6 +246,7 @@ def _configure_webhooks(
         "kube": controller.kube,
         "port": serving.webhook_port,
         "cert_dir": serving.webhook_cert_dir,
+        "governance": controller.governance,  # one audit log for webhooks and controllers
     }
     if tls is None:
         # Local control plane: own CA in cert_dir, configurations applied (url mode), removed on exit.

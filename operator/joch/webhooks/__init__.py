@@ -38,6 +38,7 @@ from typing import Any, Literal
 
 import kopf
 
+from joch import audit
 from joch.api.v1alpha1.execution import Execution
 from joch.domain.admission import WATCHED_KIND_NAMES, Admission, executions
 from joch.domain.admission.verdict import Findings
@@ -256,12 +257,14 @@ def configure(
     ssl_context: ssl.SSLContext | None = None,
     ca_bundle: bytes | None = None,
     policies: PolicyCompiler | None = None,
+    governance: audit.AuditLog = audit.NULL,
 ) -> AdmissionServer:
     """Serve joch's admission webhooks inside a kopf operator (see the module docstring).
 
     ``registry`` is accepted for symmetry with kopf; nothing is registered on it. ``is_ready`` (optional)
     makes the webhooks deny with "starting" until it returns True. ``policies`` is the process's one
     policy compiler (the operator passes the controllers'); None gives the webhooks one of their own.
+    ``governance`` is the process's governance audit log (joch.webhooks.governance says what it records).
 
     In a cluster the chart owns the configurations and ``joch.kube.webhook_tls`` the certificate: pass its
     reloading ``ssl_context`` with ``manage_configurations=False`` (it patches the CA bundle itself).
@@ -290,6 +293,7 @@ def configure(
         lookup,
         known_kinds=WATCHED_KIND_NAMES,
         is_ready=is_ready,
+        governance_log=governance,
     )
     admission_server = AdmissionServer(
         endpoint, options, kube=kube, ssl_context=ssl_context, ca_bundle=ca_bundle

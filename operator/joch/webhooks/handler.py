@@ -20,13 +20,14 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, Literal
 
-from joch import metrics
+from joch import audit, metrics
 from joch.api import v1alpha1
 from joch.api.v1alpha1.agent import Agent
 from joch.domain.admission import WATCHED_KIND_NAMES, Admission, AgentIndex, Request, UserInfo, World
 from joch.domain.admission import approvals as approval_checks
+from joch.domain.admission.verdict import Verdict
 from joch.domain.compilation import Lookup
-from joch.webhooks import reviews
+from joch.webhooks import governance, reviews
 from joch.webhooks.reviews import ReviewRequest
 
 __all__ = ["Action", "AdmissionEndpoint", "StoreAgents", "agent_index_of"]
@@ -107,7 +108,10 @@ class AdmissionEndpoint:
         authorizer: Authorizer | None = None,
         on_denied: DenialHook | None = None,
         clock: Callable[[], str] = _now,
+        governance_log: audit.AuditLog = audit.NULL,
     ) -> None:
+        self.governance = governance_log
+        """The governance audit log: denials, Approval decisions and overrides, promotions (governance.py)."""
         self.authorizer = authorizer
         self.on_denied = on_denied
         self.clock = clock
@@ -203,6 +207,15 @@ class AdmissionEndpoint:
                 )
             )
 
+    def _govern(self, review: reviews.ReviewRequest, verdict: Verdict) -> None:
+        """Tell the governance log; a failure there never changes the answer."""
+        try:
+            governance.record(
+                self.governance, review["request"], verdict, group=review["group"], version=review["version"]
+            )
+        except Exception:
+            logger.exception("governance record of %s failed", verdict.subject)
+
     def _answer(self, action: Action, review: reviews.ReviewRequest, start: float) -> reviews.Response:
         uid = review["uid"]
         request = review["request"]
@@ -241,6 +254,7 @@ class AdmissionEndpoint:
             record(True)
             return reviews.allowed(uid, patch=list(mutation.patch))
         verdict = self.admission.validate(request, world)
+        self._govern(review, verdict)
         warnings = verdict.warning_messages()
         reasons = {finding.reason for finding in verdict.errors}
         if request.kind == "Agent":

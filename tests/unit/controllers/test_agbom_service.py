@@ -14,12 +14,14 @@ from __future__ import annotations
 import copy
 import datetime
 import hashlib
+import io
 import json
 from typing import Any
 
 from cyclonedx.schema import SchemaVersion
 from cyclonedx.validation.json import JsonStrictValidator
 
+from joch import audit
 from joch.controllers.agbom import AgBOMService, agbom_key
 from joch.controllers.reconciler import Controller, ControllerConfig
 from joch.controllers.services import SERVICES
@@ -145,6 +147,8 @@ def test_an_unpinned_mcp_server_is_high_risk_with_a_warning() -> None:
             r["kind"] == "MCPServer"
             for r in obj(kube, "agboms", "support-triage")["status"]["highRiskComponents"]
         )
+        trail = io.StringIO()
+        controller.governance = audit.GovernanceLog(trail)
         server = obj(kube, "mcpservers", "github")
         server["spec"]["security"].pop("pinnedVersion")
         server["metadata"]["generation"] += 1
@@ -160,6 +164,10 @@ def test_an_unpinned_mcp_server_is_high_risk_with_a_warning() -> None:
         warnings = [e for e in kube.of("events") if e["reason"] == "HighRiskComponent"]
         assert len(warnings) == 1
         assert "MCPServer support/github: no pinned version" in warnings[0]["message"]
+        findings = [json.loads(line) for line in trail.getvalue().splitlines()]
+        assert [r["message"] for r in findings] == ["MCPServer support/github: no pinned version"]
+        assert (findings[0]["class_name"], findings[0]["severity"]) == ("AgBOM High-Risk Finding", "High")
+        assert findings[0]["joch"]["resource"]["kind"] == "AgBOM"
         await controller.stop()
 
     run(scenario)

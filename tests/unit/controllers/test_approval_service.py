@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import io
+import json
 import random
 from collections.abc import Callable
 from typing import Any
 
+from joch import audit
 from joch.controllers.approvals import ApprovalService, approval_key
 from joch.controllers.reconciler import Controller, ControllerConfig
 from joch.domain.admission.approvals import TIMEOUT_USER
@@ -215,6 +218,8 @@ def test_an_approval_past_its_deadline_is_expired_in_one_write_and_never_again()
         controller = await started(kube, clock)
         approvals = service(controller)
         said = spy_events(controller)
+        trail = io.StringIO()
+        controller.governance = audit.GovernanceLog(trail, hash_chain=True)
         assert len(status_writes(kube, "promote-1")) == 1
 
         clock.advance(minutes=29, seconds=59)  # not yet: the timer fires, nothing is due
@@ -242,6 +247,11 @@ def test_an_approval_past_its_deadline_is_expired_in_one_write_and_never_again()
         assert approvals.pending_deadlines == 0
         assert approvals.expired == 1
         assert [(name, reason) for name, _, reason, _ in said] == [("promote-1", "Expired")]
+        (record,) = (json.loads(line) for line in trail.getvalue().splitlines())
+        assert (record["class_name"], record["activity_name"]) == ("Approval Expiry", "Expire")
+        assert record["actor"]["user"]["name"] == "system:joch:operator"
+        assert record["joch"]["resource"]["name"] == "promote-1"
+        assert record["time_dt"] == stamp(clock.moment).replace("Z", ".000Z")
 
         writes = len(kube.landed)
         await reconcile_again(controller, "promote-1")
@@ -251,6 +261,7 @@ def test_an_approval_past_its_deadline_is_expired_in_one_write_and_never_again()
         await settle(controller)
         assert kube.landed[writes:] == []
         assert len(said) == 1
+        assert len(trail.getvalue().splitlines()) == 1
         await controller.stop()
 
     run(scenario)

@@ -12,9 +12,12 @@ the hard limit records one Warning Event each (a jump past both: one); a run del
 from __future__ import annotations
 
 import copy
+import io
+import json
 from collections.abc import Hashable, Mapping
 from typing import Any
 
+from joch import audit
 from joch.controllers.budgets import BudgetService
 from joch.controllers.reconciler import Controller, ControllerConfig
 from joch.domain.compilation.keys import ObjectKey
@@ -404,10 +407,22 @@ def test_a_jump_past_both_limits_is_one_hard_limit_warning() -> None:
         kube = world(execution_doc("run-1", 12.0))
         controller = controller_for(kube)
         said = spy_events(controller)
+        trail = io.StringIO()
+        controller.governance = audit.GovernanceLog(trail)
         await controller.start()
         await settle(controller)
         assert budget_status(kube)["phase"] == "OverHardLimit"
         assert [(type_, reason) for _, type_, reason, _ in said] == [("Warning", "HardLimitReached")]
+        (record,) = (json.loads(line) for line in trail.getvalue().splitlines())
+        assert (record["class_name"], record["activity_name"], record["severity"]) == (
+            "Budget Breach",
+            "Breach",
+            "High",
+        )
+        assert record["actor"]["user"]["name"] == "system:joch:operator"
+        assert record["joch"]["resource"]["kind"] == "Budget"
+        assert record["joch"]["details"] == {"condition": "HardLimitReached"}
+        assert record["message"] == said[0][3]
         await controller.stop()
 
     run(scenario)

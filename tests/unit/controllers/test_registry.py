@@ -86,6 +86,13 @@ def test_cli_options(monkeypatch: Any) -> None:
     assert (options.limits.concurrency, options.limits.writes_per_second) == (8, 50.0)
 
 
+def test_cli_audit_log_options() -> None:
+    options = operator_cli.options_from(parse(), environ={})
+    assert (options.audit_log, options.audit_hash_chain) == (None, False)
+    options = operator_cli.options_from(parse("--audit-log", "-", "--audit-hash-chain"), environ={})
+    assert (options.audit_log, options.audit_hash_chain) == ("-", True)
+
+
 def test_cli_cel_backend_reaches_every_policy_compiler(capsys: Any) -> None:
     # --cel-backend over $JOCH_CEL_BACKEND over the default; the controller's one policy compiler (also
     # the decision service's) compiles with it.
