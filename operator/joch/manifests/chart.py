@@ -217,6 +217,18 @@ class Decisions(_Model):
     port: int = _field(8082, "Container port (and Service port) of the decision endpoint.", ge=1, le=65535)
 
 
+class GovernanceAudit(_Model):
+    log: str = _field(
+        "",
+        "Governance audit log (docs/audit.md): a file the operator appends one JSON line per governance "
+        "decision to, or - for the container's stdout; empty: disabled. The root filesystem is "
+        "read-only: use - (collected with the Pod's logs) or a path under a mounted volume.",
+    )
+    hash_chain: bool = _field(
+        False, "Hash-chain the audit records (metadata.sequence, prev_hash, hash; joch audit verify FILE)."
+    )
+
+
 class Health(_Model):
     port: int = _field(8081, "Container port of /healthz (liveness) and /readyz (readiness).", ge=1, le=65535)
 
@@ -260,6 +272,7 @@ class Values(_Model):
     decisions: Decisions = _field(
         Decisions, "The policy decision endpoint used by the data plane's gateways."
     )
+    audit: GovernanceAudit = _field(GovernanceAudit, "The operator's governance audit log.")
     pod_disruption_budget: PodDisruptionBudget = _field(PodDisruptionBudget, "PodDisruptionBudget.")
     resources: AnyObject = _field(
         {"requests": {"cpu": "100m", "memory": "256Mi"}, "limits": {"memory": "512Mi"}},

@@ -135,6 +135,10 @@ def test_operator_arguments() -> None:
     )["args"]
     assert "--no-webhooks" in quiet
     assert not any(a.startswith(("--metrics-port", "--decision-port")) for a in quiet)
+    assert not any(a.startswith("--audit") for a in args)
+    audited = _container(helm.template({"audit": {"log": "-", "hashChain": True}}))["args"]
+    assert "--audit-log=-" in audited
+    assert "--audit-hash-chain" in audited
 
 
 # --- high availability --------------------------------------------------------------------------------
