@@ -80,6 +80,7 @@ bench: venv tools ## Benchmarks: each figure next to a baseline measured in the 
 	$(PY) benchmarks/agbom_fanout_bench.py
 	$(PY) benchmarks/execution_bench.py
 	$(PY) benchmarks/approval_bench.py
+	$(PY) benchmarks/api_bench.py
 	$(PY) benchmarks/budget_bench.py
 
 ##@ Local control plane

@@ -275,9 +275,10 @@ async def _batch(request: web.Request, verb: Verb) -> web.StreamResponse:
     if verb != "apply":
         return _json({"valid": rejected == 0, "documents": reports})
     if rejected:
+        forbidden = any(report.get("status") == 403 for report in reports)
         raise ApiError(
-            422,
-            "Invalid",
+            403 if forbidden else 422,
+            "Forbidden" if forbidden else "Invalid",
             f"{rejected} of {len(reports)} documents rejected; nothing was applied: " + _first_error(reports),
             {"documents": reports},
         )
@@ -318,6 +319,7 @@ def _dry_runs(
         warnings = result.verdict.warning_messages(limit=50) if result.verdict else []
         notes: list[str] = []
         changes: list[dict[str, Any]] | None = None
+        refused = 0
         if result.body is None and not errors_:
             errors_.append(
                 "the document is not a Kubernetes object (it needs apiVersion, kind and metadata.name)"
@@ -327,6 +329,7 @@ def _dry_runs(
             errors_ += checked.errors
             warnings += checked.warnings
             notes += checked.notes
+            refused = checked.status
             if with_diff and checked.answer is not None:
                 changes = _changes(cluster, result, write, checked.answer)
         report: dict[str, Any] = {
@@ -340,6 +343,8 @@ def _dry_runs(
             "warnings": warnings,
             "notes": notes,
         }
+        if refused:
+            report["status"] = refused
         if changes is not None:
             report["changes"] = changes
         reports.append(report)

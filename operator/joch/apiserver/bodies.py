@@ -95,34 +95,45 @@ def _check_depth(value: Any, where: str) -> None:
 
 
 def documents(text: str, content_type: str) -> list[tuple[str, Any]]:
-    """The documents of a multi-document YAML or a JSON body: (source label, parsed value)."""
-    found: list[tuple[str, Any]] = []
-    if content_type in JSON_TYPES:
-        value = _json(text)
-        items = value["items"] if isinstance(value, dict) and isinstance(value.get("items"), list) else None
-        values = items if items is not None and value.get("kind", "List") == "List" else [value]
-        found = [(f"body#{index}", item) for index, item in enumerate(values, start=1)]
-    else:
-        try:
-            for index, item in enumerate(yaml.load_all(text, Loader=_NoAliases), start=1):
-                if item is None:
-                    continue
-                if len(found) >= MAX_DOCUMENTS:
-                    raise _too_many()
-                found.append((f"body#{index}", item))
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
-            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise ApiError(400, "BadRequest", f"the body is not valid YAML{where}: {problem}") from None
-        except RecursionError:
-            raise ApiError(400, "BadRequest", f"the body nests deeper than {MAX_DEPTH} levels") from None
+    """The documents of a multi-document YAML or a JSON body (an object, an array of objects or a
+    ``List``): (source label, parsed value)."""
+    found = _json_documents(text) if content_type in JSON_TYPES else _yaml_documents(text)
     if len(found) > MAX_DOCUMENTS:
         raise _too_many()
     if not found:
         raise ApiError(400, "BadRequest", "the body holds no document")
     for source, item in found:
         _check_depth(item, source)
+    return found
+
+
+def _json_documents(text: str) -> list[tuple[str, Any]]:
+    value = _json(text)
+    if isinstance(value, list):  # a JSON array of documents
+        values = value
+    elif isinstance(value, dict) and value.get("kind") == "List" and isinstance(value.get("items"), list):
+        values = value["items"]
+    else:
+        values = [value]
+    return [(f"body#{index}", item) for index, item in enumerate(values, start=1)]
+
+
+def _yaml_documents(text: str) -> list[tuple[str, Any]]:
+    found: list[tuple[str, Any]] = []
+    try:
+        for index, item in enumerate(yaml.load_all(text, Loader=_NoAliases), start=1):
+            if item is None:
+                continue
+            if len(found) >= MAX_DOCUMENTS:
+                raise _too_many()
+            found.append((f"body#{index}", item))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ApiError(400, "BadRequest", f"the body is not valid YAML{where}: {problem}") from None
+    except RecursionError:
+        raise ApiError(400, "BadRequest", f"the body nests deeper than {MAX_DEPTH} levels") from None
     return found
 
 

@@ -71,8 +71,8 @@ class Callers:
         configuration.username = None
         configuration.password = None
         configuration.refresh_api_key_hook = None
-        configuration.api_key = {"authorization": token}
-        configuration.api_key_prefix = {"authorization": "Bearer"}
+        configuration.api_key = {"authorization": f"Bearer {token}"}
+        configuration.api_key_prefix = {}
         return configuration
 
     def _pair(self, token: str) -> tuple[client.Kube, Cluster]:

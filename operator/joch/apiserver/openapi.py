@@ -81,7 +81,7 @@ def _request_body(route: app.Route, components: dict[str, Any]) -> dict[str, Any
     if route.request == "documents":
         return {
             "required": True,
-            "description": "Multi-document YAML, a JSON object or a JSON List (at most "
+            "description": "Multi-document YAML, or JSON: an object, an array of objects or a List (at most "
             f"{bodies.MAX_DOCUMENTS} documents, {bodies.MAX_BODY_BYTES // (1024 * 1024)} MiB, "
             f"{bodies.MAX_DEPTH} levels, no YAML aliases).",
             "content": {

@@ -51,6 +51,8 @@ class Checked:
     notes: list[str] = dataclasses.field(default_factory=list)
     answer: Any = None
     """The object the API server would store (None when not dry-run)."""
+    status: int = 0
+    """The HTTP status of the API server's refusal (403: RBAC or a webhook's denial), 0 if none."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -103,7 +105,7 @@ def dry_run(
     answer = cluster.call("PATCH", path, query=write.query(dry_run=True), body=body)
     warnings = [w for w in answer.warnings if _MISSING_REFERENCE not in w]
     if answer.error is not None:
-        return Checked(errors=[f"server dry-run: {answer.error}"], warnings=warnings)
+        return Checked(errors=[f"server dry-run: {answer.error}"], warnings=warnings, status=answer.status)
     return Checked(warnings=warnings, answer=answer.body)
 
 

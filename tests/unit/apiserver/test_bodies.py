@@ -6,9 +6,10 @@ import json
 
 import pydantic
 import pytest
+from kubernetes import client as k8s
 
 from joch.apiserver import bodies
-from joch.apiserver.callers import token_of
+from joch.apiserver.callers import Callers, token_of
 from joch.apiserver.errors import ApiError
 
 
@@ -77,6 +78,8 @@ def test_multi_document_yaml_and_json_lists_are_documents() -> None:
     assert found == [("body#1", {"a": 1}), ("body#3", {"b": 2})]
     listed = bodies.documents(json.dumps({"kind": "List", "items": [{"a": 1}, {"b": 2}]}), "application/json")
     assert [value for _, value in listed] == [{"a": 1}, {"b": 2}]
+    array = bodies.documents(json.dumps([{"a": 1}, {"b": 2}]), "application/json")
+    assert [value for _, value in array] == [{"a": 1}, {"b": 2}]
     single = bodies.documents(json.dumps({"kind": "Tool"}), "application/json")
     assert single == [("body#1", {"kind": "Tool"})]
 
@@ -115,3 +118,14 @@ def test_impersonation_headers_are_refused_before_the_token_is_read() -> None:
 def test_a_bearer_token_is_taken() -> None:
     assert token_of({"Authorization": "Bearer abc.def.ghi"}) == "abc.def.ghi"
     assert token_of({"Authorization": "bearer abc"}) == "abc"
+
+
+def test_a_callers_client_sends_only_the_callers_token() -> None:
+    base = k8s.Configuration()
+    base.host = "https://127.0.0.1:6443"
+    base.cert_file, base.key_file = "/operator/client.crt", "/operator/client.key"
+    base.api_key = {"authorization": "Bearer operator-token"}
+    configuration = Callers(base).configuration("caller-token")
+    assert configuration.auth_settings()["BearerToken"]["value"] == "Bearer caller-token"
+    assert (configuration.cert_file, configuration.key_file) == (None, None)
+    assert base.api_key == {"authorization": "Bearer operator-token"}  # the operator's own is untouched

@@ -45,6 +45,7 @@ def test_local_mode_listens_on_loopback_and_a_pod_on_every_address() -> None:
         ("decisions", "127.0.0.1", 8082),
         ("metrics", "127.0.0.1", 8080),
         ("health", "127.0.0.1", 8081),
+        ("api", "127.0.0.1", 8090),
     }
     assert not any(x.explicit for x in local.listeners())
 
@@ -58,12 +59,14 @@ def test_local_mode_listens_on_loopback_and_a_pod_on_every_address() -> None:
         ("decisions", "0.0.0.0", 8082, False),
         ("metrics", "0.0.0.0", 9090, True),
         ("health", "0.0.0.0", 8081, False),
+        ("api", "0.0.0.0", 8090, False),  # HTTPS with the webhooks' certificate
     }
     chosen = operator_cli.options_from(parse("--decision-host", "192.0.2.1"), environ={}).serving
     assert chosen.decision_host == "192.0.2.1"
     assert chosen.listen_host == "127.0.0.1"
     disabled = operator_cli.options_from(
-        parse("--no-webhooks", "--decision-port=0", "--metrics-port=0", "--health-port=0"), environ={}
+        parse("--no-webhooks", "--decision-port=0", "--metrics-port=0", "--health-port=0", "--api-port=0"),
+        environ={},
     ).serving
     assert disabled.listeners() == []
 
@@ -135,7 +138,7 @@ def test_the_chosen_ports_are_printed_and_used(
         raise errors.KubeError("no cluster in this test")
 
     monkeypatch.setattr(root, "build", build)
-    code = operator_cli.main(["--no-webhooks", "--decision-port=0", "--health-port=0"])
+    code = operator_cli.main(["--no-webhooks", "--decision-port=0", "--health-port=0", "--api-port=0"])
     assert code == 1
     [options] = built
     serving = options.serving
