@@ -48,7 +48,15 @@ async def learn_identity(kube: client.Kube, admission: Admission) -> str:
 
 
 def authorizer(kube: client.Kube) -> Authorizer:
-    async def ask(user: UserInfo, namespace: str, name: str, verbs: tuple[str, ...]) -> frozenset[str]:
+    async def ask(
+        user: UserInfo,
+        namespace: str,
+        name: str,
+        verbs: tuple[str, ...],
+        *,
+        group: str = access.APPROVALS.group,
+        resource: str = access.APPROVALS.plural,
+    ) -> frozenset[str]:
         return await access.allowed_verbs(
             kube,
             username=user.username,
@@ -57,6 +65,8 @@ def authorizer(kube: client.Kube) -> Authorizer:
             namespace=namespace,
             name=name,
             verbs=verbs,
+            group=group,
+            resource=resource,
         )
 
     return ask

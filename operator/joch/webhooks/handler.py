@@ -18,12 +18,23 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Final, Literal
+from typing import Any, Final, Literal, Protocol
 
 from joch import audit, metrics
 from joch.api import v1alpha1
 from joch.api.v1alpha1.agent import Agent
-from joch.domain.admission import WATCHED_KIND_NAMES, Admission, AgentIndex, Request, UserInfo, World
+from joch.api.v1alpha1.deployment import Deployment
+from joch.api.v1alpha1.environment import Environment
+from joch.domain.admission import (
+    WATCHED_KIND_NAMES,
+    Admission,
+    AgentIndex,
+    Request,
+    UserInfo,
+    World,
+    parsing,
+    promotion,
+)
 from joch.domain.admission import approvals as approval_checks
 from joch.domain.admission.verdict import Verdict
 from joch.domain.compilation import Lookup
@@ -64,7 +75,32 @@ def agent_index_of(lookup: Any) -> AgentIndex | None:
     return None
 
 
-Authorizer = Callable[[UserInfo, str, str, tuple[str, ...]], Awaitable[frozenset[str]]]
+class Authorizer(Protocol):
+    """Which of ``verbs`` the API server says ``user`` holds on ``resource``/``name`` of ``group`` in
+    ``namespace`` (default: Approvals)."""
+
+    def __call__(
+        self,
+        user: UserInfo,
+        namespace: str,
+        name: str,
+        verbs: tuple[str, ...],
+        *,
+        group: str = ...,
+        resource: str = ...,
+    ) -> Awaitable[frozenset[str]]: ...
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Needed:
+    """Verbs a check needs to know the user holds, on which object."""
+
+    verbs: tuple[str, ...]
+    name: str
+    group: str = ""
+    resource: str = ""
+
+
 """(user, namespace, name, verbs) -> the verbs the API server says the user holds on that Approval."""
 DenialHook = Callable[[Request, World], Awaitable[str | None]]
 """Called after a (non dry-run) denial; a sentence to add to the message, or None."""
@@ -142,11 +178,12 @@ class AdmissionEndpoint:
         parsed = self._parse(body)
         if not isinstance(parsed, tuple) and self.authorizer is not None:
             request = parsed["request"]
-            verbs = approval_verbs_needed(request) if action == "validate" else ()
-            if verbs:
+            needed = self._needed(request) if action == "validate" else None
+            if needed is not None:
+                kind = {"group": needed.group, "resource": needed.resource} if needed.resource else {}
                 try:
                     grants = await self.authorizer(
-                        request.user, request.namespace or "", request.name or "", verbs
+                        request.user, request.namespace or "", needed.name, needed.verbs, **kind
                     )
                 except Exception:  # fail closed: no grant is assumed
                     logger.exception("access review for %s failed", request.user.username)
@@ -174,6 +211,34 @@ class AdmissionEndpoint:
                 message = str(result.get("message") or "")
                 response["status"] = {**result, "message": f"{message}; {note}"}
         return status, payload
+
+    def _needed(self, request: Request) -> Needed | None:
+        """What the checks of ``request`` need to know the user may do: the override or acknowledge
+        verb on an Approval, or the promote verb on the protected Environment a Deployment promotes to."""
+        verbs = approval_verbs_needed(request)
+        if verbs:
+            return Needed(verbs, request.name or "")
+        if (
+            request.kind != "Deployment"
+            or request.sub_resource
+            or request.operation not in {"CREATE", "UPDATE"}
+        ):
+            return None
+        new = parsing.parse_object(request.object).obj
+        if not isinstance(new, Deployment):
+            return None
+        if not new.metadata.namespace and request.namespace:
+            new = new.model_copy(
+                update={"metadata": new.metadata.model_copy(update={"namespace": request.namespace})}
+            )
+        old = parsing.parse_object(request.old_object).obj if request.operation == "UPDATE" else None
+        if not promotion.promotes(new, old if isinstance(old, Deployment) else None):
+            return None
+        protected = promotion.protected_environment(new, self.world(), self.admission.settings)
+        if protected is None:
+            return None
+        crd = Environment.crd
+        return Needed((promotion.PROMOTE_VERB,), protected, crd.group, crd.plural)
 
     def _parse(self, body: bytes) -> ReviewRequest | tuple[int, dict[str, Any]]:
         try:

@@ -24,12 +24,13 @@ Decision numbers (D2, D5, ...) refer to docs/decisions.md.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 
 from joch.api.v1alpha1.deployment import Deployment
-from joch.domain.admission import COMPILE_KIND_NAMES, WATCHED_KIND_NAMES, Verdict, promotion
+from joch.domain.admission import COMPILE_KIND_NAMES, WATCHED_KIND_NAMES, Admission, Verdict, promotion
 from tests.unit.admission import factories as f
 
 EVAL = {"requiresEval": "triage-quality"}
@@ -419,3 +420,60 @@ def test_approver_matches(approver: str, required: str, matches: bool) -> None:
 def test_gate_kinds_are_what_the_operator_watches_for_admission() -> None:
     gate_kinds = {k.crd.kind for k in promotion.GATE_KINDS}
     assert gate_kinds | COMPILE_KIND_NAMES == WATCHED_KIND_NAMES
+
+
+# --- protected environments -------------------------------------------------------------------------
+
+
+def _protected_world() -> list[dict[str, Any]]:
+    docs = [d for d in _world() if d["kind"] != "Environment" or d["metadata"]["name"] != "prod"]
+    return [*docs, f.environment("prod", protected=True)]
+
+
+def _admit_with(doc: dict[str, Any], grants: frozenset[str] | None, **kwargs: Any) -> Verdict:
+    request = f.request(doc, **kwargs)
+    if grants is not None:
+        request = dataclasses.replace(request, grants=grants)
+    return Admission(f.SETTINGS).validate(request, f.world(_protected_world()))
+
+
+def test_a_promotion_into_a_protected_environment_needs_the_promote_verb() -> None:
+    into_prod = f.deployment(environmentRef={"name": "prod"})
+    message = _denied(
+        _admit_with(into_prod, frozenset()),
+        "Deployment/triage: spec.environmentRef: Environment prod is protected",
+        "needs the promote verb on environments/prod (ops.joch.dev) in namespace support",
+    )
+    assert "403" not in message
+    assert _admit_with(into_prod, frozenset({promotion.PROMOTE_VERB})).allowed
+
+
+def test_an_unprotected_environment_needs_no_role() -> None:
+    assert _admit_with(f.deployment(environmentRef={"name": "dev"}), frozenset()).allowed
+
+
+def test_the_agents_environment_counts_when_the_deployment_names_none() -> None:
+    """D5: the Agent's environment (its env label here) is the promotion's target."""
+    docs = [
+        d for d in _protected_world() if d["kind"] != "Agent" or d["metadata"]["name"] != "support-triage"
+    ]
+    docs.append(f.agent(labels={"env": "prod"}))
+    deployment = promotion.target_environment(
+        Deployment.model_validate(f.deployment()), f.world(docs), f.SETTINGS
+    )
+    assert deployment == "prod"
+
+
+def test_scaling_a_deployment_in_a_protected_environment_is_not_a_promotion() -> None:
+    old = f.deployment(environmentRef={"name": "prod"})
+    scaled = f.deployment(environmentRef={"name": "prod"}, replicas=5)
+    assert _admit_with(scaled, frozenset(), operation="UPDATE", old=old).allowed
+
+
+def test_offline_checks_do_not_know_the_grants_and_leave_the_gate_to_the_server() -> None:
+    """joch validate / joch apply judge without grants (None): the protected gate is the server's."""
+    into_prod = Deployment.model_validate(f.deployment(environmentRef={"name": "prod"}))
+    offline = Admission(f.SETTINGS).judge(into_prod, f.world(_protected_world()))
+    assert not offline.errors, offline.errors
+    webhook = Admission(f.SETTINGS).judge(into_prod, f.world(_protected_world()), grants=frozenset())
+    assert [e.path for e in webhook.errors] == ["spec.environmentRef"]

@@ -73,6 +73,12 @@ class EnvironmentSpec(meta.Schema):
 
     description: str | None = Field(default=None, max_length=4096, description="What the environment is for.")
     region: str | None = Field(default=None, max_length=64, description="Region the environment runs in.")
+    protected: bool | None = Field(
+        default=None,
+        description="Promotions into this environment need an explicit role: the requesting user must hold "
+        "the promote verb on environments/<name> (ops.joch.dev) in the Deployment's namespace, checked by "
+        "admission with a SubjectAccessReview (docs/teams.md).",
+    )
     runtime: EnvironmentRuntime | None = Field(
         default=None, description="Orchestrator and cluster to run on."
     )

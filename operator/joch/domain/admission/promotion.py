@@ -33,6 +33,11 @@ name, so it gates whatever environment the Deployment deploys to.
 - and is decided: ``status.phase`` Approved with ``status.decision`` approve, or Overridden (an audited
   break-glass of a rejection or expiry).
 
+An Environment with ``spec.protected`` needs an explicit role: a promotion into it (the Deployment's
+``spec.environmentRef``, else its Agent's environment, D5) is admitted only when the API server says the
+requesting user holds :data:`PROMOTE_VERB` on ``environments/<name>`` in the Deployment's namespace (the
+webhook asks with a LocalSubjectAccessReview and hands the answer in as ``grants``).
+
 A missing Eval or Approval fails the gate (an error, not a D10 warning; docs/decisions.md): the gate
 is a precondition of the write, not a reference the operator can resolve later. Every error is reported at
 ``spec.promotion.requiresEval`` / ``spec.promotion.requiresApproval`` with reason
@@ -50,23 +55,31 @@ from typing import Any, Final
 from joch.api.v1alpha1.agent import Agent
 from joch.api.v1alpha1.approval import Approval
 from joch.api.v1alpha1.deployment import Deployment
+from joch.api.v1alpha1.environment import Environment
 from joch.api.v1alpha1.eval import Eval
 from joch.domain.admission.verdict import Findings
 from joch.domain.admission.world import World
+from joch.domain.compilation import scope
 from joch.domain.policy.model import COMPARISONS
+from joch.domain.settings import OperatorSettings
 
 __all__ = [
     "DEPLOYMENT_LABEL",
     "GATE_KINDS",
+    "PROMOTE_VERB",
     "REASON",
     "ROLE_PREFIXES",
     "Threshold",
     "approver_matches",
     "check_gates",
+    "check_protected",
     "gates_due",
     "parse_threshold",
+    "promotes",
     "promotion_request_name",
+    "protected_environment",
     "requested_approval",
+    "target_environment",
 ]
 
 DEPLOYMENT_LABEL: Final = "joch.dev/deployment"
@@ -82,6 +95,9 @@ ROLE_PREFIXES: Final = ("role", "group", "team")
 
 EVAL_PATH: Final = "spec.promotion.requiresEval"
 APPROVAL_PATH: Final = "spec.promotion.requiresApproval"
+ENVIRONMENT_PATH: Final = "spec.environmentRef"
+PROMOTE_VERB: Final = "promote"
+"""The verb a user needs on environments/<name> (ops.joch.dev) to promote into a protected Environment."""
 MAX_LISTED: Final = 5
 """Approvals described one by one in a denial; the rest are counted."""
 
@@ -89,6 +105,14 @@ _COMPARISON: Final = re.compile(r"^\s*(<=|>=|==|<|>)\s*(-?[0-9]+(?:\.[0-9]+)?)\s
 
 
 # --- when -------------------------------------------------------------------------------------------
+
+
+def promotes(new: Deployment, old: Deployment | None) -> bool:
+    """Whether the write promotes something: CREATE, or an UPDATE changing ``spec.agentRef`` or
+    ``spec.environmentRef`` (what the protected-environment gate looks at, with or without gates)."""
+    if old is None:
+        return True
+    return old.spec.agent_ref != new.spec.agent_ref or old.spec.environment_ref != new.spec.environment_ref
 
 
 def gates_due(new: Deployment, old: Deployment | None) -> bool:
@@ -289,6 +313,42 @@ def _approval_problems(deployment: Deployment, role: str, world: World) -> list[
 
 
 # --- both -------------------------------------------------------------------------------------------
+
+
+def target_environment(deployment: Deployment, world: World, settings: OperatorSettings) -> str | None:
+    """The Environment the Deployment deploys to: ``spec.environmentRef``, else its Agent's (D5)."""
+    if deployment.spec.environment_ref is not None:
+        return deployment.spec.environment_ref.name
+    namespace = deployment.metadata.namespace or ""
+    agent = world.get(Agent, namespace, deployment.spec.agent_ref.name)
+    if agent is None:
+        return None
+    return scope.environment_of(agent, world.namespace_labels(namespace), settings)
+
+
+def protected_environment(deployment: Deployment, world: World, settings: OperatorSettings) -> str | None:
+    """The name of the Deployment's target Environment when it is ``spec.protected``, else None."""
+    name = target_environment(deployment, world, settings)
+    environment = world.get(Environment, None, name) if name else None
+    return name if environment is not None and environment.spec.protected else None
+
+
+def check_protected(
+    deployment: Deployment, world: World, settings: OperatorSettings, grants: frozenset[str]
+) -> Findings:
+    """An error when the Deployment promotes into a protected Environment and ``grants`` (the verbs the
+    API server said the user holds on that Environment) lacks :data:`PROMOTE_VERB`."""
+    findings = Findings()
+    protected = protected_environment(deployment, world, settings)
+    if protected is not None and PROMOTE_VERB not in grants:
+        findings.error(
+            ENVIRONMENT_PATH,
+            f"Environment {protected} is protected: promoting into it needs the {PROMOTE_VERB} verb on "
+            f"environments/{protected} (ops.joch.dev) in namespace {deployment.metadata.namespace}; ask "
+            "for a RoleBinding to a ClusterRole granting it (docs/teams.md)",
+            REASON,
+        )
+    return findings
 
 
 def check_gates(deployment: Deployment, world: World) -> Findings:

@@ -198,7 +198,7 @@ class Admission:
         old = None
         if request.operation == "UPDATE" and isinstance(obj, Deployment | Execution | ToolCall):
             old = parsing.parse_object(request.old_object).obj
-        return self.judge(obj, world, old=old).verdict(kind, name)
+        return self.judge(obj, world, old=old, grants=request.grants).verdict(kind, name)
 
     def _approval_status(self, request: Request, world: World, name: str) -> Verdict:
         """A write of an Approval's status: a decision, an expiry, an override, an acknowledgement."""
@@ -234,11 +234,14 @@ class Admission:
         *,
         strict_missing: bool = False,
         old: meta.Resource | None = None,
+        grants: frozenset[str] | None = None,
     ) -> Findings:
         """Stages 3-6 for a parsed object (``joch validate`` / ``joch apply`` call this directly).
 
         ``old`` is the stored version on an UPDATE (None on CREATE, or when it does not parse); only
-        Deployments look at it, to tell whether the promotion gates are due."""
+        Deployments look at it, to tell whether the promotion gates are due. ``grants``: the verbs the
+        API server said the user holds (admission asks when a check needs them); None offline, where
+        the protected-environment gate is left to the server."""
         findings = semantic.check_object(obj, self.settings)
         is_agent = isinstance(obj, Agent)
         findings.extend(refs.check_references(obj, world, self.settings, missing=not is_agent))
@@ -250,8 +253,11 @@ class Admission:
             findings.extend(agents.route_report(obj, world, self.settings, self.policies, index=self.index))
         elif isinstance(obj, Deployment):
             findings.extend(self._deployment(obj, world))
-            if promotion.gates_due(obj, old if isinstance(old, Deployment) else None):
+            previous = old if isinstance(old, Deployment) else None
+            if promotion.gates_due(obj, previous):
                 findings.extend(promotion.check_gates(obj, world))
+            if grants is not None and promotion.promotes(obj, previous):
+                findings.extend(promotion.check_protected(obj, world, self.settings, grants))
         elif isinstance(obj, Execution) and old is None:  # created (an update may only cancel it)
             findings = _without_missing_agent(findings)
             findings.extend(
