@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 import uuid
@@ -154,6 +156,8 @@ def test_the_v1_api_as_signed_in_users(
         f"--webhook-port={_free_port()}",
         f"--webhook-cert-dir={tmp_path / 'webhook-certs'}",
         f"--api-port={port}",
+        f"--audit-log={tmp_path / 'governance.log'}",
+        "--audit-hash-chain",
     )
     try:
         operator = start_operator(namespace, other_namespace, args=args)
@@ -169,10 +173,12 @@ def test_the_v1_api_as_signed_in_users(
         _viewer(as_("victor"), namespace)
         _other_team(as_("mallory"), namespace, other_namespace)
         _admin_batches(as_("ada"), kubectl, namespace)
-        _decide(as_("ada"), as_("alice"), namespace, teams[0]["metadata"]["name"], state)
+        approval = _decide(as_("ada"), as_("alice"), namespace, teams[0]["metadata"]["name"], state)
+        _governance(tmp_path / "governance.log", approval, "victor")
         _watch_resumes(as_("ada"), namespace)
         _runs(as_("ada"), namespace)
         _agbom(as_("victor"), namespace)
+        _protected(as_("ada"), kubectl, namespace, suffix)
         _hostile(as_("ada"), namespace)
     finally:
         remove_webhook_configurations(kubectl)
@@ -292,7 +298,7 @@ def _admin_batches(ada: Api, kubectl: Kubectl, namespace: str) -> None:
     assert got.stdout == "a tool"  # diff writes nothing
 
 
-def _decide(ada: Api, alice: Api, namespace: str, team_name: str, state: Path) -> None:
+def _decide(ada: Api, alice: Api, namespace: str, team_name: str, state: Path) -> str:
     name = f"api-approval-{uuid.uuid4().hex[:4]}"
     doc = {
         "apiVersion": "runtime.joch.dev/v1alpha1",
@@ -343,6 +349,48 @@ def _decide(ada: Api, alice: Api, namespace: str, team_name: str, state: Path) -
         ), records[-3:]
 
     eventually(audited, timeout=30)
+    return name
+
+
+def _governance(log: Path, approval: str, viewer: str) -> None:
+    """The operator's governance stream names the real users (alice decided through the API; victor's
+    refused apply is not a denial of admission: RBAC refused it first), and its hash chain verifies until
+    a record is changed."""
+
+    def recorded() -> list[dict[str, Any]]:
+        records = [json.loads(line) for line in log.read_text().splitlines()]
+        decisions = [r for r in records if r["class_name"] == "Approval Decision"]
+        assert any(
+            r["actor"]["user"]["name"] == "alice" and r["joch"]["resource"]["name"] == approval
+            for r in decisions
+        ), decisions
+        return records
+
+    records = eventually(recorded, timeout=30)
+    assert not any(r["actor"]["user"]["name"] == viewer for r in records), records
+    intact = subprocess.run(
+        [sys.executable, "-m", "joch.cli.main", "audit", "verify", str(log)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert intact.returncode == 0, intact.stdout + intact.stderr
+    assert "hash chain intact" in intact.stdout
+    lines = log.read_text().splitlines()
+    index = next(i for i, line in enumerate(lines) if '"alice"' in line)
+    lines[index] = lines[index].replace('"alice"', '"mallory"')
+    tampered = log.with_name("tampered.log")
+    tampered.write_text("\n".join(lines) + "\n")
+    failed = subprocess.run(
+        [sys.executable, "-m", "joch.cli.main", "audit", "verify", str(tampered)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert f"line {index + 1}" in failed.stdout + failed.stderr
 
 
 def _watch_resumes(ada: Api, namespace: str) -> None:
@@ -413,6 +461,64 @@ def _runs(ada: Api, namespace: str) -> None:
     status, answer = ada.call("POST", "/v1/promote", {"namespace": namespace, "agent": AGENT})
     assert status == 422, answer
     assert answer["error"]["message"].startswith("deployment: ")
+
+
+def _protected(ada: Api, kubectl: Kubectl, namespace: str, suffix: str) -> None:
+    """Promoting into a protected Environment needs the promote verb on it: ada, a team admin, is refused
+    until a RoleBinding in her namespace grants it (a SubjectAccessReview as her, by admission)."""
+    environment = f"t-api-prod-{suffix}"
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": f"t-api-promote-{suffix}"},
+        "rules": [
+            {
+                "apiGroups": ["ops.joch.dev"],
+                "resources": ["environments"],
+                "resourceNames": [environment],
+                "verbs": ["promote"],
+            }
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "RoleBinding",
+        "metadata": {"name": "ada-promotes", "namespace": namespace},
+        "roleRef": {
+            "apiGroup": "rbac.authorization.k8s.io",
+            "kind": "ClusterRole",
+            "name": role["metadata"]["name"],
+        },
+        "subjects": [{"kind": "User", "name": "ada", "apiGroup": "rbac.authorization.k8s.io"}],
+    }
+    protected = {
+        "apiVersion": "ops.joch.dev/v1alpha1",
+        "kind": "Environment",
+        "metadata": {"name": environment},
+        "spec": {"protected": True},
+    }
+    apply(kubectl, [protected, role])
+    try:
+        body = {"namespace": namespace, "deployment": "to-prod", "agent": AGENT, "environment": environment}
+
+        def refused() -> dict[str, Any]:
+            status, answer = ada.call("POST", "/v1/promote", body)
+            assert status == 403, answer  # once the webhook's cache holds the new Environment
+            return dict(answer)
+
+        answer = eventually(refused, timeout=30)
+        assert answer["error"]["code"] == "PromotionFailed", answer
+        assert f"Environment {environment} is protected" in answer["error"]["message"]
+        apply(kubectl, [binding])
+
+        def admitted() -> None:
+            status, answer = ada.call("POST", "/v1/promote", body)
+            assert status == 200, answer
+
+        eventually(admitted, timeout=30)
+    finally:
+        kubectl("delete", "environments.ops.joch.dev", environment, "--ignore-not-found", "--wait=false")
+        kubectl("delete", "clusterrole", role["metadata"]["name"], "--ignore-not-found")
 
 
 def _agbom(victor: Api, namespace: str) -> None:

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -110,9 +111,14 @@ def test_a_second_run_finds_the_fleet_as_it_was_and_writes_nothing(tmp_path: Pat
     run = state / "run"
 
     first = DevRun(state)
-    out = first.wait_for(STAYS_UP)
+    out = first.wait_for("/v1/namespaces/default/agents")  # the last line printed: the API's
+    assert STAYS_UP in out
     assert "on the sqlite store" in out
     assert "Agent support/support-triage: phase Ready" in out
+    api = re.search(r"The /v1 API \(docs/api.md\) listens on (http://127\.0\.0\.1:\d+);", out)
+    assert api is not None, out
+    with urllib.request.urlopen(api.group(1) + "/healthz", timeout=30) as answer:
+        assert json.loads(answer.read()) == {"status": "ok"}
     manifest = MANIFEST.search(out)
     assert manifest is not None, out
     assert (run / "store").read_text().strip() == "sqlite"

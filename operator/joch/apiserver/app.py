@@ -962,5 +962,4 @@ def build_app(context: ApiContext) -> web.Application:
     app[_CONTEXT] = context
     for route in ROUTES:
         app.router.add_route(route.method, route.path, route.handler)
-    app.router.add_route("WATCH", "/v1/resources", watch)
     return app

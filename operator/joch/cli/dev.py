@@ -132,6 +132,15 @@ def _operator(kubeconfig: pathlib.Path, log: pathlib.Path) -> Iterator[subproces
             process.wait()
 
 
+def _api_url(log: pathlib.Path) -> str | None:
+    """The /v1 API's URL, from the operator's start-up line (``joch operator: ..., api on HOST:PORT``);
+    None when it does not serve it (local mode: plain HTTP)."""
+    for line in log.read_text(errors="replace").splitlines():
+        if line.startswith("joch operator: ") and " api on " in line:
+            return "http://" + line.split(" api on ", 1)[1].split(",", 1)[0].strip()
+    return None
+
+
 OPERATOR_FLAGS: tuple[str, ...] = ("--execution-pod-annotation-prefix", "devcluster.joch.dev/")
 """Extra `joch operator` flags for the local run: Execution annotations under devcluster.joch.dev/ reach
 the fake Pods (joch.devcluster.workloads: how long a fake run takes, its exit code)."""
@@ -212,6 +221,14 @@ def run(args: argparse.Namespace) -> int:
                     f"  kubectl get joch -A\n",
                     flush=True,
                 )
+                api = _api_url(log)
+                if api:
+                    print(
+                        f"The /v1 API (docs/api.md) listens on {api}; sign in with a local issuer's token:\n"
+                        f"  TOKEN=$(joch dev token --user you --group team)\n"
+                        f'  curl -H "Authorization: Bearer $TOKEN" {api}/v1/namespaces/default/agents\n',
+                        flush=True,
+                    )
                 while not stop.wait(1.0):
                     plane.check_alive()
                     if operator.poll() is not None:
