@@ -196,6 +196,8 @@ def _anonymous(base: str, state: Path) -> None:
     forged = oidc.mint(state, "ada", [], key=other_key)
     status, answer = Api(base, forged).call("GET", "/v1/namespaces/default/agents")
     assert status == 401, answer
+    elsewhere = oidc.mint(state, "ada", [], issuer="https://127.0.0.1:9/another-issuer")
+    assert Api(base, elsewhere).call("GET", "/v1/namespaces/default/agents")[0] == 401
     expired = oidc.mint(state, "ada", [], now=1_000_000_000)
     assert Api(base, expired).call("GET", "/v1/namespaces/default/agents")[0] == 401
     status, answer = Api(base, oidc.mint(state, "ada", [])).call(
@@ -546,6 +548,7 @@ def _hostile(ada: Api, namespace: str) -> None:
         f"/v1/namespaces/{namespace}/approvals/x/decide",
         f"/v1/namespaces/{namespace}/approvals/x/override",
         "/v1/promote",
+        f"/v1/eval/x/run?namespace={namespace}",
     ]
     bodies = {
         "oversized": (b"[" + b"0," * (3 * 1024 * 1024) + b"0]", "application/json"),

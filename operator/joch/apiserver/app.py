@@ -206,8 +206,12 @@ async def list_or_get(request: web.Request) -> web.StreamResponse:
     namespace = _segment(request.match_info["namespace"], "namespace")
     model = _kind(request.match_info["kind"])
     name = request.match_info.get("name")
-    if name:
-        return _json(await _call(request, "GET", _object(model, namespace, name)))
+    if name:  # passed on as kube-apiserver sent it: no decoding and encoding again
+        try:
+            payload = await _kube(request).request("GET", _object(model, namespace, name), raw=True)
+        except errors.KubeError as exc:
+            raise from_kube(exc) from None
+        return web.Response(body=payload, content_type="application/json")
     return await _list(request, model, namespace)
 
 
@@ -270,7 +274,7 @@ async def _batch(request: web.Request, verb: Verb) -> web.StreamResponse:
         strict_missing=not _flag(request, "allowPending"),
     )
     cluster = context.callers.cluster(token)
-    reports = await asyncio.to_thread(_dry_runs, cluster, results, write, context.lookup, verb == "diff")
+    reports = await _dry_runs(cluster, results, write, context.lookup, verb == "diff")
     rejected = sum(1 for report in reports if not report["ok"])
     if verb != "apply":
         return _json({"valid": rejected == 0, "documents": reports})
@@ -303,18 +307,25 @@ def _first_error(reports: Sequence[Mapping[str, Any]]) -> str:
     return ""
 
 
-def _dry_runs(
+DRY_RUNS_IN_FLIGHT: Final = 8
+"""Dry runs of one batch sent at once (each a blocking call in a worker thread)."""
+
+
+async def _dry_runs(
     cluster: rest.Cluster,
     results: Sequence[DocumentResult],
     write: batch.Write,
     lookup: catalog.Lookup | None,
     with_diff: bool,
 ) -> list[dict[str, Any]]:
+    """One report per document, in order: the local verdict, then (when it passed) the server's dry run,
+    :data:`DRY_RUNS_IN_FLIGHT` at a time."""
     created = {r.name for r in results if r.kind == "Namespace" and r.api_version == "v1"}
     has_namespace = getattr(lookup, "has_namespace", None)
     existing = {ns for ns in created if has_namespace is None or has_namespace(ns) is not False}
-    reports = []
-    for result in results:
+    slots = asyncio.Semaphore(DRY_RUNS_IN_FLIGHT)
+
+    async def report(result: DocumentResult) -> dict[str, Any]:
         errors_ = [result.verdict.format(e) for e in result.verdict.errors] if result.verdict else []
         warnings = result.verdict.warning_messages(limit=50) if result.verdict else []
         notes: list[str] = []
@@ -325,14 +336,17 @@ def _dry_runs(
                 "the document is not a Kubernetes object (it needs apiVersion, kind and metadata.name)"
             )
         elif result.body is not None and not errors_:
-            checked = batch.dry_run(cluster, result, write, existing=existing, created=created)
+            async with slots:
+                checked = await asyncio.to_thread(
+                    batch.dry_run, cluster, result, write, existing=existing, created=created
+                )
+                if with_diff and checked.answer is not None:
+                    changes = await asyncio.to_thread(_changes, cluster, result, write, checked.answer)
             errors_ += checked.errors
             warnings += checked.warnings
             notes += checked.notes
             refused = checked.status
-            if with_diff and checked.answer is not None:
-                changes = _changes(cluster, result, write, checked.answer)
-        report: dict[str, Any] = {
+        found: dict[str, Any] = {
             "source": result.document.source,
             "apiVersion": result.api_version,
             "kind": result.kind,
@@ -344,11 +358,12 @@ def _dry_runs(
             "notes": notes,
         }
         if refused:
-            report["status"] = refused
+            found["status"] = refused
         if changes is not None:
-            report["changes"] = changes
-        reports.append(report)
-    return reports
+            found["changes"] = changes
+        return found
+
+    return list(await asyncio.gather(*(report(result) for result in results)))
 
 
 _IGNORED: Final = frozenset({"managedFields", "resourceVersion", "generation", "uid", "creationTimestamp"})

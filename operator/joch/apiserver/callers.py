@@ -85,7 +85,7 @@ class Callers:
         configuration = self.configuration(token)
         pair = (
             client.Kube(client.new_api_client(configuration, pool_size=4), self.limits),
-            Cluster(client.new_api_client(configuration, pool_size=4)),
+            Cluster(client.new_api_client(configuration, pool_size=8)),  # a batch's dry runs, 8 at once
         )
         evicted: list[tuple[client.Kube, Cluster]] = []
         with self._lock:

@@ -227,8 +227,10 @@ class Kube:
         query: Mapping[str, str | int] | None = None,
         content_type: str | None = None,
         accept: str = "application/json",
+        raw: bool = False,
     ) -> Any:
-        """Send one request (retrying as the module docstring says); the decoded JSON answer."""
+        """Send one request (retrying as the module docstring says); the decoded JSON answer (``raw``:
+        its bytes, undecoded, for a caller that passes them on)."""
         write = method != "GET"
         attempt = 0
         while True:
@@ -236,7 +238,7 @@ class Kube:
                 await self._bucket.acquire()
             try:
                 return await self.attempt(
-                    method, path, body=body, query=query, content_type=content_type, accept=accept
+                    method, path, body=body, query=query, content_type=content_type, accept=accept, raw=raw
                 )
             except errors.TooManyRequests as exc:
                 self.counts["throttled"] += 1
@@ -262,8 +264,9 @@ class Kube:
         query: Mapping[str, str | int] | None = None,
         content_type: str | None = None,
         accept: str = "application/json",
+        raw: bool = False,
     ) -> Any:
-        """One request on the running loop, no retries; errors translated."""
+        """One request on the running loop, no retries; errors translated (``raw``: the 2xx body's bytes)."""
         headers, data = self._prepare(method, body, content_type, accept)
         what = f"{method} {path}"
         configuration = self.api.configuration
@@ -285,6 +288,8 @@ class Kube:
         finally:
             if one_off:
                 await session.close()
+        if raw and 200 <= status <= 299:
+            return payload
         return _answer(status, payload, answer_headers, what)
 
     def _prepare(
