@@ -1,5 +1,5 @@
-"""The decision service (``joch policy serve`` as a subprocess) and ``joch policy preview``, against the
-real API server.
+"""The decision service (``joch policy serve`` as a subprocess, and ``joch operator`` authenticating its
+callers) and ``joch policy preview``, against the real API server.
 
 Cases:
 - a Policy applied with kubectl decides the next request (v1); the Policy edited live (kubectl apply
@@ -10,7 +10,10 @@ Cases:
   the catalog's error shape; /readyz is ready;
 - ``joch policy preview`` with examples/ applied: a Policy denying OpenAI models in the example's
   namespace names support-triage (model, policy, rule, reason; exit 3), -o json says the same, and a
-  harmless Policy denies nobody (exit 0).
+  harmless Policy denies nobody (exit 0);
+- ``joch operator --decision-callers system:serviceaccount:NS:gateway``: a real token of that
+  ServiceAccount (``kubectl create token``) gets its decision (200), checked by a real TokenReview;
+  another ServiceAccount's token 403 naming it, no token 401, a garbage token 401.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -35,7 +39,13 @@ import pytest
 import yaml
 
 from joch.cli import policy as policy_cli
-from tests.integration.operator_fixtures import apply, eventually, support_triage
+from tests.integration.operator_fixtures import (  # noqa: F401
+    StartOperator,
+    apply,
+    eventually,
+    start_operator_fixture,
+    support_triage,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -95,10 +105,19 @@ def decision_url(kubeconfig: str, crds_installed: list[str], namespace: str, tmp
         assert "Traceback" not in process.log()
 
 
-def post(url: str, body: bytes | Any, *, content_type: str = "application/json") -> tuple[int, Any]:
+def post(
+    url: str,
+    body: bytes | Any,
+    *,
+    content_type: str = "application/json",
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
     request = urllib.request.Request(
-        url + "/v1/policy/evaluate", data=data, headers={"Content-Type": content_type}, method="POST"
+        url + "/v1/policy/evaluate",
+        data=data,
+        headers={"Content-Type": content_type, **(headers or {})},
+        method="POST",
     )
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -226,6 +245,62 @@ def test_client_mistakes_are_4xx_in_the_catalog_shape(decision_url: str) -> None
         assert answer["error"]["code"] == code
     got, answer = post(decision_url, b"x=1", content_type="application/x-www-form-urlencoded")
     assert (got, answer["error"]["code"]) == (415, "UnsupportedMediaType")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _token(kubectl: Kubectl, namespace: str, service_account: str) -> str:
+    created = kubectl("create", "serviceaccount", service_account, "-n", namespace)
+    assert created.returncode == 0, created.stderr
+    token = kubectl("create", "token", service_account, "-n", namespace, "--duration=10m")
+    assert token.returncode == 0, token.stderr
+    return str(token.stdout).strip()
+
+
+def test_only_the_listed_callers_get_decisions(
+    kubectl: Kubectl, namespace: str, start_operator: StartOperator
+) -> None:
+    gateway, other = _token(kubectl, namespace, "gateway"), _token(kubectl, namespace, "intruder")
+    port = _free_port()
+    user = f"system:serviceaccount:{namespace}:gateway"
+    start_operator(namespace, args=(f"--decision-port={port}", f"--decision-callers={user}"), wait=False)
+    url = f"http://127.0.0.1:{port}"
+
+    def ready() -> None:
+        try:
+            with urllib.request.urlopen(url + "/readyz", timeout=5) as response:
+                assert response.status == 200
+        except (urllib.error.URLError, ConnectionError) as exc:
+            raise AssertionError(f"{url} not ready: {exc}") from None
+
+    eventually(ready, timeout=90)
+    body = {"context": tool_context(namespace, "shell.exec")}
+
+    status, answer = post(url, body, headers={"Authorization": f"Bearer {gateway}"})
+    assert status == 200, answer
+    assert answer == {"decision": "allow", "reason": "no rule matched"}
+
+    status, answer = post(url, body, headers={"Authorization": f"Bearer {other}"})
+    assert status == 403, answer
+    assert answer["error"]["code"] == "Forbidden"
+    assert answer["error"]["details"] == {
+        "user": f"system:serviceaccount:{namespace}:intruder",
+        "setting": "decision_callers",
+    }
+
+    status, answer = post(url, body)
+    assert (status, answer["error"]["code"]) == (401, "Unauthorized"), answer
+    status, answer = post(url, body, headers={"Authorization": "Bearer not-a-real-token"})
+    assert (status, answer["error"]["code"]) == (401, "Unauthorized"), answer
+    status, answer = post(url, body, headers={"Authorization": f"Bearer {gateway}", "Impersonate-User": "x"})
+    assert (status, answer["error"]["code"]) == (400, "ImpersonationRefused"), answer
+    # The cached verdict still answers, and the same token keeps working.
+    status, answer = post(url, body, headers={"Authorization": f"Bearer {gateway}"})
+    assert status == 200, answer
 
 
 def run_preview(*argv: str) -> tuple[int, str, str]:

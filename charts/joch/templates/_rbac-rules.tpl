@@ -181,6 +181,12 @@
 - apiGroups: ["ops.joch.dev"]
   resources: ["environments/status", "teams/status"]
   verbs: ["get", "patch", "update"]
+{{- if and .Values.decisions.enabled .Values.decisions.callers }}
+# decisions: who calls POST /v1/policy/evaluate: TokenReviews of the callers' bearer tokens (only with decisions.callers; in namespace scope through a ClusterRole of this rule alone)
+- apiGroups: ["authentication.k8s.io"]
+  resources: ["tokenreviews"]
+  verbs: ["create"]
+{{- end }}
 # teams: read the Team roles' ClusterRoles at start-up (the chart creates them)
 - apiGroups: ["rbac.authorization.k8s.io"]
   resources: ["clusterroles"]
@@ -257,5 +263,14 @@
   verbs: ["get", "update", "patch"]
   resourceNames:
   - {{ include "joch.webhookSecretName" . | quote }}
+{{- end }}
+{{- end }}
+
+{{- define "joch.rbac.tokenReviewRules" }}
+{{- if and .Values.decisions.enabled .Values.decisions.callers }}
+# decisions: who calls POST /v1/policy/evaluate: TokenReviews of the callers' bearer tokens (only with decisions.callers; in namespace scope through a ClusterRole of this rule alone)
+- apiGroups: ["authentication.k8s.io"]
+  resources: ["tokenreviews"]
+  verbs: ["create"]
 {{- end }}
 {{- end }}

@@ -148,6 +148,10 @@ def settings_from(args: argparse.Namespace, environ: Mapping[str, str]) -> Opera
     backend = getattr(args, "cel_backend", None)
     if backend:
         settings = dataclasses.replace(settings, cel_backend=backend)
+    callers = getattr(args, "decision_callers", None)
+    if callers is not None:
+        users = tuple(user.strip() for user in callers.split(",") if user.strip())
+        settings = dataclasses.replace(settings, decision_callers=users)
     return settings
 
 

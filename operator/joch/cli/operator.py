@@ -6,7 +6,8 @@
                   [-v|--debug|-q] [--webhook-port N] [--no-webhooks] [--webhook-cert-dir DIR]
                   [--webhook-tls-secret NS/NAME --webhook-service SVC.NS.svc --webhook-configuration NAME
                    --webhook-cert-validity-days N | --webhook-tls-dir DIR]
-                  [--decision-port N] [--decision-host HOST] [--metrics-port N] [--health-port N]
+                  [--decision-port N] [--decision-host HOST] [--decision-callers USER,USER]
+                  [--metrics-port N] [--health-port N]
                   [--leader-election [--leader-election-id NAME] [--leader-election-namespace NS]
                    [--lease-duration S] [--renew-deadline S] [--retry-period S]]
 
@@ -237,6 +238,14 @@ def _add_serving_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="address the decision service listens on (default 127.0.0.1 outside a cluster, 0.0.0.0 in a "
         "Pod; metrics and health listen on the same default)",
+    )
+    serving.add_argument(
+        "--decision-callers",
+        metavar="USER,USER",
+        default=None,
+        help="Kubernetes users that may call POST /v1/policy/evaluate (e.g. "
+        "system:serviceaccount:gateways:envoy): each call then needs a bearer token, checked with a "
+        "TokenReview (default: $JOCH_DECISION_CALLERS, else none: anyone reaching the port may ask)",
     )
     serving.add_argument(
         "--api-port",

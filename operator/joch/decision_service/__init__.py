@@ -4,6 +4,7 @@
   watch events, and ``decide(request, now=)``;
 - requests: the JSON request of ``POST /v1/policy/evaluate`` and the decision-context shape check;
 - endpoint: the aiohttp application (``build_app``), errors in the shape of docs/catalog.md section 6;
+- callers: who may ask (``decision_callers``): bearer tokens checked by TokenReview, verdicts cached;
 - serving: :func:`~serving.register` (kopf handlers + the server's start and stop, for ``joch
   operator``) and :func:`~serving.run_standalone` (``joch policy serve``);
 - preview: which Agents a Policy change would newly deny (pure), over a
@@ -13,7 +14,7 @@ Layer: beside joch.controllers and joch.webhooks (it imports joch.kube, joch.dom
 and aiohttp, never the controllers or the webhooks).
 """
 
-from joch.decision_service import cluster, endpoint, preview, requests, service, serving
+from joch.decision_service import callers, cluster, endpoint, preview, requests, service, serving
 from joch.decision_service.endpoint import EVALUATE_PATH, build_app
 from joch.decision_service.service import DecisionService
 from joch.decision_service.serving import register, run_standalone
@@ -22,6 +23,7 @@ __all__ = [
     "EVALUATE_PATH",
     "DecisionService",
     "build_app",
+    "callers",
     "cluster",
     "endpoint",
     "preview",

@@ -15,11 +15,15 @@ Every error has the catalog's shape (docs/catalog.md section 6)::
 |---|---|---|
 | 400 | InvalidJSON | the body is not JSON (or not UTF-8, or uses NaN/Infinity) |
 | 400 | InvalidRequest | wrong shape: ``details.errors`` lists every ``{field, message}`` |
+| 400 | ImpersonationRefused | with ``callers``: an ``Impersonate-*`` header was sent |
+| 401 | Unauthorized | with ``callers``: no or malformed bearer token, or the API server does not accept it |
+| 403 | Forbidden | with ``callers``: the token's user is not in ``decision_callers`` (``details.user``) |
 | 404 | NotFound | no such path |
 | 405 | MethodNotAllowed | e.g. GET on the evaluate path |
 | 413 | RequestTooLarge | the body is over ``max_body`` bytes (``details.limitBytes``) |
 | 415 | UnsupportedMediaType | a Content-Type other than JSON |
 | 503 | NotReady | the policies are not loaded yet (with Retry-After) |
+| 503 | Unavailable | with ``callers``: the TokenReview failed (fail closed; with Retry-After) |
 | 500 | InternalError | a bug; never for anything a client sends |
 
 Decisions are computed on the event loop, inline: they take microseconds, far less than a thread hop.
@@ -28,6 +32,11 @@ With a ``budgets`` step (``joch operator`` passes joch.controllers.reservations.
 that is not a deny is then checked against the Budgets covering the call and its cost reserved; the
 step may turn it into a ``BudgetExceeded`` deny, and adds ``reservation`` (or, on a deny, ``budget``) to
 the response. ``joch policy serve`` has no such step: it holds no cache of Budgets.
+
+With a ``callers`` gate (joch.decision_service.callers.CallerGate, when ``decision_callers`` is set) every
+evaluate request (and ``GET /v1/policies``) is authenticated first, before its body is read: bearer
+token, TokenReview, user in the list; the probes stay open. Without one anyone who reaches the port may
+ask (local mode listens on 127.0.0.1 only).
 """
 
 from __future__ import annotations
@@ -43,6 +52,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from joch import metrics
+from joch.decision_service import callers as caller_checks
 from joch.decision_service import requests
 from joch.decision_service.service import DecisionService
 from joch.domain.policy.decision import Decision
@@ -67,6 +77,7 @@ class _Config:
     max_body: int
     clock: Clock
     budgets: BudgetStep | None = None
+    callers: caller_checks.CallerGate | None = None
 
 
 SERVICE_KEY: Final = web.AppKey("joch.decision_service.service", DecisionService)
@@ -142,14 +153,15 @@ def build_app(
     max_body: int = DEFAULT_MAX_BODY,
     clock: Clock = _utcnow,
     budgets: BudgetStep | None = None,
+    callers: caller_checks.CallerGate | None = None,
 ) -> web.Application:
     """The aiohttp application serving ``service``; ``clock`` gives ``now`` for each decision;
-    ``budgets``: the budget step run after each decision (module docstring)."""
+    ``budgets``: the budget step run after each decision; ``callers``: who may ask (module docstring)."""
     if max_body < 1:
         raise ValueError(f"max_body must be at least 1 byte, not {max_body}")
     app = web.Application(middlewares=[_errors], client_max_size=max_body)
     app[SERVICE_KEY] = service
-    app[_CONFIG_KEY] = _Config(max_body=max_body, clock=clock, budgets=budgets)
+    app[_CONFIG_KEY] = _Config(max_body=max_body, clock=clock, budgets=budgets, callers=callers)
     app.router.add_post(EVALUATE_PATH, _evaluate)
     app.router.add_get("/v1/policies", _policies)
     app.router.add_get("/healthz", _healthz)
@@ -164,6 +176,8 @@ async def _errors(request: web.Request, handler: Handler) -> web.StreamResponse:
         return await handler(request)
     except _Rejected as exc:
         return exc.response
+    except caller_checks.Refused as exc:
+        return _error(exc.status, exc.code, exc.message, exc.details, headers=exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -209,6 +223,8 @@ def _constant_fields(text: str) -> list[dict[str, str]]:
 async def _evaluate(request: web.Request) -> web.Response:
     service = request.app[SERVICE_KEY]
     config = request.app[_CONFIG_KEY]
+    if config.callers is not None:
+        await config.callers(request.headers)
     body = await _json_body(request, config.max_body)
     try:
         parsed = requests.parse_request(body)
@@ -288,6 +304,9 @@ def _not_ready() -> web.Response:
 
 
 async def _policies(request: web.Request) -> web.Response:
+    callers = request.app[_CONFIG_KEY].callers
+    if callers is not None:
+        await callers(request.headers)
     return web.json_response({"policies": request.app[SERVICE_KEY].describe()})
 
 

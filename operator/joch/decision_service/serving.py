@@ -14,7 +14,8 @@ A port that cannot be bound stops the operator (``kopf.PermanentError``) rather 
 running without its decision endpoint. A failed LIST is retried by kopf (a temporary error).
 
 ``joch policy serve`` calls :func:`run_standalone`: the same registration in a registry of its own,
-with a login handler built from the kubeconfig, under ``kopf.run``.
+with a login handler built from the kubeconfig, under ``kopf.run``. Both authenticate callers by
+TokenReview when ``settings.decision_callers`` is set (joch.decision_service.callers).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from aiohttp import web
 
 from joch.api.v1alpha1.environment import Environment
 from joch.api.v1alpha1.policy import Policy
+from joch.decision_service import callers as caller_checks
 from joch.decision_service import endpoint
 from joch.decision_service.service import DecisionService
 from joch.domain.settings import OperatorSettings
@@ -125,6 +127,7 @@ def register(
     service: DecisionService | None = None,
     watch: bool = True,
     budgets: endpoint.BudgetStep | None = None,
+    callers: caller_checks.CallerGate | None = None,
 ) -> Registration:
     """Add the decision service's handlers to ``registry`` (see the module docstring).
 
@@ -134,10 +137,13 @@ def register(
     lists and watches nothing itself; whoever does feeds it (``joch operator``: the controller, through
     ``DecisionService.primed`` and ``DecisionService.observe``), and it answers 503 until primed.
     ``budgets``: the budget step after each decision (``joch operator``; joch.decision_service.endpoint).
+    ``callers``: who may ask (joch.decision_service.callers; None: anyone reaching the port).
     """
     service = service or DecisionService(settings=settings)
     server = DecisionServer(
-        endpoint.build_app(service, max_body=max_body, budgets=budgets), host=host, port=port
+        endpoint.build_app(service, max_body=max_body, budgets=budgets, callers=callers),
+        host=host,
+        port=port,
     )
     if not watch:
 
@@ -230,6 +236,9 @@ def run_standalone(options: StandaloneOptions) -> None:
     async def close_connections(**_: Any) -> None:
         await kube.aclose()
 
+    gate = None
+    if options.settings.decision_callers:
+        gate = caller_checks.CallerGate(options.settings.decision_callers, caller_checks.token_reviewer(kube))
     register(
         registry,
         host=options.host,
@@ -238,6 +247,7 @@ def run_standalone(options: StandaloneOptions) -> None:
         settings=options.settings,
         namespaces=namespaces,
         max_body=options.max_body,
+        callers=gate,
     )
     try:
         kopf.run(

@@ -16,10 +16,14 @@ every domain call. Changing a setting means restarting the operator, which recom
 | agbom_url | JOCH_AGBOM_URL | http://joch-agbom | CAM observability.abomEndpoint |
 | keep_manifests | JOCH_KEEP_MANIFESTS | 3 | CAM ConfigMaps kept per Agent (D7) |
 | cel_backend | JOCH_CEL_BACKEND | common-expression-language | the CEL library policies compile with ** |
+| decision_callers | JOCH_DECISION_CALLERS (commas) | () | users that may call the decision service *** |
 
 (*) The Agent's FrameworkAdapter ``spec.bindings`` wins when it sets the URL; these are the fallbacks.
 (**) ``common-expression-language`` (Rust) or ``cel-python``, or an alias (policy/cel.py); stored under its
 canonical name. Compilers get it through ``CompileOptions(cel_backend=settings.cel_backend)``.
+(***) Kubernetes user names (e.g. ``system:serviceaccount:gateways:envoy``); when any is set, every
+``POST /v1/policy/evaluate`` needs a bearer token the API server authenticates as one of them
+(joch.decision_service.callers, docs/decision-service.md "Who may ask"); empty: no authentication.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ ENVIRONMENT_VARIABLES: Mapping[str, str] = {
     "agbom_url": "JOCH_AGBOM_URL",
     "keep_manifests": "JOCH_KEEP_MANIFESTS",
     "cel_backend": "JOCH_CEL_BACKEND",
+    "decision_callers": "JOCH_DECISION_CALLERS",
 }
 """Setting field -> the environment variable :meth:`OperatorSettings.from_environ` reads it from."""
 
@@ -66,12 +71,19 @@ class OperatorSettings:
     agbom_url: str = "http://joch-agbom"
     keep_manifests: int = 3
     cel_backend: str = cel.DEFAULT_BACKEND
+    decision_callers: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         namespaces: object = self.shared_namespaces
         if isinstance(namespaces, str):
             raise SettingsError("shared_namespaces must be a sequence of namespace names, not a string")
         object.__setattr__(self, "shared_namespaces", tuple(self.shared_namespaces))
+        callers: object = self.decision_callers
+        if isinstance(callers, str):
+            raise SettingsError("decision_callers must be a sequence of user names, not a string")
+        object.__setattr__(self, "decision_callers", tuple(dict.fromkeys(self.decision_callers)))
+        if any(not user or user != user.strip() for user in self.decision_callers):
+            raise SettingsError(f"decision_callers: empty or padded user name in {self.decision_callers}")
         if not self.default_environment:
             raise SettingsError("default_environment must not be empty")
         if self.keep_manifests < 1:
@@ -93,7 +105,7 @@ class OperatorSettings:
             raw = environ.get(variable)
             if raw is None or raw.strip() == "":
                 continue
-            if field == "shared_namespaces":
+            if field in ("shared_namespaces", "decision_callers"):
                 values[field] = tuple(part.strip() for part in raw.split(",") if part.strip())
             elif field == "keep_manifests":
                 try:

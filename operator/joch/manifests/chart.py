@@ -215,6 +215,13 @@ class Decisions(_Model):
         True, "Serve the policy decision endpoint (POST /v1/policy/evaluate) and expose it in a Service."
     )
     port: int = _field(8082, "Container port (and Service port) of the decision endpoint.", ge=1, le=65535)
+    callers: list[str] = _field(
+        [],
+        "Kubernetes users that may ask for decisions (e.g. system:serviceaccount:gateways:envoy; passed as "
+        "--decision-callers): each request then needs a bearer token, checked by TokenReview (401 without "
+        "one, 403 for another user). Empty: anyone who reaches the Service may ask; restrict it with a "
+        "NetworkPolicy.",
+    )
 
 
 class GovernanceAudit(_Model):

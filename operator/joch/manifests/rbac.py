@@ -13,7 +13,8 @@ Where a grant applies::
                  shared namespaces (decision D2, docs/decisions.md) that are not managed
     cluster      cluster-scoped resources (Namespaces, FrameworkAdapter, Environment, Team, webhook
                  configurations): only with rbac.scope=cluster (a namespace-scoped install holds no
-                 ClusterRole; see rbac.clusterReader for the read-only exception)
+                 ClusterRole; see rbac.clusterReader for the read-only exception, and
+                 decisions.callers for the TokenReview one)
     release      the operator's own namespace (its Lease, its webhook serving Secret): always a Role
 
 The operator holds no permission on core Secrets except ``get``/``update``/``patch`` of its own webhook
@@ -126,6 +127,7 @@ def _catalog_grants() -> list[Grant]:
 _TEAM_ROLES: Final = typing.get_args(TeamRole)
 
 _WEBHOOK_TLS: Final = '(include "joch.webhookTLSMode" .) | eq "operator"'
+_DECISION_CALLERS: Final = "and .Values.decisions.enabled .Values.decisions.callers"
 
 GRANTS: Final[tuple[Grant, ...]] = (
     *_catalog_grants(),
@@ -225,6 +227,16 @@ GRANTS: Final[tuple[Grant, ...]] = (
         ("localsubjectaccessreviews",),
         ("create",),
         "namespaces",
+    ),
+    Grant(
+        "decisions",
+        "who calls POST /v1/policy/evaluate: TokenReviews of the callers' bearer tokens (only with "
+        "decisions.callers; in namespace scope through a ClusterRole of this rule alone)",
+        "authentication.k8s.io",
+        ("tokenreviews",),
+        ("create",),
+        "cluster",
+        when=_DECISION_CALLERS,
     ),
     Grant(
         "budgets",
@@ -459,7 +471,9 @@ def render_chart_helpers(grants: Sequence[Grant] = GRANTS) -> str:
     - ``joch.rbac.clusterRules``: the ``cluster`` grants (rbac.scope=cluster only);
     - ``joch.rbac.clusterReaderRules``: the read-only ``cluster`` grants without resource names
       (rbac.clusterReader in namespace scope);
-    - ``joch.rbac.releaseRules``: the ``release`` grants (the operator's own namespace).
+    - ``joch.rbac.releaseRules``: the ``release`` grants (the operator's own namespace);
+    - ``joch.rbac.tokenReviewRules``: the ``cluster`` grants of the decision service (TokenReview; its
+      own ClusterRole in namespace scope, when decisions.callers is set).
     """
     out = [_TPL_HEADER]
     out += _define("joch.rbac.namespacedRules", (g for g in grants if g.where == "namespaces"))
@@ -471,6 +485,9 @@ def render_chart_helpers(grants: Sequence[Grant] = GRANTS) -> str:
         read_only=True,
     )
     out += _define("joch.rbac.releaseRules", (g for g in grants if g.where == "release"))
+    out += _define(
+        "joch.rbac.tokenReviewRules", (g for g in grants if g.where == "cluster" and g.feature == "decisions")
+    )
     return "\n".join(out)
 
 

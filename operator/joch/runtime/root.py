@@ -15,7 +15,9 @@
    certificate (local CA, a mounted directory, or a Secret the operator rotates);
 5. the decision service (:mod:`joch.decision_service`), fed by the controller's Policy and Environment
    watches and compiling through its policy compiler, with the budget step
-   (:mod:`joch.controllers.reservations`) reading and reserving in the controller's cache of Budgets;
+   (:mod:`joch.controllers.reservations`) reading and reserving in the controller's cache of Budgets,
+   and, with ``decision_callers``, its callers' tokens checked by TokenReview through the controller's
+   kube client (:mod:`joch.decision_service.callers`);
 6. the /v1 API (:mod:`joch.apiserver`) on the same cache, calling kube-apiserver as each caller;
    /metrics, /healthz and /readyz (:mod:`joch.metrics`), and with a Lease the leader elector that
    starts the controllers' workers when it leads and stops the process when it loses the lead;
@@ -134,6 +136,14 @@ def _compose(
         # Budgets: a call the policies allow is checked against the covering Budgets in the same cache
         # and its cost reserved in their status (joch.controllers.reservations).
         gate = BudgetGate(controller, ttl_seconds=options.controller.budget_reservation_ttl)
+        # Who may ask: with decision_callers set, each caller's token is checked by a TokenReview
+        # through the controller's kube client (joch.decision_service.callers).
+        callers = None
+        if controller.settings.decision_callers:
+            callers = decision_service.callers.CallerGate(
+                controller.settings.decision_callers,
+                decision_service.callers.token_reviewer(controller.kube),
+            )
         decision_service.register(
             registry,
             host=serving.decision_host,
@@ -141,6 +151,7 @@ def _compose(
             service=service,
             watch=False,
             budgets=gate,
+            callers=callers,
         )
     api = _api_server(serving, controller, tls)
     elector = _elector(options)

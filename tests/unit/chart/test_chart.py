@@ -7,6 +7,7 @@ the generated chart files being current.
 | Deployment      | restricted Pod Security, probes on the health port, /tmp emptyDir, image, args     |
 | HA              | 2 replicas + leader election + PDB; 1 replica: no PDB                            |
 | RBAC            | cluster: one ClusterRole = the grant table; namespace: Roles only                 |
+| decisions       | decisions.callers: --decision-callers, TokenReview grant (both scopes)             |
 | webhooks        | every webhook of joch.manifests.webhooks, TLS wiring per mode, selectors          |
 | values          | unknown keys, namespace scope without namespaces, operator TLS in namespace scope |
 | generated files | chart.render() == the files on disk; crds/ copies; values.yaml == the model       |
@@ -173,10 +174,42 @@ NAMES = {
 }
 
 
-def test_cluster_scope_renders_the_grant_table() -> None:
-    docs = helm.template()
+def _operator_cluster_role(docs: list[dict[str, Any]]) -> dict[str, Any]:
     (role,) = [d for d in helm.find(docs, "ClusterRole") if d["metadata"]["name"] not in roles.ROLE_NAMES]
+    return role
+
+
+CALLER = "system:serviceaccount:gateways:envoy"
+TOKEN_REVIEW = {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]}
+
+
+def test_decision_callers_pass_the_flag_and_grant_token_reviews() -> None:
+    """decisions.callers: --decision-callers, and create on tokenreviews (cluster scope: in the operator's
+    ClusterRole; namespace scope: a ClusterRole of that rule alone, bound to the operator)."""
+    two = [CALLER, "system:serviceaccount:gateways:other"]
+    docs = helm.template({"decisions": {"callers": two}})
+    assert f"--decision-callers={','.join(two)}" in _container(docs)["args"]
+    assert TOKEN_REVIEW in _operator_cluster_role(docs)["rules"]
+    assert not any(a.startswith("--decision-callers") for a in _container(helm.template())["args"])
+    namespaced = helm.template({**NAMESPACED, "decisions": {"callers": [CALLER]}})
+    reviewer = helm.one(namespaced, "ClusterRole")
+    assert reviewer["metadata"]["name"] == "joch-joch-operator-token-reviewer"
+    assert reviewer["rules"] == [TOKEN_REVIEW]
+    binding = helm.one(namespaced, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == reviewer["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "joch", "namespace": "joch-operator"}]
+    off = helm.template({**NAMESPACED, "decisions": {"enabled": False, "callers": [CALLER]}})
+    assert not helm.find(off, "ClusterRole")
+    assert not any(a.startswith("--decision-") for a in _container(off)["args"])
+
+
+def test_cluster_scope_renders_the_grant_table() -> None:
+    """Every grant (decisions.callers set: the TokenReview grant is rendered only then)."""
+    role = _operator_cluster_role(helm.template({"decisions": {"callers": [CALLER]}}))
     assert role["rules"] == rbac.rules(where=("namespaces", "cluster"), names=NAMES)
+    docs = helm.template()
+    without = [r for r in rbac.rules(where=("namespaces", "cluster"), names=NAMES) if r != TOKEN_REVIEW]
+    assert _operator_cluster_role(docs)["rules"] == without
     binding = helm.one(docs, "ClusterRoleBinding")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "joch", "namespace": "joch-operator"}]
     assert helm.one(docs, "Role", "joch-self")["rules"] == rbac.rules(where=("release",), names=NAMES)

@@ -42,6 +42,7 @@ def test_from_environ_reads_every_variable() -> None:
         "JOCH_AGBOM_URL": "http://ab",
         "JOCH_KEEP_MANIFESTS": "5",
         "JOCH_CEL_BACKEND": " CelPy ",
+        "JOCH_DECISION_CALLERS": "system:serviceaccount:gw:envoy, ,u2",
         "UNRELATED": "x",
     }
     assert set(ENVIRONMENT_VARIABLES.values()) <= set(environ)
@@ -57,6 +58,7 @@ def test_from_environ_reads_every_variable() -> None:
         agbom_url="http://ab",
         keep_manifests=5,
         cel_backend="cel-python",
+        decision_callers=("system:serviceaccount:gw:envoy", "u2"),
     )
 
 
