@@ -19,7 +19,7 @@ from typing import Final
 from joch.api.v1alpha1.agent import Agent
 from joch.api.v1alpha1.deployment import Deployment
 from joch.api.v1alpha1.eval import Eval
-from joch.domain.admission import Admission, Request, UserInfo, World, parsing, promotion
+from joch.domain.admission import Admission, Request, UserInfo, World, promotion
 from joch.domain.reconcile import evals
 from joch.kube import access, client, errors, jobs
 from joch.webhooks.handler import Authorizer, DenialHook
@@ -72,25 +72,15 @@ def authorizer(kube: client.Kube) -> Authorizer:
     return ask
 
 
-def _deployment(value: object, namespace: str | None) -> Deployment | None:
-    parsed = parsing.parse_object(value).obj
-    if not isinstance(parsed, Deployment):
-        return None
-    if not parsed.metadata.namespace and namespace:
-        parsed = parsed.model_copy(
-            update={"metadata": parsed.metadata.model_copy(update={"namespace": namespace})}
-        )
-    return parsed
-
-
 def promotion_requester(kube: client.Kube) -> DenialHook:
     async def request(denied: Request, world: World) -> str | None:
         if denied.kind != "Deployment" or denied.operation not in JUDGED or denied.sub_resource:
             return None
-        deployment = _deployment(denied.object, denied.namespace)
+        deployment, old = promotion.written(
+            denied.object, denied.old_object, denied.namespace, denied.operation
+        )
         if deployment is None:
             return None
-        old = _deployment(denied.old_object, denied.namespace) if denied.operation == "UPDATE" else None
         if not promotion.gates_due(deployment, old):
             return None
         notes = [

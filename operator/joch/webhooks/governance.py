@@ -19,10 +19,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final
 
-from joch.api.v1alpha1.deployment import Deployment
 from joch.audit import AuditLog
 from joch.domain import audit as records
-from joch.domain.admission import Request, parsing, promotion
+from joch.domain.admission import Request, promotion
 from joch.domain.admission.verdict import FORBIDDEN_REASONS, Verdict
 
 __all__ = ["record"]
@@ -50,17 +49,6 @@ def _resource(request: Request, group: str, version: str) -> records.Resource:
 
 def _actor(request: Request) -> records.Actor:
     return records.Actor(request.user.username, tuple(request.user.groups))
-
-
-def _deployment(value: Any, namespace: str | None) -> Deployment | None:
-    parsed = parsing.parse_object(value).obj
-    if not isinstance(parsed, Deployment):
-        return None
-    if not parsed.metadata.namespace and namespace:
-        parsed = parsed.model_copy(
-            update={"metadata": parsed.metadata.model_copy(update={"namespace": namespace})}
-        )
-    return parsed
 
 
 def record(log: AuditLog, request: Request, verdict: Verdict, *, group: str, version: str) -> None:
@@ -136,10 +124,11 @@ def _promotion(
     resource: records.Resource,
     details: dict[str, Any],
 ) -> None:
-    deployment = _deployment(request.object, request.namespace)
+    deployment, old = promotion.written(
+        request.object, request.old_object, request.namespace, request.operation
+    )
     if deployment is None:
         return
-    old = _deployment(request.old_object, request.namespace) if request.operation == "UPDATE" else None
     if not promotion.gates_due(deployment, old):
         return
     spec = deployment.spec

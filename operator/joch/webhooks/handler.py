@@ -23,7 +23,6 @@ from typing import Any, Final, Literal, Protocol
 from joch import audit, metrics
 from joch.api import v1alpha1
 from joch.api.v1alpha1.agent import Agent
-from joch.api.v1alpha1.deployment import Deployment
 from joch.api.v1alpha1.environment import Environment
 from joch.domain.admission import (
     WATCHED_KIND_NAMES,
@@ -32,7 +31,6 @@ from joch.domain.admission import (
     Request,
     UserInfo,
     World,
-    parsing,
     promotion,
 )
 from joch.domain.admission import approvals as approval_checks
@@ -224,15 +222,10 @@ class AdmissionEndpoint:
             or request.operation not in {"CREATE", "UPDATE"}
         ):
             return None
-        new = parsing.parse_object(request.object).obj
-        if not isinstance(new, Deployment):
+        new, old = promotion.written(request.object, request.old_object, request.namespace, request.operation)
+        if new is None:
             return None
-        if not new.metadata.namespace and request.namespace:
-            new = new.model_copy(
-                update={"metadata": new.metadata.model_copy(update={"namespace": request.namespace})}
-            )
-        old = parsing.parse_object(request.old_object).obj if request.operation == "UPDATE" else None
-        if not promotion.promotes(new, old if isinstance(old, Deployment) else None):
+        if not promotion.promotes(new, old):
             return None
         protected = promotion.protected_environment(new, self.world(), self.admission.settings)
         if protected is None:

@@ -57,6 +57,7 @@ from joch.api.v1alpha1.approval import Approval
 from joch.api.v1alpha1.deployment import Deployment
 from joch.api.v1alpha1.environment import Environment
 from joch.api.v1alpha1.eval import Eval
+from joch.domain.admission import parsing
 from joch.domain.admission.verdict import Findings
 from joch.domain.admission.world import World
 from joch.domain.compilation import scope
@@ -73,6 +74,7 @@ __all__ = [
     "approver_matches",
     "check_gates",
     "check_protected",
+    "deployment_of",
     "gates_due",
     "parse_threshold",
     "promotes",
@@ -80,6 +82,7 @@ __all__ = [
     "protected_environment",
     "requested_approval",
     "target_environment",
+    "written",
 ]
 
 DEPLOYMENT_LABEL: Final = "joch.dev/deployment"
@@ -105,6 +108,27 @@ _COMPARISON: Final = re.compile(r"^\s*(<=|>=|==|<|>)\s*(-?[0-9]+(?:\.[0-9]+)?)\s
 
 
 # --- when -------------------------------------------------------------------------------------------
+
+
+def deployment_of(value: object, namespace: str | None) -> Deployment | None:
+    """The Deployment an admission request carries (``value``: its object or old object), in the
+    request's ``namespace`` when the object names none; None when it is not a valid Deployment."""
+    parsed = parsing.parse_object(value).obj
+    if not isinstance(parsed, Deployment):
+        return None
+    if not parsed.metadata.namespace and namespace:
+        metadata = parsed.metadata.model_copy(update={"namespace": namespace})
+        parsed = parsed.model_copy(update={"metadata": metadata})
+    return parsed
+
+
+def written(
+    obj: object, old_obj: object, namespace: str | None, operation: str
+) -> tuple[Deployment | None, Deployment | None]:
+    """(the Deployment a request writes, the stored one it replaces on an UPDATE), each None when absent
+    or not a valid Deployment."""
+    old = deployment_of(old_obj, namespace) if operation == "UPDATE" else None
+    return deployment_of(obj, namespace), old
 
 
 def promotes(new: Deployment, old: Deployment | None) -> bool:
