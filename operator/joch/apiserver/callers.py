@@ -14,39 +14,23 @@ import copy
 import hashlib
 import threading
 from collections.abc import Mapping
-from typing import Final
 
 from kubernetes import client as k8s
 
 from joch.apiserver.errors import ApiError
-from joch.kube import client
+from joch.kube import bearer, client
 from joch.kube.rest import Cluster
 
-__all__ = ["MAX_TOKEN_BYTES", "Callers", "token_of"]
-
-MAX_TOKEN_BYTES: Final = 16 * 1024
-"""A bearer token longer than this is refused before it is sent anywhere."""
+__all__ = ["Callers", "token_of"]
 
 
 def token_of(headers: Mapping[str, str]) -> str:
-    """The caller's bearer token. Impersonation headers are refused (the API acts as the caller, never
-    as someone the caller names); a missing or malformed ``Authorization`` header answers 401."""
-    for header in headers:
-        if header.lower().startswith("impersonate-"):
-            raise ApiError(
-                400,
-                "ImpersonationRefused",
-                f"header {header}: the API calls the cluster as you; impersonation headers are refused",
-                {"header": header},
-            )
-    value = headers.get("Authorization") or ""
-    scheme, _, token = value.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise ApiError(401, "Unauthorized", "an Authorization: Bearer <token> header is required")
-    if len(token) > MAX_TOKEN_BYTES or any(c.isspace() for c in token):
-        raise ApiError(401, "Unauthorized", "the bearer token is malformed")
-    return token
+    """The caller's bearer token (joch.kube.bearer): impersonation headers answer 400, a missing or
+    malformed ``Authorization`` header 401."""
+    try:
+        return bearer.bearer_token(headers)
+    except bearer.BearerRefused as exc:
+        raise ApiError(exc.status, exc.code, exc.message, exc.details) from None
 
 
 class Callers:

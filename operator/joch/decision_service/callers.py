@@ -37,7 +37,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final
 
-from joch.kube import client, errors
+from joch.kube import bearer, client, errors
 
 __all__ = [
     "MAX_TOKEN_BYTES",
@@ -52,7 +52,7 @@ __all__ = [
 logger = logging.getLogger("joch.decision_service")
 
 REVIEW_PATH: Final = "/apis/authentication.k8s.io/v1/tokenreviews"
-MAX_TOKEN_BYTES: Final = 16 * 1024
+MAX_TOKEN_BYTES: Final = bearer.MAX_TOKEN_BYTES
 """A bearer token longer than this is refused before it is reviewed."""
 SETTING: Final = "decision_callers"
 _SETTING_NAMES: Final = "decision_callers (--decision-callers, $JOCH_DECISION_CALLERS)"
@@ -113,24 +113,11 @@ def token_reviewer(kube: client.Kube, *, concurrency: int = 8) -> Reviewer:
 
 
 def _bearer(headers: Mapping[str, str]) -> str:
-    for header in headers:
-        if header.lower().startswith("impersonate-"):
-            raise Refused(
-                400,
-                "ImpersonationRefused",
-                f"header {header}: a caller is who its token says; impersonation headers are refused",
-                {"header": header},
-            )
-    value = headers.get("Authorization") or ""
-    scheme, _, token = value.partition(" ")
-    token = token.strip()
-    if scheme.lower() != "bearer" or not token:
-        raise Refused(
-            401, "Unauthorized", "an Authorization: Bearer <token> header is required", headers=_CHALLENGE
-        )
-    if len(token) > MAX_TOKEN_BYTES or any(c.isspace() or not c.isprintable() for c in token):
-        raise Refused(401, "Unauthorized", "the bearer token is malformed", headers=_CHALLENGE)
-    return token
+    try:
+        return bearer.bearer_token(headers)
+    except bearer.BearerRefused as exc:
+        challenge = _CHALLENGE if exc.status == 401 else None
+        raise Refused(exc.status, exc.code, exc.message, exc.details or None, headers=challenge) from None
 
 
 def _jwt_expiry(token: str) -> float | None:
