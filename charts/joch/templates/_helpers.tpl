@@ -66,6 +66,15 @@ app.kubernetes.io/part-of: joch
 {{- printf "%s-webhook" (include "joch.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
 
+{{- define "joch.apiServiceName" -}}
+{{- printf "%s-api" (include "joch.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Whether the /v1 API is served: api.enabled, and the webhooks' certificate to serve it with. */}}
+{{- define "joch.apiServed" -}}
+{{- if and .Values.api.enabled .Values.webhook.enabled }}true{{ end }}
+{{- end }}
+
 {{- define "joch.metricsServiceName" -}}
 {{- printf "%s-metrics" (include "joch.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -101,14 +110,20 @@ app.kubernetes.io/part-of: joch
 {{- end }}
 {{- end }}
 
-{{/* The DNS names of the webhook Service (the serving certificate's SANs). */}}
+{{/* The DNS names of the webhook Service, then of the API Service when it is served (the serving
+certificate's SANs). */}}
 {{- define "joch.webhookDNSNames" -}}
-{{- $svc := include "joch.webhookServiceName" . }}
 {{- $ns := .Release.Namespace }}
+{{- $services := list (include "joch.webhookServiceName" .) }}
+{{- if include "joch.apiServed" . }}
+{{- $services = append $services (include "joch.apiServiceName" .) }}
+{{- end }}
+{{- range $svc := $services }}
 - {{ $svc }}
 - {{ $svc }}.{{ $ns }}
 - {{ $svc }}.{{ $ns }}.svc
 - {{ $svc }}.{{ $ns }}.svc.cluster.local
+{{- end }}
 {{- end }}
 
 {{/* Checks that the schema cannot express; each fails the render with a sentence saying what to change. */}}

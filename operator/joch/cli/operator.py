@@ -7,7 +7,7 @@
                   [--webhook-tls-secret NS/NAME --webhook-service SVC.NS.svc --webhook-configuration NAME
                    --webhook-cert-validity-days N | --webhook-tls-dir DIR]
                   [--decision-port N] [--decision-host HOST] [--decision-callers USER,USER]
-                  [--metrics-port N] [--health-port N]
+                  [--api-port N] [--api-service SVC.NS.svc] [--metrics-port N] [--health-port N]
                   [--leader-election [--leader-election-id NAME] [--leader-election-namespace NS]
                    [--lease-duration S] [--renew-deadline S] [--retry-period S]]
 
@@ -255,6 +255,12 @@ def _add_serving_arguments(parser: argparse.ArgumentParser) -> None:
         "HTTPS with the webhooks' serving certificate in a Pod; every call runs as the caller's bearer token",
     )
     serving.add_argument(
+        "--api-service",
+        metavar="SVC.NS.svc",
+        help="the /v1 API's Service: its names go on the serving certificate the operator issues (with "
+        "--webhook-tls-secret)",
+    )
+    serving.add_argument(
         "--metrics-port", type=flags.port, default=None, help="port of /metrics (default 8080; 0 disables)"
     )
     serving.add_argument(
@@ -330,6 +336,8 @@ def _serving(args: argparse.Namespace, environ: Mapping[str, str]) -> runtime.Se
         raise SettingsError("--webhook-tls-secret needs --webhook-service SVC.NS.svc")
     if args.webhook_service and len(args.webhook_service.split(".")) < 2:
         raise SettingsError(f"--webhook-service must be SVC.NS.svc, not {args.webhook_service!r}")
+    if args.api_service and len(args.api_service.split(".")) < 2:
+        raise SettingsError(f"--api-service must be SVC.NS.svc, not {args.api_service!r}")
     return runtime.Serving(
         webhooks=not args.no_webhooks,
         webhook_port=chosen["webhooks"],
@@ -344,6 +352,7 @@ def _serving(args: argparse.Namespace, environ: Mapping[str, str]) -> runtime.Se
         metrics_port=chosen["metrics"],
         health_port=chosen["health"],
         api_port=chosen["api"],
+        api_service=args.api_service,
         lease=_lease(args, pod_namespace),
         pod_namespace=pod_namespace,
         local=local,

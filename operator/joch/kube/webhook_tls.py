@@ -75,16 +75,19 @@ class ServingConfig:
     """Renew when less than this fraction of a certificate's lifetime remains (joch.pki.needs_renewal)."""
 
     @classmethod
-    def for_service(cls, service: str, **kwargs: Any) -> ServingConfig:
-        """The names of a Service given as ``<name>.<namespace>.svc`` (or ``<name>.<namespace>``)."""
-        name, namespace = service.split(".")[:2]
-        names = (
-            name,
-            f"{name}.{namespace}",
-            f"{name}.{namespace}.svc",
-            f"{name}.{namespace}.svc.cluster.local",
-        )
-        return cls(dns_names=names, **kwargs)
+    def for_service(cls, service: str, *, also: Sequence[str] = (), **kwargs: Any) -> ServingConfig:
+        """The names of a Service given as ``<name>.<namespace>.svc`` (or ``<name>.<namespace>``), then
+        those of the Services in ``also`` (e.g. the /v1 API's, served with the same certificate)."""
+        names: list[str] = []
+        for each in (service, *also):
+            name, namespace = each.split(".")[:2]
+            names += [
+                name,
+                f"{name}.{namespace}",
+                f"{name}.{namespace}.svc",
+                f"{name}.{namespace}.svc.cluster.local",
+            ]
+        return cls(dns_names=tuple(dict.fromkeys(names)), **kwargs)
 
 
 @dataclasses.dataclass(frozen=True, slots=True)

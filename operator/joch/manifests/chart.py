@@ -224,6 +224,21 @@ class Decisions(_Model):
     )
 
 
+class ApiService(_Model):
+    port: int = _field(443, "Port of the API Service.", ge=1, le=65535)
+
+
+class Api(_Model):
+    enabled: bool = _field(
+        True,
+        "Serve the /v1 API (docs/api.md) over HTTPS, with the webhooks' serving certificate (which then "
+        "also names the API Service), and expose it in the Service <fullname>-api. Needs webhook.enabled "
+        "(without the webhooks there is no certificate, and the API is not served).",
+    )
+    port: int = _field(8090, "Container port of the /v1 API (passed as --api-port).", ge=1, le=65535)
+    service: ApiService = _field(ApiService, "The API Service.")
+
+
 class GovernanceAudit(_Model):
     log: str = _field(
         "",
@@ -279,6 +294,7 @@ class Values(_Model):
     decisions: Decisions = _field(
         Decisions, "The policy decision endpoint used by the data plane's gateways."
     )
+    api: Api = _field(Api, "The /v1 API (joch.apiserver): every call runs as the caller's own token.")
     audit: GovernanceAudit = _field(GovernanceAudit, "The operator's governance audit log.")
     pod_disruption_budget: PodDisruptionBudget = _field(PodDisruptionBudget, "PodDisruptionBudget.")
     resources: AnyObject = _field(

@@ -42,6 +42,8 @@ class Serving:
     health_port: int = DEFAULT_PORTS["health"]
     api_port: int = DEFAULT_PORTS["api"]
     """The /v1 API (joch.apiserver); 0: not served."""
+    api_service: str | None = None
+    """The API's Service (``SVC.NS.svc``): its names go on the serving certificate the operator issues."""
     lease: leader.LeaseConfig | None = None
     pod_namespace: str | None = None
     local: bool = True

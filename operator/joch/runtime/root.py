@@ -236,7 +236,11 @@ def _webhook_tls(serving: Serving, controller: Controller) -> TLS | None:
             controller.kube,
             secret_namespace=namespace,
             secret_name=name,
-            config=webhook_tls.ServingConfig.for_service(serving.webhook_service, validity=validity),
+            config=webhook_tls.ServingConfig.for_service(
+                serving.webhook_service,
+                also=(serving.api_service,) if serving.api_service and serving.api_port else (),
+                validity=validity,
+            ),
             configuration=serving.webhook_configuration,
         )
     return None

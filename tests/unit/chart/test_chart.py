@@ -8,6 +8,7 @@ the generated chart files being current.
 | HA              | 2 replicas + leader election + PDB; 1 replica: no PDB                            |
 | RBAC            | cluster: one ClusterRole = the grant table; namespace: Roles only                 |
 | decisions       | decisions.callers: --decision-callers, TokenReview grant (both scopes)             |
+| API             | api.*: --api-port, container port, Service, certificate names; off                 |
 | webhooks        | every webhook of joch.manifests.webhooks, TLS wiring per mode, selectors          |
 | values          | unknown keys, namespace scope without namespaces, operator TLS in namespace scope |
 | generated files | chart.render() == the files on disk; crds/ copies; values.yaml == the model       |
@@ -374,6 +375,69 @@ def test_webhooks_can_be_disabled() -> None:
     for kind in ("ValidatingWebhookConfiguration", "MutatingWebhookConfiguration", "Secret"):
         assert not helm.find(docs, kind)
     assert [s["metadata"]["name"] for s in helm.find(docs, "Service")] == ["joch-metrics", "joch-decisions"]
+
+
+def _dns_names(docs: list[dict[str, Any]]) -> list[str]:
+    import base64
+
+    from cryptography import x509
+
+    cert = x509.load_pem_x509_certificate(base64.b64decode(helm.one(docs, "Secret")["data"]["tls.crt"]))
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    return list(names.get_values_for_type(x509.DNSName))
+
+
+def test_the_api_is_served_in_a_service_with_the_webhook_certificate() -> None:
+    """api.enabled (default): --api-port, the container port api, the Service <fullname>-api 443 -> api,
+    and the API Service's names on the serving certificate in every TLS mode."""
+    docs = helm.template()
+    container = _container(docs)
+    assert "--api-port=8090" in container["args"]
+    assert "--api-service=joch-api.joch-operator.svc" in container["args"]  # operator TLS: on its cert
+    assert {"name": "api", "containerPort": 8090, "protocol": "TCP"} in container["ports"]
+    service = helm.one(docs, "Service", "joch-api")
+    assert service["spec"]["ports"] == [
+        {"name": "https", "port": 443, "targetPort": "api", "protocol": "TCP"}
+    ]
+    assert service["spec"]["selector"] == helm.one(docs, "Service", "joch-webhook")["spec"]["selector"]
+    assert service["metadata"]["labels"]["app.kubernetes.io/component"] == "api"
+
+    custom = helm.template({"api": {"port": 9000, "service": {"port": 8443}}})
+    assert "--api-port=9000" in _container(custom)["args"]
+    assert helm.one(custom, "Service", "joch-api")["spec"]["ports"][0]["port"] == 8443
+
+    helm_mode = helm.template(NAMESPACED)
+    assert "joch-api.joch-operator.svc" in _dns_names(helm_mode)
+    assert "joch-webhook.joch-operator.svc" in _dns_names(helm_mode)
+    assert not any(a.startswith("--api-service") for a in _container(helm_mode)["args"])  # mounted cert
+    annotation = helm.one(helm_mode, "Secret")["metadata"]["annotations"]["joch.dev/dns-names"]
+    assert "joch-api.joch-operator.svc" in annotation.split(",")
+    cert_manager = helm.template({"webhook": {"tls": {"mode": "certManager"}}})
+    assert (
+        "joch-api.joch-operator.svc"
+        in helm.one(cert_manager, "Certificate", "joch-webhook")["spec"]["dnsNames"]
+    )
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param({"api": {"enabled": False}}, id="api off"),
+        pytest.param({"webhook": {"enabled": False}}, id="no cert"),
+    ],
+)
+def test_the_api_can_be_turned_off(values: dict[str, Any]) -> None:
+    """api.enabled=false, or no webhooks (no certificate to serve it with): --api-port=0, no port, no
+    Service, and the certificate names only the webhook Service."""
+    docs = helm.template(values)
+    container = _container(docs)
+    assert "--api-port=0" in container["args"]
+    assert not any(a.startswith("--api-service") for a in container["args"])
+    assert all(p["name"] != "api" for p in container["ports"])
+    assert all(s["metadata"]["name"] != "joch-api" for s in helm.find(docs, "Service"))
+    namespaced = helm.template({**NAMESPACED, **values})
+    if helm.find(namespaced, "Secret"):
+        assert not any(name.startswith("joch-api") for name in _dns_names(namespaced))
 
 
 def test_service_monitor_is_optional() -> None:

@@ -6,7 +6,8 @@ Cases:
 - a port given on the command line that another socket holds: ``joch operator`` exits 1 at once, before
   contacting any API server, with a message naming the address, the flag and the reason;
 - a default port that is taken: in local mode replaced by a free port (and printed); in a Pod an error;
-- two listeners on one explicit port share it (metrics and health as one server).
+- two listeners on one explicit port share it (metrics and health as one server);
+- --api-service (the API Service's names on the serving certificate) is SVC.NS.svc.
 """
 
 from __future__ import annotations
@@ -14,12 +15,15 @@ from __future__ import annotations
 import argparse
 import socket
 import time
+import types
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
 from joch.cli import operator as operator_cli
-from joch.kube import errors
+from joch.domain.settings import SettingsError
+from joch.kube import errors, webhook_tls
 from joch.runtime import options as runtime_options
 from joch.runtime import ports, root
 
@@ -69,6 +73,10 @@ def test_local_mode_listens_on_loopback_and_a_pod_on_every_address() -> None:
         environ={},
     ).serving
     assert disabled.listeners() == []
+    api = operator_cli.options_from(parse("--api-service", "joch-api.joch.svc"), environ={}).serving
+    assert api.api_service == "joch-api.joch.svc"
+    with pytest.raises(SettingsError, match="--api-service must be SVC"):
+        operator_cli.options_from(parse("--api-service", "joch-api"), environ={})
 
 
 def test_a_taken_port_given_as_a_flag_stops_the_operator_at_once(
@@ -146,3 +154,19 @@ def test_the_chosen_ports_are_printed_and_used(
     captured = capsys.readouterr()
     assert f"joch operator: metrics on 127.0.0.1:{serving.metrics_port}\n" in captured.out
     assert "joch operator: error: no cluster in this test" in captured.err
+
+
+def test_the_operator_issued_certificate_names_the_api_service_when_it_is_served() -> None:
+    argv = ("--webhook-tls-secret", "joch/tls", "--webhook-service", "joch-webhook.joch.svc")
+    pod = {"KUBERNETES_SERVICE_HOST": "10.0.0.1", "POD_NAMESPACE": "joch"}
+    controller: Any = types.SimpleNamespace(kube=None)
+    for extra, api_names in (
+        (("--api-service", "joch-api.joch.svc"), True),
+        (("--api-service", "joch-api.joch.svc", "--api-port=0"), False),
+        ((), False),
+    ):
+        serving = operator_cli.options_from(parse(*argv, *extra), environ=pod).serving
+        tls = root._webhook_tls(serving, controller)
+        assert isinstance(tls, webhook_tls.SecretTLS)
+        assert "joch-webhook.joch.svc" in tls.config.dns_names
+        assert ("joch-api.joch.svc" in tls.config.dns_names) is api_names, extra

@@ -80,6 +80,30 @@ def test_plan_reissues_when_a_name_is_missing_or_data_is_garbage() -> None:
     assert webhook_tls.Bundle.from_data({"tls.crt": ""}) is None
 
 
+def test_the_certificate_also_names_the_api_service() -> None:
+    """--api-service: the /v1 API is served with the same certificate, so its Service's names are on it;
+    a Secret issued before (webhook names only) is reissued under the same CA."""
+    both = webhook_tls.ServingConfig.for_service(
+        "joch-webhook.joch-system.svc", also=("joch-api.joch-system.svc",), ip_addresses=("127.0.0.1",)
+    )
+    assert both.dns_names == (
+        *CONFIG.dns_names,
+        "joch-api",
+        "joch-api.joch-system",
+        "joch-api.joch-system.svc",
+        "joch-api.joch-system.svc.cluster.local",
+    )
+    old = webhook_tls.plan(None, config=CONFIG, now=NOW)
+    assert old is not None
+    reissued = webhook_tls.plan(old, config=both, now=NOW)
+    assert reissued is not None
+    assert reissued.ca == old.ca
+    cert = x509.load_pem_x509_certificate(reissued.cert)
+    names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert "joch-api.joch-system.svc" in names.get_values_for_type(x509.DNSName)
+    assert webhook_tls.plan(reissued, config=both, now=NOW) is None
+
+
 SECRET = "/api/v1/namespaces/joch-system/secrets/joch-webhook-tls"
 CONFIGURATIONS = tuple(
     f"/apis/admissionregistration.k8s.io/v1/{plural}/joch"
