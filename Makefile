@@ -47,8 +47,8 @@ manifests: venv ## Generate CRDs (crds/) and webhook configurations (webhooks/) 
 
 .PHONY: verify
 verify: manifests ## Fail if generated files differ from what is committed
-	git diff --exit-code -- crds/ webhooks/ rbac/ charts/ docs/resources.md
-	@test -z "$$(git status --porcelain -- crds/ webhooks/ rbac/ charts/ docs/resources.md)" || { git status --porcelain -- crds/ webhooks/ rbac/ charts/; echo "untracked generated files"; exit 1; }
+	git diff --exit-code -- crds/ webhooks/ rbac/ charts/ docs/resources.md docs/api/
+	@test -z "$$(git status --porcelain -- crds/ webhooks/ rbac/ charts/ docs/resources.md docs/api/)" || { git status --porcelain -- crds/ webhooks/ rbac/ charts/ docs/resources.md docs/api/; echo "untracked generated files"; exit 1; }
 
 .PHONY: lint
 lint: venv ## ruff, mypy --strict and import-linter (layers)
