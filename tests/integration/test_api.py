@@ -565,3 +565,41 @@ def _hostile(ada: Api, namespace: str) -> None:
             status, answer = ada.call("POST", path, raw=raw, content_type=content_type)
             assert 400 <= status < 500, (path, what, status, answer)
             assert answer["error"]["code"], (path, what, answer)
+
+
+def test_the_api_runs_on_its_own(
+    namespace: str, kubectl: Kubectl, control_plane: ClusterHandle, start_operator: StartOperator
+) -> None:
+    """A large install runs the API in a process of its own: ``--services none`` keeps the cache and the
+    servers, and no service writes anything (the Agent is not compiled here)."""
+    if control_plane.control_plane is None:
+        pytest.skip("needs the test's own control plane (its OIDC issuer)")
+    reader = [
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "Role",
+            "metadata": {"name": "agent-reader", "namespace": namespace},
+            "rules": [{"apiGroups": ["joch.dev"], "resources": ["agents"], "verbs": ["get", "list"]}],
+        },
+        {
+            "apiVersion": "rbac.authorization.k8s.io/v1",
+            "kind": "RoleBinding",
+            "metadata": {"name": "olga-reads", "namespace": namespace},
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "agent-reader"},
+            "subjects": [{"kind": "User", "name": "olga", "apiGroup": "rbac.authorization.k8s.io"}],
+        },
+    ]
+    apply(kubectl, [*support_triage(namespace).docs, *reader])
+    port = _free_port()
+    operator = start_operator(
+        namespace, args=("--services", "none", "--no-webhooks", f"--api-port={port}", "--decision-port=0")
+    )
+    operator.wait_for_log("API listening on")
+    olga = Api(f"http://127.0.0.1:{port}", oidc.mint(control_plane.control_plane.state_dir, "olga", []))
+    status, agent = olga.call("GET", f"/v1/namespaces/{namespace}/agents/{AGENT}")
+    assert status == 200, agent
+    assert agent["metadata"]["name"] == AGENT
+    status, answer = olga.call("GET", f"/v1/namespaces/{namespace}/tools")
+    assert status == 403, answer  # her Role grants Agents only
+    assert not (agent.get("status") or {}).get("conditions"), agent  # no compile service ran
+    assert "compiled Agent" not in operator.log()

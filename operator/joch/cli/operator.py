@@ -102,7 +102,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=(),
         metavar="NAMES",
         help="comma-separated services this process runs, of "
-        f"{', '.join(service_names())} (default: all); large installs run them in separate processes",
+        f"{', '.join(service_names())} (default: all), or none (only the cache and the servers, e.g. the "
+        "/v1 API on its own); large installs run them in separate processes",
     )
     executions = parser.add_argument_group("executions (each Execution runs as a Job)")
     executions.add_argument(
@@ -174,8 +175,15 @@ def service_names() -> list[str]:
     return [factory.name for factory in SERVICES]
 
 
+NO_SERVICES: Final = "none"
+"""``--services none``: the cache and the servers (webhooks, decisions, the /v1 API) without a service,
+e.g. an API-only process of a large install."""
+
+
 def _service_names(text: str) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(part.strip() for part in text.split(",") if part.strip()))
+    if names == (NO_SERVICES,):
+        return names  # matches no service
     unknown = [name for name in names if name not in service_names()]
     if not names or unknown:
         raise argparse.ArgumentTypeError(

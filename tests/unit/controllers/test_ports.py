@@ -170,3 +170,11 @@ def test_the_operator_issued_certificate_names_the_api_service_when_it_is_served
         assert isinstance(tls, webhook_tls.SecretTLS)
         assert "joch-webhook.joch.svc" in tls.config.dns_names
         assert ("joch-api.joch.svc" in tls.config.dns_names) is api_names, extra
+
+
+def test_services_none_runs_the_cache_and_servers_without_a_service() -> None:
+    options = operator_cli.options_from(parse("--services", "none", "--no-webhooks"), environ={})
+    assert options.controller.services == ("none",)
+    assert [x.name for x in options.serving.listeners()] == ["decisions", "metrics", "health", "api"]
+    with pytest.raises(SystemExit):
+        parse("--services", "none,compile")  # none means none: not mixed with names
