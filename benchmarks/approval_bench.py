@@ -4,9 +4,10 @@ Run: ``python benchmarks/approval_bench.py [--approvals 10000] [--idle 20] [--sp
 minutes). It starts its own control plane (joch.devcluster: etcd and kube-apiserver alone, nothing else
 acting on the API) in a temporary directory, reusing benchmarks/operator_bench.py's bare client,
 watch-based progress and operator process. The operator is ``joch operator --write-rate 1000
---no-webhooks --decision-port=0 --metrics-port=0 --health-port=0 --approval-minute-seconds=1`` managing
-the namespace bench-approvals; the bare client keeps 32 requests in flight. Each figure is printed next
-to a baseline measured in the same run (ratio = figure / baseline, lower is better):
+--no-webhooks --decision-port=0 --metrics-port=0 --health-port=0 --api-port=0
+--approval-minute-seconds=1`` managing the namespace bench-approvals; the bare client keeps 32 requests
+in flight. Each figure is printed next to a baseline measured in the same run (ratio = figure /
+baseline, lower is better):
 
 1. idle cost: the operator's resident memory (VmRSS, /proc/<pid>/status, at the end of the window) and
    CPU seconds over an idle window (``--idle`` seconds) while N Approvals (kind Approval, spec action
@@ -59,7 +60,7 @@ from joch.devcluster import ControlPlane
 
 CONCURRENCY = 32
 MINUTE_SECONDS = 1
-ISOLATED = ("--no-webhooks", "--decision-port=0", "--metrics-port=0", "--health-port=0")
+ISOLATED = ("--no-webhooks", "--decision-port=0", "--metrics-port=0", "--health-port=0", "--api-port=0")
 NS, NS_BASE = "bench-approvals", "bench-approvals-base"
 APPROVALS_PATH = "/apis/runtime.joch.dev/v1alpha1/namespaces/{ns}/approvals"
 EVENTS_PATH = "/api/v1/namespaces/{ns}/events"

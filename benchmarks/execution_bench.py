@@ -56,7 +56,7 @@ from kubernetes import client
 from joch.devcluster import ControlPlane
 
 CONCURRENCY = 32
-ISOLATED = ("--no-webhooks", "--decision-port=0", "--metrics-port=0", "--health-port=0")
+ISOLATED = ("--no-webhooks", "--decision-port=0", "--metrics-port=0", "--health-port=0", "--api-port=0")
 POD_ANNOTATIONS = "devcluster.joch.dev/"
 RUN_FOR = "devcluster.joch.dev/run-for"
 EXECUTIONS_PATH = "/apis/runtime.joch.dev/v1alpha1/namespaces/{ns}/executions"

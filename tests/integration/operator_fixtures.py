@@ -164,7 +164,7 @@ def agent_doc(example: Example, name: str, **spec_overrides: Any) -> dict[str, A
 # that several operators (failover, restarts) can run at once and a SIGKILLed one leaves no webhook
 # configuration behind; a test's own ``args`` come later and win (tests/integration/test_operator_wiring.py
 # runs everything).
-ISOLATED = ("--no-webhooks", "--decision-port=0", "--metrics-port=0", "--health-port=0")
+ISOLATED = ("--no-webhooks", "--decision-port=0", "--metrics-port=0", "--health-port=0", "--api-port=0")
 
 
 def isolated_args(args: tuple[str, ...]) -> list[str]:

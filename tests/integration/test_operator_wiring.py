@@ -81,7 +81,7 @@ def _total(samples: dict[str, float], prefix: str) -> float:
 def operator(
     kubeconfig: str, crds_installed: list[str], namespace: str, kubectl: Kubectl, tmp_path: Path
 ) -> Iterator[dict[str, Any]]:
-    ports = {name: _free_port() for name in ("webhook", "decision", "metrics", "health")}
+    ports = {name: _free_port() for name in ("webhook", "decision", "metrics", "health", "api")}
     log_path = tmp_path / "operator.log"
     argv = [
         sys.executable,
@@ -99,6 +99,7 @@ def operator(
         "--decision-host=127.0.0.1",
         f"--metrics-port={ports['metrics']}",
         f"--health-port={ports['health']}",
+        f"--api-port={ports['api']}",
     ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(

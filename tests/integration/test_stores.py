@@ -71,7 +71,7 @@ def test_data_survives_sigkill_of_every_process(tmp_path: Path, store: str) -> N
     plane.start()
     try:
         components = stores.make_store(store, state_dir).components
-        assert set(plane.pids) == {*components, "kube-apiserver", *workloads.COMPONENTS}
+        assert set(plane.pids) == {"oidc", *components, "kube-apiserver", *workloads.COMPONENTS}
         made = _kubectl(
             plane.kubeconfig, "create", "configmap", "kept", "-n", "default", "--from-literal=a=b"
         )
