@@ -147,6 +147,10 @@ def new_api_client(configuration: client.Configuration, *, pool_size: int = 16) 
     return client.ApiClient(configuration)
 
 
+SHUTDOWN_GRACE: Final = 0.25
+"""Seconds :meth:`Kube.aclose` waits after closing its pools, for TLS connections to finish closing."""
+
+
 class Kube:
     """Async access to the API server: ``await kube.request(method, path, body=..., query=...)``."""
 
@@ -174,9 +178,14 @@ class Kube:
         with self._lock:
             sessions = [self._sessions.pop((loop, pool), None) for pool in ("requests", "streams")]
             self._retired.add(loop)
-        for session in sessions:
-            if session is not None:
-                await session.close()
+        closed = [session for session in sessions if session is not None]
+        for session in closed:
+            await session.close()
+        if closed:
+            # A closed TLS connection finishes its shutdown (close_notify) on the loop after close()
+            # returns; ending the loop before that leaves the socket to the garbage collector (a
+            # ResourceWarning). aiohttp's advice for a graceful shutdown: a short pause first.
+            await asyncio.sleep(SHUTDOWN_GRACE)
 
     def close(self, *, wait: bool = True) -> None:
         """Close the connection pools (of loops still open; ``wait``: until they are closed) and the
