@@ -36,9 +36,9 @@ from joch.domain.compilation import catalog
 from joch.domain.reconcile import agbom as agbom_plan
 from joch.domain.reconcile import evals as eval_plan
 from joch.domain.reconcile.approvals import decide_body
-from joch.domain.reconcile.executions import TERMINAL
+from joch.domain.reconcile.executions import TERMINAL, execution_body
 from joch.domain.settings import OperatorSettings
-from joch.kube import batch, errors, rest
+from joch.kube import agboms, batch, errors, paths, rest
 from joch.kube import client as kube_client
 
 __all__ = ["ROUTES", "ApiContext", "Route", "build_app"]
@@ -86,15 +86,18 @@ def _kind(name: str) -> type[meta.Resource]:
 
 
 def _collection(model: type[meta.Resource], namespace: str | None) -> str:
-    crd = model.crd
-    base = f"/apis/{crd.group}/{meta.VERSION}"
-    if crd.scope == "Namespaced" and namespace:
-        return f"{base}/namespaces/{_segment(namespace, 'namespace')}/{crd.plural}"
-    return f"{base}/{crd.plural}"
+    """The collection's path; a namespaced kind without ``namespace``: across all namespaces."""
+    return paths.ResourceType.of(model).collection_path(
+        _segment(namespace, "namespace") if namespace else None
+    )
 
 
-def _object(model: type[meta.Resource], namespace: str | None, name: str) -> str:
-    return f"{_collection(model, namespace)}/{_segment(name, 'name')}"
+def _object(
+    model: type[meta.Resource], namespace: str | None, name: str, subresource: str | None = None
+) -> str:
+    return paths.ResourceType.of(model).object_path(
+        _segment(namespace, "namespace") if namespace else None, _segment(name, "name"), subresource
+    )
 
 
 def _segment(value: str, what: str) -> str:
@@ -144,9 +147,7 @@ def _json(value: Any, status: int = 200) -> web.Response:
 async def _body_text(request: web.Request, accepted: frozenset[str]) -> str:
     declared = request.content_length
     if declared is not None and declared > bodies.MAX_BODY_BYTES:
-        raise ApiError(
-            413, "TooLarge", f"the body is larger than {bodies.MAX_BODY_BYTES // (1024 * 1024)} MiB"
-        )
+        raise bodies.too_large()
     try:
         raw = await request.content.read(bodies.MAX_BODY_BYTES + 1)
     except (ConnectionError, asyncio.IncompleteReadError, web.HTTPException):
@@ -450,16 +451,13 @@ async def agbom(request: web.Request) -> web.StreamResponse:
         raise ApiError(503, "Unavailable", "AgBOM documents are served by the API inside the operator")
     name = agbom_plan.configmap_name(agent, generation)
     try:
-        configmap = await context.operator.request("GET", f"/api/v1/namespaces/{namespace}/configmaps/{name}")
-    except errors.NotFound:
+        text = await agboms.read_document(context.operator, namespace, name)
+    except errors.NotFound as exc:
         raise ApiError(
-            404, "NotFound", f"AgBOM generation {generation} of Agent {namespace}/{agent} is not kept"
+            404, "NotFound", f"AgBOM generation {generation} of Agent {namespace}/{agent} is not kept: {exc}"
         ) from None
     except errors.KubeError as exc:
         raise from_kube(exc) from None
-    text = (configmap.get("data") or {}).get(agbom_plan.DOCUMENT_KEY)
-    if not isinstance(text, str):
-        raise ApiError(404, "NotFound", f"ConfigMap {namespace}/{name} holds no {agbom_plan.DOCUMENT_KEY}")
     return web.Response(
         text=text,
         content_type="application/vnd.cyclonedx+json",
@@ -524,19 +522,13 @@ def _execution_document(run: RunRequest, namespace: str) -> dict[str, Any]:
         raise ApiError(
             422, "Invalid", "agentRef.name: required (the Agent to run)", {"field": "agentRef.name"}
         )
-    agent = run.agent_ref["name"]
-    metadata = {"name": run.name} if run.name else {"generateName": f"{agent}-"}
-    spec: dict[str, Any] = {"agentRef": {"name": agent}, "trigger": {"type": "manual"}}
-    if run.input is not None:
-        spec["input"] = run.input
-    if run.timeout_seconds is not None:
-        spec["timeoutSeconds"] = run.timeout_seconds
-    return {
-        "apiVersion": crd.api_version,
-        "kind": crd.kind,
-        "metadata": {**metadata, "namespace": namespace},
-        "spec": spec,
-    }
+    return execution_body(
+        run.agent_ref["name"],
+        namespace,
+        name=run.name,
+        spec_input=run.input,
+        timeout_seconds=run.timeout_seconds,
+    )
 
 
 async def cancel_execution(request: web.Request) -> web.StreamResponse:
@@ -575,8 +567,7 @@ async def execution_events(request: web.Request) -> web.StreamResponse:
         obj = event.get("object") or {}
         return event.get("type") == "DELETED" or (obj.get("status") or {}).get("phase") in TERMINAL
 
-    await _relay(request, response, _collection(Execution, namespace), query, until=ended)
-    return response
+    return await _relay(request, _collection(Execution, namespace), query, until=ended, response=response)
 
 
 # --- approvals ------------------------------------------------------------------------------------------
@@ -627,7 +618,7 @@ async def override(request: web.Request) -> web.StreamResponse:
 
 async def _approval_status(request: web.Request, patch: Mapping[str, Any]) -> Any:
     namespace = _segment(request.match_info["namespace"], "namespace")
-    path = _object(v1alpha1.Approval, namespace, request.match_info["name"]) + "/status"
+    path = _object(v1alpha1.Approval, namespace, request.match_info["name"], "status")
     return await _call(request, "PATCH", path, payload=patch, content_type=MERGE_PATCH)
 
 
@@ -728,42 +719,8 @@ async def watch(request: web.Request) -> web.StreamResponse:
         query["resourceVersion"] = request.query["resourceVersion"]
     if request.query.get("selector"):
         query["labelSelector"] = request.query["selector"]
-    path = _collection(model, namespace)
-    kube = _kube(request)
     # The first event decides the answer's status: an expired position is a 410, not a 200 stream.
-    stream = kube.stream(
-        path,
-        query=query,
-        accept="application/json",
-        read_timeout=MAX_WATCH_TIMEOUT + 30,
-        max_line=MAX_WATCH_LINE,
-    )
-    try:
-        lines = await stream.__aenter__()
-    except errors.KubeError as exc:
-        raise from_kube(exc) from None
-    try:
-        first = await _next_event(lines)
-        if first is not None and first.get("type") == "ERROR":
-            raise _watch_error(first)
-        response = await _start_stream(request)
-        if first is not None:
-            await _line(response, first)
-            async for event in _events(lines):
-                if event.get("type") == "ERROR":
-                    await _line(response, {"type": "ERROR", **body(*_error_fields(event))})
-                    break
-                await _line(response, event)
-        await response.write_eof()
-        return response
-    finally:
-        await stream.__aexit__(None, None, None)
-
-
-async def _next_event(lines: AsyncIterator[bytes]) -> dict[str, Any] | None:
-    async for event in _events(lines):
-        return event
-    return None
+    return await _relay(request, _collection(model, namespace), query)
 
 
 async def _events(lines: AsyncIterator[bytes]) -> AsyncIterator[dict[str, Any]]:
@@ -809,15 +766,18 @@ async def _line(response: web.StreamResponse, value: Any) -> None:
 
 async def _relay(
     request: web.Request,
-    response: web.StreamResponse,
     path: str,
     query: Mapping[str, str],
     *,
-    until: Callable[[Mapping[str, Any]], bool],
-) -> None:
-    kube = _kube(request)
+    until: Callable[[Mapping[str, Any]], bool] = lambda _: False,
+    response: web.StreamResponse | None = None,
+) -> web.StreamResponse:
+    """kube-apiserver's watch of ``path``, as the caller, passed on one JSON object a line until
+    ``until(event)`` or the watch ends. Without a ``response`` already started, one is started at the
+    first event, so a refusal before it (an expired position: 410) answers with its status; after it, an
+    error ends the stream with an ``ERROR`` line."""
     try:
-        async with kube.stream(
+        async with _kube(request).stream(
             path,
             query=query,
             accept="application/json",
@@ -826,15 +786,22 @@ async def _relay(
         ) as lines:
             async for event in _events(lines):
                 if event.get("type") == "ERROR":
+                    if response is None:
+                        raise _watch_error(event)
                     await _line(response, {"type": "ERROR", **body(*_error_fields(event))})
                     break
+                response = response or await _start_stream(request)
                 await _line(response, event)
                 if until(event):
                     break
     except errors.KubeError as exc:
         failed = from_kube(exc)
+        if response is None:
+            raise failed from None
         await _line(response, {"type": "ERROR", **body(failed.code, failed.message, failed.details)})
+    response = response or await _start_stream(request)
     await response.write_eof()
+    return response
 
 
 # --- the rest -------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ __all__ = [
     "decode",
     "documents",
     "model",
+    "too_large",
 ]
 
 MAX_BODY_BYTES: Final = 4 * 1024 * 1024
@@ -45,7 +46,7 @@ def decode(raw: bytes, content_type: str, *, accepted: frozenset[str]) -> str:
             + ", ".join(sorted(accepted)),
         )
     if len(raw) > MAX_BODY_BYTES:
-        raise _too_large()
+        raise too_large()
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -54,7 +55,7 @@ def decode(raw: bytes, content_type: str, *, accepted: frozenset[str]) -> str:
         ) from None
 
 
-def _too_large() -> ApiError:
+def too_large() -> ApiError:
     return ApiError(413, "TooLarge", f"the body is larger than {MAX_BODY_BYTES // (1024 * 1024)} MiB")
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Final
 
+from joch.api.errors import error_body as body
 from joch.kube import errors as kube_errors
 
-__all__ = ["ApiError", "body", "from_kube"]
+__all__ = ["ApiError", "body", "code_for", "from_kube"]
 
 _CODES: Final = {
     400: "BadRequest",
@@ -33,10 +34,6 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.details = details or {}
-
-
-def body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
 def from_kube(exc: kube_errors.KubeError) -> ApiError:

@@ -33,6 +33,7 @@ import yaml
 from joch.api.v1alpha1 import meta
 from joch.api.v1alpha1.execution import Execution
 from joch.cli import flags, paging
+from joch.domain.reconcile.executions import execution_body
 from joch.kube import errors
 from joch.kube.rest import Answer, Cluster, ClusterError
 
@@ -280,25 +281,6 @@ def _jsonable(value: Any, flag: str) -> Any:
         return json.loads(json.dumps(value, default=convert, allow_nan=False))
     except (TypeError, ValueError) as exc:
         raise InputError(f"{flag}: {exc}") from None
-
-
-def execution_body(
-    agent: str,
-    namespace: str,
-    *,
-    name: str | None = None,
-    spec_input: Mapping[str, Any] | None = None,
-    timeout_seconds: int | None = None,
-) -> dict[str, Any]:
-    """The Execution ``joch run`` creates: a manual run of ``agent`` (name generated unless given)."""
-    metadata: dict[str, Any] = {"name": name} if name else {"generateName": f"{agent}-"}
-    metadata["namespace"] = namespace
-    spec: dict[str, Any] = {"agentRef": {"name": agent}, "trigger": {"type": "manual"}}
-    if spec_input is not None:
-        spec["input"] = dict(spec_input)
-    if timeout_seconds is not None:
-        spec["timeoutSeconds"] = timeout_seconds
-    return {"apiVersion": _CRD.api_version, "kind": _CRD.kind, "metadata": metadata, "spec": spec}
 
 
 # --- joch run -------------------------------------------------------------------------------------------

@@ -52,6 +52,7 @@ from typing import Any, Final
 from aiohttp import web
 
 from joch import metrics
+from joch.api.errors import error_body
 from joch.decision_service import callers as caller_checks
 from joch.decision_service import requests
 from joch.decision_service.service import DecisionService
@@ -102,11 +103,6 @@ _CODES: Final = {
 }
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> dict[str, Any]:
-    """The error shape of docs/catalog.md section 6."""
-    return {"error": {"code": code, "message": message, "details": details or {}}}
 
 
 def _error(

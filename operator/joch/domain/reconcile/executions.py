@@ -44,6 +44,7 @@ __all__ = [
     "desired_job",
     "duration_ms",
     "ended_status",
+    "execution_body",
     "input_json",
     "is_terminal",
     "parse_time",
@@ -540,3 +541,28 @@ def worker_report_problem(
         allowed = ", ".join(REPORTED_FIELDS)
         return f"status.{key}", f"a worker may report only {allowed}"
     return None
+
+
+def execution_body(
+    agent: str,
+    namespace: str,
+    *,
+    name: str | None = None,
+    spec_input: Mapping[str, Any] | None = None,
+    timeout_seconds: int | None = None,
+) -> dict[str, Any]:
+    """The Execution of a manual run of ``agent`` (``joch run``, ``POST /v1/namespaces/{ns}/executions``);
+    its name is generated unless given."""
+    metadata: dict[str, Any] = {"name": name} if name else {"generateName": f"{agent}-"}
+    metadata["namespace"] = namespace
+    spec: dict[str, Any] = {"agentRef": {"name": agent}, "trigger": {"type": "manual"}}
+    if spec_input is not None:
+        spec["input"] = dict(spec_input)
+    if timeout_seconds is not None:
+        spec["timeoutSeconds"] = timeout_seconds
+    return {
+        "apiVersion": Execution.crd.api_version,
+        "kind": Execution.crd.kind,
+        "metadata": metadata,
+        "spec": spec,
+    }
