@@ -206,13 +206,7 @@ class AgBOMService(Service):
                 host.governance.record(
                     "agbom_finding",
                     actor=governance.OPERATOR,
-                    resource=governance.Resource(
-                        agboms.AGBOMS.api_version,
-                        "AgBOM",
-                        bom_entry.name,
-                        bom_entry.namespace,
-                        bom_entry.uid or None,
-                    ),
+                    resource=governance.Resource.of(bom_entry),
                     decision="finding",
                     reason=f"{item.kind} {item.name}: {item.reason}",
                     severity="High",

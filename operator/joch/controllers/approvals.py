@@ -231,9 +231,7 @@ class ApprovalService(Service):
             self.host.governance.record(
                 "approval_expiry",
                 actor=governance.OPERATOR,
-                resource=governance.Resource(
-                    APPROVALS.api_version, "Approval", entry.name, entry.namespace, entry.uid or None
-                ),
+                resource=governance.Resource.of(entry),
                 decision="expire",
                 reason=f"no decision by {after.get('expiresAt')}: expired",
                 severity="Low",

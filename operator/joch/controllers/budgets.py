@@ -285,9 +285,7 @@ class BudgetService(Service):
                 self.host.governance.record(
                     "budget_breach",
                     actor=governance.OPERATOR,
-                    resource=governance.Resource(
-                        BUDGETS.api_version, "Budget", entry.name, entry.namespace, entry.uid or None
-                    ),
+                    resource=governance.Resource.of(entry),
                     decision="breach",
                     reason=str(new[type_].get("message") or type_),
                     severity="High" if type_ == "HardLimitReached" else "Medium",

@@ -32,6 +32,9 @@ import json
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
+from joch.api import v1alpha1
+from joch.domain.reconcile.cache import Entry
+
 __all__ = [
     "CLASSES",
     "DECISIONS",
@@ -127,6 +130,13 @@ class Resource:
     name: str
     namespace: str | None = None
     uid: str | None = None
+
+    @classmethod
+    def of(cls, entry: Entry) -> Resource:
+        """The joch object a cache entry holds."""
+        model = v1alpha1.kind_named(entry.kind)
+        api_version = model.crd.api_version if model is not None else ""
+        return cls(api_version, entry.kind, entry.name, entry.namespace, entry.uid or None)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"apiVersion": self.api_version, "kind": self.kind, "name": self.name}
