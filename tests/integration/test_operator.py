@@ -283,6 +283,11 @@ def test_namespace_label_moves_agents_without_an_env_label(
     apply(kubectl, [*example.docs, unlabelled])
     eventually(lambda: ready(cluster, ns, "unlabelled"), timeout=90)
     assert cluster.status("Agent", ns, "unlabelled")["environment"] == example.environment
+
+    def described() -> None:  # the AgBOM service's write of the Agent's status has landed too
+        assert cluster.status("Agent", ns, "support-triage").get("agbom"), "no status.agbom yet"
+
+    eventually(described, timeout=60)
     labelled_rv = cluster.agent(ns, "support-triage")["metadata"]["resourceVersion"]
 
     cluster.label_namespace(ns, {"joch.dev/environment": f"staging-{example.suffix}"})
