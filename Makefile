@@ -42,13 +42,16 @@ tools: ## Build (once, cached in ~/.cache/joch) and link etcd, kine, the Kuberne
 	bash hack/tools.sh
 
 .PHONY: manifests
-manifests: venv ## Generate CRDs (crds/) and webhook configurations (webhooks/) from the models
+manifests: venv ## Generate CRDs (crds/), webhook configurations (webhooks/), the chart's files and the gRPC code (proto/ -> operator/joch/grpc/gen/)
 	$(PY) -m joch.cli.main manifests --out $(CURDIR)
+	$(PY) hack/protos.py >/dev/null
+
+GENERATED := crds/ webhooks/ rbac/ charts/ docs/resources.md docs/api/ operator/joch/grpc/gen/
 
 .PHONY: verify
 verify: manifests ## Fail if generated files differ from what is committed
-	git diff --exit-code -- crds/ webhooks/ rbac/ charts/ docs/resources.md docs/api/
-	@test -z "$$(git status --porcelain -- crds/ webhooks/ rbac/ charts/ docs/resources.md docs/api/)" || { git status --porcelain -- crds/ webhooks/ rbac/ charts/ docs/resources.md docs/api/; echo "untracked generated files"; exit 1; }
+	git diff --exit-code -- $(GENERATED)
+	@test -z "$$(git status --porcelain -- $(GENERATED))" || { git status --porcelain -- $(GENERATED); echo "untracked generated files"; exit 1; }
 
 .PHONY: lint
 lint: venv ## ruff, mypy --strict and import-linter (layers)

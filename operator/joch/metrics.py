@@ -11,6 +11,8 @@ below; nothing else touches the metric objects::
     joch_admission_requests_total{webhook,kind,allowed}
     joch_admission_denials_total{webhook,kind,reason}  record_admission(webhook=..., kind=..., ...)
     joch_policy_decisions_total{outcome,source}        record_policy_decision(outcome, source=...)
+    joch_grpc_requests_total{method,code}              record_grpc(method, code, seconds)
+    joch_grpc_request_duration_seconds{method}         (observed by record_grpc)
     joch_fanout_queue_depth                            set_queue_depth(n) / track_queue_depth(callable)
     joch_leader                                        set_leader(True | False)
     joch_leader_transitions_total                      (counted by set_leader)
@@ -54,6 +56,7 @@ __all__ = [
     "compile_timer",
     "observe_compile",
     "record_admission",
+    "record_grpc",
     "record_policy_decision",
     "record_reconcile",
     "render",
@@ -163,6 +166,19 @@ EXECUTION_START_DELAY: Final = Histogram(
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800),
     registry=REGISTRY,
 )
+GRPC_REQUESTS: Final = Counter(
+    "joch_grpc_requests",
+    "gRPC calls answered, by full method name and status code (a stream counts once, when it ends).",
+    ["method", "code"],
+    registry=REGISTRY,
+)
+GRPC_DURATION: Final = Histogram(
+    "joch_grpc_request_duration_seconds",
+    "Seconds from a gRPC call's start to its status (a stream: its whole life).",
+    ["method"],
+    buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30, 300),
+    registry=REGISTRY,
+)
 BUILD_INFO: Final = Gauge("joch_build_info", "The running joch version.", ["version"], registry=REGISTRY)
 BUILD_INFO.labels(version=__version__).set(1)
 
@@ -212,6 +228,12 @@ def record_admission(
 def record_policy_decision(outcome: str, *, source: str) -> None:
     """One policy decision: ``outcome`` allow, deny or modify; ``source`` preflight, compile or endpoint."""
     POLICY_DECISIONS.labels(outcome=outcome, source=source).inc()
+
+
+def record_grpc(method: str, code: str, seconds: float) -> None:
+    """One gRPC call ended: its full ``method`` name, status ``code`` (OK, INVALID_ARGUMENT...) and length."""
+    GRPC_REQUESTS.labels(method=method, code=code).inc()
+    GRPC_DURATION.labels(method=method).observe(seconds)
 
 
 def record_execution_started(delay_seconds: float | None) -> None:

@@ -11,7 +11,9 @@ With ``OperatorSettings.decision_callers`` non-empty (``--decision-callers`` / `
    operator's own kube client (RBAC: ``create`` on ``tokenreviews``, joch.manifests.rbac). Not
    authenticated: 401; the review failing (API server unreachable, throttling, 403 for the operator):
    503 ``Unavailable`` with Retry-After (fail closed: no decision without knowing the caller);
-4. checks the user name against the list: not in it, 403 ``Forbidden`` naming the user and the setting.
+4. checks the user name against the list: not in it, 403 ``Forbidden`` naming the user and the setting
+   (a gate built with ``allowed=None``, the gRPC server's without ``decision_callers``, takes any
+   identity the API server authenticates).
 
 Verdicts (authenticated or not, and the user name) are cached per SHA-256 of the token, for at most
 ``ttl`` seconds (60) and never past the token's own ``exp`` when it is a JWT (read without verifying,
@@ -138,16 +140,18 @@ class CallerGate:
 
     def __init__(
         self,
-        allowed: Sequence[str],
+        allowed: Sequence[str] | None,
         reviewer: Reviewer,
         *,
         ttl: float = 60.0,
         capacity: int = 4096,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        if not allowed:
-            raise ValueError("a CallerGate needs at least one allowed user")
-        self.allowed = frozenset(allowed)
+        if allowed is not None and not allowed:
+            raise ValueError("a CallerGate needs at least one allowed user (None: any authenticated one)")
+        self.allowed = frozenset(allowed) if allowed is not None else None
+        """The users who may ask; None: any identity the API server authenticates (the gRPC server
+        without ``decision_callers``)."""
         self.reviewer = reviewer
         self.ttl = ttl
         self.capacity = capacity
@@ -164,7 +168,7 @@ class CallerGate:
             raise Refused(
                 401, "Unauthorized", "the API server does not accept the bearer token", headers=_CHALLENGE
             )
-        if review.username not in self.allowed:
+        if self.allowed is not None and review.username not in self.allowed:
             logger.info("decision request refused: %s is not in %s", review.username, SETTING)
             raise Refused(
                 403,

@@ -295,10 +295,12 @@ class RustCelBackend:
     name: Final = CEL_RUST
 
     def __init__(self) -> None:
-        import cel  # noqa: PLC0415 - lazy: importing it costs ~0.2 s
+        # The extension module itself, not the package: xds-protos (Envoy's protos, joch.grpc) ships a
+        # ``cel/__init__.py`` of its own, and whichever package pip installs last owns that file.
+        from cel import cel as native  # noqa: PLC0415 - lazy: importing it costs ~0.2 s
 
-        self._compile = cel.compile
-        self._context = cel.Context
+        self._compile = native.compile
+        self._context = native.Context
 
     def prepare(self, activation: Mapping[str, Any]) -> Any:
         """A ``cel.Context``: the Python -> CEL conversion (the expensive part) happens once, here."""
