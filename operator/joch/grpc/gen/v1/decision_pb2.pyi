@@ -211,14 +211,16 @@ class DisabledRule(_message.Message):
     def __init__(self, policy_id: _Optional[str] = ..., policy_namespace: _Optional[str] = ..., rule: _Optional[int] = ..., until: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Reservation(_message.Message):
-    __slots__ = ("id", "budgets", "amount_usd")
+    __slots__ = ("id", "budgets", "amount_usd", "expires_at")
     ID_FIELD_NUMBER: _ClassVar[int]
     BUDGETS_FIELD_NUMBER: _ClassVar[int]
     AMOUNT_USD_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_FIELD_NUMBER: _ClassVar[int]
     id: str
     budgets: _containers.RepeatedScalarFieldContainer[str]
     amount_usd: float
-    def __init__(self, id: _Optional[str] = ..., budgets: _Optional[_Iterable[str]] = ..., amount_usd: _Optional[float] = ...) -> None: ...
+    expires_at: str
+    def __init__(self, id: _Optional[str] = ..., budgets: _Optional[_Iterable[str]] = ..., amount_usd: _Optional[float] = ..., expires_at: _Optional[str] = ...) -> None: ...
 
 class BudgetRef(_message.Message):
     __slots__ = ("namespace", "name")
