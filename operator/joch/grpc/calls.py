@@ -54,8 +54,9 @@ _OK: Final = "OK"
 _MAX_UNKNOWN_CHECK_DEPTH: Final = 64
 
 
-def parse(message_type: type[M], raw: bytes, *, what: str = "the request") -> M:
-    """``raw`` decoded as ``message_type``; raises GrpcError (INVALID_ARGUMENT) naming the problem."""
+def parse(message_type: type[M], raw: bytes, *, what: str = "the request", allow_unknown: bool = False) -> M:
+    """``raw`` decoded as ``message_type``; raises GrpcError (INVALID_ARGUMENT) naming the problem.
+    ``allow_unknown``: keep fields this server does not know (another project's protos, e.g. Envoy's)."""
     try:
         parsed = message_type.FromString(raw)
     except (pb_message.DecodeError, RuntimeError, ValueError) as exc:
@@ -63,7 +64,7 @@ def parse(message_type: type[M], raw: bytes, *, what: str = "the request") -> M:
             f"{what} is not a {message_type.DESCRIPTOR.full_name} message: {exc}",
             [("(message)", "does not parse as protocol buffers")],
         ) from None
-    unknown = _unknown(parsed, "", 0)
+    unknown = [] if allow_unknown else _unknown(parsed, "", 0)
     if unknown:
         raise errors.invalid(
             f"{what} has fields this server does not know: {', '.join(unknown[:5])}",
