@@ -28,9 +28,13 @@ from joch.api.v1alpha1 import meta
 from joch.api.v1alpha1.deployment import Deployment
 from joch.api.v1alpha1.eval import Eval
 from joch.api.v1alpha1.execution import Execution
-from joch.apiserver import bodies
+from joch.apiserver import bodies, kinds
 from joch.apiserver.callers import Callers, token_of
 from joch.apiserver.errors import ApiError, body, code_for, from_kube
+from joch.apiserver.kinds import collection as _collection
+from joch.apiserver.kinds import kind as _kind
+from joch.apiserver.kinds import object_path as _object
+from joch.apiserver.kinds import segment as _segment
 from joch.domain.admission import ALL_KINDS, Admission, Document, DocumentResult, check_batch
 from joch.domain.compilation import catalog
 from joch.domain.reconcile import agbom as agbom_plan
@@ -38,7 +42,7 @@ from joch.domain.reconcile import evals as eval_plan
 from joch.domain.reconcile.approvals import decide_body
 from joch.domain.reconcile.executions import TERMINAL, execution_body
 from joch.domain.settings import OperatorSettings
-from joch.kube import agboms, batch, errors, paths, rest
+from joch.kube import agboms, batch, errors, rest
 from joch.kube import client as kube_client
 
 __all__ = ["ROUTES", "ApiContext", "Route", "build_app"]
@@ -46,11 +50,11 @@ __all__ = ["ROUTES", "ApiContext", "Route", "build_app"]
 logger = logging.getLogger("joch.apiserver")
 
 MERGE_PATCH: Final = "application/merge-patch+json"
-DEFAULT_LIMIT: Final = 100
-MAX_LIMIT: Final = 1000
-WATCH_TIMEOUT: Final = 300
-MAX_WATCH_TIMEOUT: Final = 3600
-MAX_WATCH_LINE: Final = 16 * 1024 * 1024
+DEFAULT_LIMIT: Final = kinds.DEFAULT_LIMIT
+MAX_LIMIT: Final = kinds.MAX_LIMIT
+WATCH_TIMEOUT: Final = kinds.WATCH_TIMEOUT
+MAX_WATCH_TIMEOUT: Final = kinds.MAX_WATCH_TIMEOUT
+MAX_WATCH_LINE: Final = kinds.MAX_WATCH_LINE
 FIELD_MANAGER: Final = "joch-api"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -70,46 +74,6 @@ class ApiContext:
 
 
 _CONTEXT: Final = web.AppKey("joch.api", ApiContext)
-
-
-# --- kinds ----------------------------------------------------------------------------------------------
-
-
-def _kind(name: str) -> type[meta.Resource]:
-    """A joch kind by plural (``agents``), singular or kind name, case-insensitive; 404 otherwise."""
-    wanted = name.lower()
-    for model in v1alpha1.KINDS:
-        crd = model.crd
-        if wanted in {crd.plural, crd.kind.lower(), crd.singular} or wanted in crd.short_names:
-            return model
-    raise ApiError(404, "NotFound", f"no kind {name!r}: use a plural such as agents, executions, approvals")
-
-
-def _collection(model: type[meta.Resource], namespace: str | None) -> str:
-    """The collection's path; a namespaced kind without ``namespace``: across all namespaces."""
-    return paths.ResourceType.of(model).collection_path(
-        _segment(namespace, "namespace") if namespace else None
-    )
-
-
-def _object(
-    model: type[meta.Resource], namespace: str | None, name: str, subresource: str | None = None
-) -> str:
-    return paths.ResourceType.of(model).object_path(
-        _segment(namespace, "namespace") if namespace else None, _segment(name, "name"), subresource
-    )
-
-
-def _segment(value: str, what: str) -> str:
-    """A path segment that is a valid object name (so nothing can be smuggled into the upstream path)."""
-    if (
-        not value
-        or len(value) > 253
-        or not all(c.isalnum() or c in "-." for c in value)
-        or value != value.lower()
-    ):
-        raise ApiError(400, "BadRequest", f"{what} {value[:80]!r} is not a valid Kubernetes name")
-    return value
 
 
 # --- plumbing -------------------------------------------------------------------------------------------
