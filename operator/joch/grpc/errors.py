@@ -15,7 +15,6 @@ joch.apiserver.errors, kube-apiserver's answers) onto gRPC codes the way the gRP
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Final
 
@@ -53,19 +52,24 @@ _FROM_HTTP: Final[Mapping[int, grpc.StatusCode]] = {
 }
 
 
-@dataclasses.dataclass(frozen=True)
 class GrpcError(Exception):
     """A refusal: the gRPC ``status``, the catalog's ``code``, a ``message``, the fields at fault
     (``(field, message)`` pairs) and extra ``metadata`` for the ErrorInfo."""
 
-    status: grpc.StatusCode
-    code: str
-    message: str
-    fields: tuple[tuple[str, str], ...] = ()
-    metadata: Mapping[str, str] = dataclasses.field(default_factory=dict)
-
-    def __str__(self) -> str:
-        return self.message
+    def __init__(
+        self,
+        status: grpc.StatusCode,
+        code: str,
+        message: str,
+        fields: tuple[tuple[str, str], ...] = (),
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.fields = fields
+        self.metadata: Mapping[str, str] = dict(metadata or {})
 
 
 def invalid(message: str, fields: Iterable[tuple[str, str]] = ()) -> GrpcError:
