@@ -160,11 +160,18 @@ def agent_doc(example: Example, name: str, **spec_overrides: Any) -> dict[str, A
 
 
 # ``joch operator`` also serves webhooks (9443, applying cluster-wide configurations in local mode), the
-# decision service (8082), /metrics (8080) and probes (8081). Tests about the controllers turn those off so
-# that several operators (failover, restarts) can run at once and a SIGKILLed one leaves no webhook
-# configuration behind; a test's own ``args`` come later and win (tests/integration/test_operator_wiring.py
-# runs everything).
-ISOLATED = ("--no-webhooks", "--decision-port=0", "--metrics-port=0", "--health-port=0", "--api-port=0")
+# decision service (8082), /metrics (8080), probes (8081), the /v1 API (8090) and gRPC (9090). Tests about
+# the controllers turn those off so that several operators (failover, restarts) can run at once and a
+# SIGKILLed one leaves no webhook configuration behind; a test's own ``args`` come later and win
+# (tests/integration/test_operator_wiring.py runs everything).
+ISOLATED = (
+    "--no-webhooks",
+    "--decision-port=0",
+    "--metrics-port=0",
+    "--health-port=0",
+    "--api-port=0",
+    "--grpc-port=0",
+)
 
 
 def isolated_args(args: tuple[str, ...]) -> list[str]:

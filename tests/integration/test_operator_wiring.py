@@ -51,6 +51,19 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _grpc_health(port: int, service: str) -> str:
+    """grpc.health.v1 Check of ``service`` on 127.0.0.1:``port`` (plaintext), as its status name."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub: Any = health_pb2_grpc.HealthStub(channel)
+        answer = stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+    name: str = health_pb2.HealthCheckResponse.ServingStatus.Name(answer.status)
+    assert name == "SERVING", name
+    return name
+
+
 def _get(url: str) -> tuple[int, str]:
     try:
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -81,7 +94,7 @@ def _total(samples: dict[str, float], prefix: str) -> float:
 def operator(
     kubeconfig: str, crds_installed: list[str], namespace: str, kubectl: Kubectl, tmp_path: Path
 ) -> Iterator[dict[str, Any]]:
-    ports = {name: _free_port() for name in ("webhook", "decision", "metrics", "health", "api")}
+    ports = {name: _free_port() for name in ("webhook", "decision", "metrics", "health", "api", "grpc")}
     log_path = tmp_path / "operator.log"
     argv = [
         sys.executable,
@@ -100,6 +113,7 @@ def operator(
         f"--metrics-port={ports['metrics']}",
         f"--health-port={ports['health']}",
         f"--api-port={ports['api']}",
+        f"--grpc-port={ports['grpc']}",
     ]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -192,6 +206,11 @@ def test_one_process_serves_controllers_webhooks_decisions_and_metrics(
 
     decision = eventually(alive_and(decided), timeout=30)
     assert decision["decision"] in ("allow", "deny", "modify"), decision
+
+    # gRPC: the same decision service, on its own port (plaintext on loopback): health says so.
+    assert f"grpc on 127.0.0.1:{ports['grpc']}" in operator["log"].read_text()
+    status = eventually(alive_and(lambda: _grpc_health(ports["grpc"], "joch.v1.PolicyService")), timeout=30)
+    assert status == "SERVING"
 
     # Metrics: reconciles, admissions (allowed and denied) and decisions were counted.
     def counted() -> dict[str, float]:

@@ -132,13 +132,24 @@ def _operator(kubeconfig: pathlib.Path, log: pathlib.Path) -> Iterator[subproces
             process.wait()
 
 
-def _api_url(log: pathlib.Path) -> str | None:
-    """The /v1 API's URL, from the operator's start-up line (``joch operator: ..., api on HOST:PORT``);
-    None when it does not serve it (local mode: plain HTTP)."""
+def _listening(log: pathlib.Path, name: str) -> str | None:
+    """Where the operator's server ``name`` listens (HOST:PORT), from its start-up line
+    (``joch operator: ..., api on HOST:PORT, grpc on HOST:PORT``); None when it does not serve it."""
     for line in log.read_text(errors="replace").splitlines():
-        if line.startswith("joch operator: ") and " api on " in line:
-            return "http://" + line.split(" api on ", 1)[1].split(",", 1)[0].strip()
+        if line.startswith("joch operator: ") and f" {name} on " in line:
+            return line.split(f" {name} on ", 1)[1].split(",", 1)[0].strip()
     return None
+
+
+def _api_url(log: pathlib.Path) -> str | None:
+    """The /v1 API's URL (local mode: plain HTTP); None when the operator does not serve it."""
+    address = _listening(log, "api")
+    return f"http://{address}" if address else None
+
+
+def _grpc_address(log: pathlib.Path) -> str | None:
+    """The gRPC server's HOST:PORT (local mode: plaintext); None when the operator does not serve it."""
+    return _listening(log, "grpc")
 
 
 OPERATOR_FLAGS: tuple[str, ...] = ("--execution-pod-annotation-prefix", "devcluster.joch.dev/")
@@ -227,6 +238,17 @@ def run(args: argparse.Namespace) -> int:
                         f"The /v1 API (docs/api.md) listens on {api}; sign in with a local issuer's token:\n"
                         f"  TOKEN=$(joch dev token --user you --group team)\n"
                         f'  curl -H "Authorization: Bearer $TOKEN" {api}/v1/namespaces/default/agents\n',
+                        flush=True,
+                    )
+                grpc_address = _grpc_address(log)
+                if grpc_address:
+                    print(
+                        f"The gRPC server (docs/grpc.md) listens on {grpc_address} (plaintext); with the "
+                        f"same token:\n"
+                        f"  grpcurl -plaintext {grpc_address} list\n"
+                        f'  grpcurl -plaintext -H "authorization: Bearer $TOKEN" '
+                        f'-d \'{{"kind": "Agent", "namespace": "default"}}\' {grpc_address} '
+                        f"joch.v1.ResourceService/List\n",
                         flush=True,
                     )
                 while not stop.wait(1.0):

@@ -8,12 +8,17 @@
                    --webhook-cert-validity-days N | --webhook-tls-dir DIR]
                   [--decision-port N] [--decision-host HOST] [--decision-callers USER,USER]
                   [--api-port N] [--api-service SVC.NS.svc] [--metrics-port N] [--health-port N]
+                  [--grpc-port N] [--grpc-service SVC.NS.svc] [--grpc-max-message-bytes N] [--grpc-deadline S]
+                  [--ext-authz-header FIELD=HEADER ...] [--ext-authz-approval-status N]
+                  [--ext-authz-approval-header NAME] [--ext-authz-metadata-namespace NS]
                   [--leader-election [--leader-election-id NAME] [--leader-election-namespace NS]
                    [--lease-duration S] [--renew-deadline S] [--retry-period S]]
 
 One process: the controllers, the admission webhooks (joch.webhooks), the decision service
-(joch.decision_service, POST /v1/policy/evaluate), /metrics + /healthz + /readyz (joch.metrics) and, with
-``--leader-election``, a Lease (joch.kube.leader) gating the controllers' workers only.
+(joch.decision_service, POST /v1/policy/evaluate), the /v1 API (joch.apiserver), the gRPC server
+(joch.grpc: PolicyService, ResourceService, Envoy ext_authz; docs/grpc.md), /metrics + /healthz + /readyz
+(joch.metrics) and, with ``--leader-election``, a Lease (joch.kube.leader) gating the controllers' workers
+only.
 
 Without ``--kubeconfig`` it runs in-cluster when in a pod, else with $KUBECONFIG / ~/.kube/config.
 Without ``--namespace`` it manages every namespace (cluster-wide). Operator settings not given as flags
@@ -31,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
@@ -42,6 +48,8 @@ from joch.controllers.services import SERVICES
 from joch.domain.reconcile.approvals import ApprovalSettings
 from joch.domain.reconcile.executions import ExecutionSettings
 from joch.domain.settings import SettingsError
+from joch.grpc import ext_authz
+from joch.grpc.server import GrpcSettings
 from joch.kube import client, errors, leader
 from joch.runtime.options import ANY_ADDRESS, DEFAULT_PORTS, LOOPBACK
 
@@ -277,6 +285,7 @@ def _add_serving_arguments(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="port of /healthz and /readyz (default 8081; 0 disables)",
     )
+    _add_grpc_arguments(parser)
     election = parser.add_argument_group("leader election")
     election.add_argument(
         "--leader-election",
@@ -302,12 +311,130 @@ def _add_serving_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_grpc_arguments(parser: argparse.ArgumentParser) -> None:
+    defaults = GrpcSettings()
+    authz = defaults.ext_authz
+    group = parser.add_argument_group(
+        "gRPC",
+        "joch.v1.PolicyService and ResourceService, Envoy's ext_authz (envoy.service.auth.v3), health and "
+        "reflection on one port (docs/grpc.md). Every PolicyService and ext_authz call needs a bearer token "
+        "the API server authenticates (TokenReview; also in --decision-callers when that is set); "
+        "ResourceService calls run as the caller's token. Plaintext on 127.0.0.1 outside a cluster, TLS "
+        "with the webhooks' serving certificate in a Pod.",
+    )
+    group.add_argument(
+        "--grpc-port",
+        type=flags.port,
+        default=None,
+        metavar="N",
+        help=f"port of the gRPC server (default {DEFAULT_PORTS['grpc']}; 0 disables)",
+    )
+    group.add_argument(
+        "--grpc-service",
+        metavar="SVC.NS.svc",
+        help="the gRPC server's Service: its names go on the serving certificate the operator issues (with "
+        "--webhook-tls-secret)",
+    )
+    group.add_argument(
+        "--grpc-max-message-bytes",
+        type=flags.positive_int,
+        default=defaults.max_message_bytes,
+        metavar="N",
+        help=f"largest request message; larger ones answer RESOURCE_EXHAUSTED (default "
+        f"{defaults.max_message_bytes}, 1 MiB; at least 1024)",
+    )
+    group.add_argument(
+        "--grpc-deadline",
+        type=flags.positive_float,
+        default=defaults.deadline_seconds,
+        metavar="SECONDS",
+        help="longest a unary call, or one message of a stream, may take on the server; then "
+        f"DEADLINE_EXCEEDED (default {defaults.deadline_seconds:g})",
+    )
+    group.add_argument(
+        "--ext-authz-header",
+        action="append",
+        default=[],
+        metavar="FIELD=HEADER",
+        help="read the ext_authz context FIELD from the request header HEADER (repeatable; an empty HEADER: "
+        f"not from a header). FIELD is one of {', '.join(ext_authz.FIELDS)}; default x-joch-FIELD",
+    )
+    group.add_argument(
+        "--ext-authz-approval-status",
+        type=int,
+        default=authz.approval_status,
+        metavar="N",
+        help="HTTP status ext_authz sends for a call that waits for an Approval (100-599; default "
+        f"{authz.approval_status})",
+    )
+    group.add_argument(
+        "--ext-authz-approval-header",
+        default=authz.approval_header,
+        metavar="NAME",
+        help=f"response header naming that Approval (default {authz.approval_header})",
+    )
+    group.add_argument(
+        "--ext-authz-metadata-namespace",
+        default=authz.metadata_namespace,
+        metavar="NS",
+        help="the filter_metadata namespace ext_authz reads a context from (set by an earlier filter; "
+        f"default {authz.metadata_namespace})",
+    )
+
+
+_HEADER_NAME: Final = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+"""An HTTP header name (RFC 9110 token)."""
+
+
+def _ext_authz_headers(items: Sequence[str]) -> dict[str, str]:
+    headers: dict[str, str] = {}
+    for item in items:
+        field, sep, header = item.partition("=")
+        field = field.strip()
+        if not sep or not field:
+            raise SettingsError(f"--ext-authz-header must be FIELD=HEADER, not {item!r}")
+        if field not in ext_authz.FIELDS:
+            raise SettingsError(
+                f"--ext-authz-header {item!r}: unknown field {field!r} (known: {', '.join(ext_authz.FIELDS)})"
+            )
+        header = header.strip()
+        if header and not _HEADER_NAME.fullmatch(header):
+            raise SettingsError(f"--ext-authz-header {item!r}: {header!r} is not an HTTP header name")
+        headers[field] = header
+    return headers
+
+
+def _grpc(args: argparse.Namespace) -> GrpcSettings:
+    """The gRPC server's limits and ext_authz settings (its host and port come from Serving)."""
+    headers = _ext_authz_headers(args.ext_authz_header)
+    checks: list[tuple[str, dict[str, Any]]] = [
+        ("--ext-authz-approval-status", {"approval_status": args.ext_authz_approval_status}),
+        ("--ext-authz-approval-header", {"approval_header": args.ext_authz_approval_header}),
+        ("--ext-authz-metadata-namespace", {"metadata_namespace": args.ext_authz_metadata_namespace}),
+    ]
+    for flag, value in checks:  # each alone, so the error names the flag that is wrong
+        try:
+            ext_authz.ExtAuthzSettings(**value)
+        except ValueError as exc:
+            raise SettingsError(f"{flag}: {exc}") from exc
+    try:
+        authz = ext_authz.ExtAuthzSettings(**{k: v for _, value in checks for k, v in value.items()})
+        authz = authz.with_headers(headers)
+    except ValueError as exc:
+        raise SettingsError(f"--ext-authz-header: {exc}") from exc
+    size = args.grpc_max_message_bytes
+    if size < 1024:
+        raise SettingsError(f"--grpc-max-message-bytes must be at least 1024, not {size}")
+    return GrpcSettings(max_message_bytes=size, deadline_seconds=args.grpc_deadline, ext_authz=authz)
+
+
 _PORT_ARGS: Final = {
     "webhooks": "webhook_port",
     "decisions": "decision_port",
     "metrics": "metrics_port",
     "health": "health_port",
     "api": "api_port",
+    "grpc": "grpc_port",
 }
 
 
@@ -346,6 +473,8 @@ def _serving(args: argparse.Namespace, environ: Mapping[str, str]) -> runtime.Se
         raise SettingsError(f"--webhook-service must be SVC.NS.svc, not {args.webhook_service!r}")
     if args.api_service and len(args.api_service.split(".")) < 2:
         raise SettingsError(f"--api-service must be SVC.NS.svc, not {args.api_service!r}")
+    if args.grpc_service and len(args.grpc_service.split(".")) < 2:
+        raise SettingsError(f"--grpc-service must be SVC.NS.svc, not {args.grpc_service!r}")
     return runtime.Serving(
         webhooks=not args.no_webhooks,
         webhook_port=chosen["webhooks"],
@@ -361,6 +490,9 @@ def _serving(args: argparse.Namespace, environ: Mapping[str, str]) -> runtime.Se
         health_port=chosen["health"],
         api_port=chosen["api"],
         api_service=args.api_service,
+        grpc_port=chosen["grpc"],
+        grpc_service=args.grpc_service,
+        grpc=_grpc(args),
         lease=_lease(args, pod_namespace),
         pod_namespace=pod_namespace,
         local=local,

@@ -1,7 +1,9 @@
 """The webhook serving certificate: issued, rotated and served without restarts.
 
 Two sources, one interface (``.context``, an :class:`ssl.SSLContext` that is reloaded in place, so a
-rotation needs no restart of the HTTPS server; ``await .sync()`` once, then ``await .run()`` forever):
+rotation needs no restart of the HTTPS server, and ``.key_pair``, the same key and certificate as PEM for
+the gRPC server, which asks for it on each new connection; ``await .sync()`` once, then ``await .run()``
+forever):
 
 :class:`SecretTLS` (``webhook.tls.mode=operator``, the default): the certificate lives in one Secret in the
 operator's namespace (``tls.crt``, ``tls.key``, ``ca.crt``, ``ca.key``; the chart creates it empty). Every
@@ -234,6 +236,9 @@ class _Reloading:
         self.context.minimum_version = ssl.TLSVersion.TLSv1_2
         self.loaded: bytes | None = None
         """The certificate PEM in use (None until the first load)."""
+        self.key_pair: tuple[bytes, bytes] | None = None
+        """(private key PEM, certificate PEM) in use, replaced as one on each load: the gRPC server's
+        TLS reads it on new connections (joch.runtime.root), so a rotated certificate is served there too."""
         self._dir = tempfile.mkdtemp(prefix="joch-webhook-tls-")
 
     @property
@@ -251,6 +256,7 @@ class _Reloading:
         with os.fdopen(fd, "wb") as handle:
             handle.write(key)
         self.context.load_cert_chain(cert_file, key_file)
+        self.key_pair = (key, cert)
         self.loaded = cert
         expiry = x509.load_pem_x509_certificate(cert).not_valid_after_utc
         metrics.set_certificate_expiry(expiry.timestamp())

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Final
 
 from joch.controllers.reconciler import ControllerConfig
+from joch.grpc.server import GrpcSettings
 from joch.kube import client, leader
 from joch.runtime import ports
 
@@ -20,13 +21,20 @@ __all__ = ["ANY_ADDRESS", "DEFAULT_PORTS", "LOOPBACK", "Options", "Serving"]
 LOOPBACK: Final = "127.0.0.1"
 ANY_ADDRESS: Final = "0.0.0.0"  # noqa: S104 - in a Pod, Services and probes come from outside it
 
-DEFAULT_PORTS: Final = {"webhooks": 9443, "decisions": 8082, "metrics": 8080, "health": 8081, "api": 8090}
+DEFAULT_PORTS: Final = {
+    "webhooks": 9443,
+    "decisions": 8082,
+    "metrics": 8080,
+    "health": 8081,
+    "api": 8090,
+    "grpc": 9090,
+}
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Serving:
-    """The servers beside the controllers: admission webhooks, decision service, metrics and health,
-    and the Lease that gates the controllers' workers."""
+    """The servers beside the controllers: admission webhooks, decision service, the /v1 API, the gRPC
+    server, metrics and health, and the Lease that gates the controllers' workers."""
 
     webhooks: bool = True
     webhook_port: int = DEFAULT_PORTS["webhooks"]
@@ -44,6 +52,13 @@ class Serving:
     """The /v1 API (joch.apiserver); 0: not served."""
     api_service: str | None = None
     """The API's Service (``SVC.NS.svc``): its names go on the serving certificate the operator issues."""
+    grpc_port: int = DEFAULT_PORTS["grpc"]
+    """The gRPC server (joch.grpc); 0: not served. It listens where the API does (:attr:`webhook_host`)."""
+    grpc_service: str | None = None
+    """The gRPC Service (``SVC.NS.svc``): its names go on the serving certificate the operator issues."""
+    grpc: GrpcSettings = dataclasses.field(default_factory=GrpcSettings)
+    """The gRPC server's limits and ext_authz settings; its host and port come from :attr:`webhook_host`
+    and :attr:`grpc_port` when the server is built (joch.runtime.root)."""
     lease: leader.LeaseConfig | None = None
     pod_namespace: str | None = None
     local: bool = True
@@ -62,6 +77,7 @@ class Serving:
             ("metrics", "--metrics-port", self.listen_host, self.metrics_port),
             ("health", "--health-port", self.listen_host, self.health_port),
             ("api", "--api-port", self.webhook_host, self.api_port),
+            ("grpc", "--grpc-port", self.webhook_host, self.grpc_port),
         ]
         return [
             ports.Listener(name, flag, host, port, explicit=name in self.explicit_ports)
@@ -84,6 +100,7 @@ class Serving:
             metrics_port=chosen.get("metrics", self.metrics_port),
             health_port=chosen.get("health", self.health_port),
             api_port=chosen.get("api", self.api_port),
+            grpc_port=chosen.get("grpc", self.grpc_port),
         )
 
 

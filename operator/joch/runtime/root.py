@@ -13,14 +13,19 @@
    policy compiler) with the kopf registry that feeds them;
 4. the admission webhooks (:mod:`joch.webhooks`) reading the same cache, with their serving
    certificate (local CA, a mounted directory, or a Secret the operator rotates);
-5. the decision service (:mod:`joch.decision_service`), fed by the controller's Policy and Environment
-   watches and compiling through its policy compiler, with the budget step
-   (:mod:`joch.controllers.reservations`) reading and reserving in the controller's cache of Budgets,
-   and, with ``decision_callers``, its callers' tokens checked by TokenReview through the controller's
-   kube client (:mod:`joch.decision_service.callers`);
+5. the decision service (:mod:`joch.decision_service`, built once when either its HTTP endpoint or the
+   gRPC server is served), fed by the controller's Policy and Environment watches and compiling through
+   its policy compiler, with one budget step (:mod:`joch.controllers.reservations`) reading and
+   reserving in the controller's cache of Budgets, and one caller gate checking callers' tokens by
+   TokenReview through the controller's kube client (:mod:`joch.decision_service.callers`): on the HTTP
+   endpoint only with ``decision_callers``, on gRPC always (any authenticated identity without them);
 6. the /v1 API (:mod:`joch.apiserver`) on the same cache, calling kube-apiserver as each caller;
-   /metrics, /healthz and /readyz (:mod:`joch.metrics`), and with a Lease the leader elector that
-   starts the controllers' workers when it leads and stops the process when it loses the lead;
+   the gRPC server (:mod:`joch.grpc`, ``--grpc-port``) over the same decision service, budget step and
+   caller gate, its ResourceService calling kube-apiserver as each caller, started once the webhook
+   serving certificate is loaded (TLS with it in a Pod, following its rotations; plaintext on loopback
+   outside a cluster); /metrics, /healthz and /readyz (:mod:`joch.metrics`), and with a Lease the leader
+   elector that starts the controllers' workers when it leads and stops the process when it loses the
+   lead;
 7. ``kopf.run`` until SIGINT or SIGTERM; then the clean-up in reverse: the Lease released, the
    background tasks cancelled, the servers closed, the clients released.
 """
@@ -34,8 +39,9 @@ import logging
 import os
 import signal
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
+import grpc
 import kopf
 
 from joch import apiserver, audit, decision_service, metrics, webhooks
@@ -43,6 +49,8 @@ from joch.controllers import access
 from joch.controllers.reconciler import Controller
 from joch.controllers.registry import build_registry, kopf_settings
 from joch.controllers.reservations import BudgetGate
+from joch.decision_service import callers
+from joch.grpc.server import GrpcServer
 from joch.kube import client, leader, webhook_tls
 from joch.runtime import ports
 from joch.runtime.options import ANY_ADDRESS, LOOPBACK, Options, Serving
@@ -128,35 +136,12 @@ def _compose(
     if tls is not None:
         context = tls
         health.add_readiness("webhook-tls", lambda: context.ready)
-    if serving.decision_port:
-        # One cache: the controller lists and watches Policies and Environments once and feeds the
-        # decision service, which compiles through the controller's policy compiler.
-        service = decision_service.DecisionService(settings=controller.settings, compiler=controller.programs)
-        controller.feeds.append(service)
-        # Budgets: a call the policies allow is checked against the covering Budgets in the same cache
-        # and its cost reserved in their status (joch.controllers.reservations).
-        gate = BudgetGate(controller, ttl_seconds=options.controller.budget_reservation_ttl)
-        # Who may ask: with decision_callers set, each caller's token is checked by a TokenReview
-        # through the controller's kube client (joch.decision_service.callers).
-        callers = None
-        if controller.settings.decision_callers:
-            callers = decision_service.callers.CallerGate(
-                controller.settings.decision_callers,
-                decision_service.callers.token_reviewer(controller.kube),
-            )
-        decision_service.register(
-            registry,
-            host=serving.decision_host,
-            port=serving.decision_port,
-            service=service,
-            watch=False,
-            budgets=gate,
-            callers=callers,
-        )
+    decisions = _decisions(options, registry, controller)
     api = _api_server(serving, controller, tls)
     elector = _elector(options)
     tasks: list[asyncio.Task[None]] = []
     servers: list[metrics.Servers] = []
+    grpc_servers: list[GrpcServer] = []
 
     async def lost() -> None:
         logger.warning("lost the leadership: stopping; restart as a follower")
@@ -180,6 +165,8 @@ def _compose(
             tasks.append(asyncio.create_task(tls.run(), name="joch webhook tls"))
         if api is not None:
             await api.start()
+        if serving.grpc_port and decisions is not None:
+            grpc_servers.append(await _start_grpc(serving, controller, decisions, tls))
         if elector is not None:
             tasks.append(
                 asyncio.create_task(
@@ -200,6 +187,8 @@ def _compose(
                 await running.close()
             if api is not None:
                 await api.stop()
+            for grpc_server in grpc_servers:
+                await grpc_server.stop()
             if elector is not None:
                 await elector.kube.aclose()
                 elector.kube.close(wait=False)
@@ -225,6 +214,99 @@ def _api_server(serving: Serving, controller: Controller, tls: TLS | None) -> ap
     )
 
 
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Decisions:
+    """What the HTTP decision endpoint and the gRPC server share: one service, budget step, caller gate."""
+
+    service: decision_service.DecisionService
+    budgets: BudgetGate
+    gate: callers.CallerGate
+
+
+def _decisions(
+    options: Options, registry: kopf.OperatorRegistry, controller: Controller
+) -> _Decisions | None:
+    """The decision service when its HTTP endpoint or the gRPC server is served (the endpoint registered
+    here); None when neither is."""
+    serving = options.serving
+    if not serving.decision_port and not serving.grpc_port:
+        return None
+    # One cache: the controller lists and watches Policies and Environments once and feeds the decision
+    # service (HTTP and gRPC alike), which compiles through the controller's policy compiler.
+    service = decision_service.DecisionService(settings=controller.settings, compiler=controller.programs)
+    controller.feeds.append(service)
+    # Budgets: a call the policies allow is checked against the covering Budgets in the same cache and
+    # its cost reserved in their status (joch.controllers.reservations).
+    budgets = BudgetGate(controller, ttl_seconds=options.controller.budget_reservation_ttl)
+    # Who may ask: each caller's token checked by a TokenReview through the controller's kube client
+    # (joch.decision_service.callers), and against decision_callers when that is set; one gate (one
+    # cache of verdicts) for both faces.
+    allowed = controller.settings.decision_callers
+    gate = callers.CallerGate(allowed or None, callers.token_reviewer(controller.kube))
+    if serving.decision_port:
+        decision_service.register(
+            registry,
+            host=serving.decision_host,
+            port=serving.decision_port,
+            service=service,
+            watch=False,
+            budgets=budgets,
+            callers=gate if allowed else None,  # HTTP authenticates only with decision_callers; gRPC always
+        )
+    return _Decisions(service, budgets, gate)
+
+
+async def _start_grpc(
+    serving: Serving, controller: Controller, decisions: _Decisions, tls: TLS | None
+) -> GrpcServer:
+    """The gRPC server over the decision service, listening where the /v1 API does; raises
+    kopf.PermanentError naming --grpc-port when it cannot listen."""
+    settings = dataclasses.replace(serving.grpc, host=serving.webhook_host, port=serving.grpc_port)
+    credentials = _grpc_credentials(tls)
+    if credentials is None and settings.host != LOOPBACK:
+        logger.warning(
+            "gRPC: no serving certificate (webhooks off): serving plaintext on %s:%d; bearer tokens cross "
+            "the network unencrypted",
+            settings.host,
+            settings.port,
+        )
+    server = GrpcServer(
+        decisions.service,
+        settings,
+        gate=decisions.gate,
+        api_callers=apiserver.Callers(controller.kube.configuration),
+        budgets=decisions.budgets,
+        credentials=credentials,
+    )
+    try:
+        await server.start()
+    except OSError as exc:
+        raise kopf.PermanentError(f"gRPC server (--grpc-port={settings.port}): {exc}") from exc
+    return server
+
+
+def _grpc_credentials(tls: TLS | None) -> grpc.ServerCredentials | None:
+    """TLS with the webhooks' serving certificate (loaded by ``tls.sync()``), following its rotations:
+    before each new connection's handshake gRPC asks for the certificate, and gets the one ``tls`` loaded
+    last when it changed. None without a certificate (plaintext: loopback outside a cluster)."""
+    if tls is None or tls.key_pair is None:
+        return None
+    source = tls
+    current = tls.key_pair
+
+    def fetch() -> grpc.ServerCertificateConfiguration | None:
+        nonlocal current
+        pair = source.key_pair
+        if pair is None or pair is current:
+            return None  # unchanged
+        current = pair
+        return grpc.ssl_server_certificate_configuration([pair])
+
+    # grpc's stubs type the fetcher as always returning a configuration; None (no change) is documented.
+    fetcher = cast("Callable[[], grpc.ServerCertificateConfiguration]", fetch)
+    return grpc.dynamic_ssl_server_credentials(grpc.ssl_server_certificate_configuration([current]), fetcher)
+
+
 def _webhook_tls(serving: Serving, controller: Controller) -> TLS | None:
     if serving.webhook_tls_dir:
         return webhook_tls.DirectoryTLS(serving.webhook_tls_dir)
@@ -238,12 +320,22 @@ def _webhook_tls(serving: Serving, controller: Controller) -> TLS | None:
             secret_name=name,
             config=webhook_tls.ServingConfig.for_service(
                 serving.webhook_service,
-                also=(serving.api_service,) if serving.api_service and serving.api_port else (),
+                also=_also_served(serving),
                 validity=validity,
             ),
             configuration=serving.webhook_configuration,
         )
     return None
+
+
+def _also_served(serving: Serving) -> tuple[str, ...]:
+    """The Services of the servers that use the webhooks' certificate too (its names go on it)."""
+    also = []
+    if serving.api_service and serving.api_port:
+        also.append(serving.api_service)
+    if serving.grpc_service and serving.grpc_port:
+        also.append(serving.grpc_service)
+    return tuple(also)
 
 
 def _configure_webhooks(

@@ -7,7 +7,11 @@ Cases:
   contacting any API server, with a message naming the address, the flag and the reason;
 - a default port that is taken: in local mode replaced by a free port (and printed); in a Pod an error;
 - two listeners on one explicit port share it (metrics and health as one server);
-- --api-service (the API Service's names on the serving certificate) is SVC.NS.svc.
+- --api-service (the API Service's names on the serving certificate) is SVC.NS.svc;
+- the gRPC server (--grpc-port, default 9090) listens where the API does; its flags (--grpc-*,
+  --ext-authz-*) parse into GrpcSettings, bad values stop the operator with a message naming the flag;
+  --grpc-service names go on the operator-issued certificate when it is served; the TLS credentials
+  follow the certificate's rotations.
 """
 
 from __future__ import annotations
@@ -50,26 +54,35 @@ def test_local_mode_listens_on_loopback_and_a_pod_on_every_address() -> None:
         ("metrics", "127.0.0.1", 8080),
         ("health", "127.0.0.1", 8081),
         ("api", "127.0.0.1", 8090),
+        ("grpc", "127.0.0.1", 9090),
     }
     assert not any(x.explicit for x in local.listeners())
 
     pod = operator_cli.options_from(
-        parse("--webhook-tls-dir", "/tls", "--metrics-port", "9090"),
+        parse("--webhook-tls-dir", "/tls", "--metrics-port", "9091"),
         environ={"KUBERNETES_SERVICE_HOST": "10.0.0.1", "POD_NAMESPACE": "joch"},
     ).serving
     assert pod.local is False
     assert {(x.name, x.host, x.port, x.explicit) for x in pod.listeners()} == {
         ("webhooks", "0.0.0.0", 9443, False),
         ("decisions", "0.0.0.0", 8082, False),
-        ("metrics", "0.0.0.0", 9090, True),
+        ("metrics", "0.0.0.0", 9091, True),
         ("health", "0.0.0.0", 8081, False),
         ("api", "0.0.0.0", 8090, False),  # HTTPS with the webhooks' certificate
+        ("grpc", "0.0.0.0", 9090, False),  # TLS with the webhooks' certificate
     }
     chosen = operator_cli.options_from(parse("--decision-host", "192.0.2.1"), environ={}).serving
     assert chosen.decision_host == "192.0.2.1"
     assert chosen.listen_host == "127.0.0.1"
     disabled = operator_cli.options_from(
-        parse("--no-webhooks", "--decision-port=0", "--metrics-port=0", "--health-port=0", "--api-port=0"),
+        parse(
+            "--no-webhooks",
+            "--decision-port=0",
+            "--metrics-port=0",
+            "--health-port=0",
+            "--api-port=0",
+            "--grpc-port=0",
+        ),
         environ={},
     ).serving
     assert disabled.listeners() == []
@@ -146,7 +159,9 @@ def test_the_chosen_ports_are_printed_and_used(
         raise errors.KubeError("no cluster in this test")
 
     monkeypatch.setattr(root, "build", build)
-    code = operator_cli.main(["--no-webhooks", "--decision-port=0", "--health-port=0", "--api-port=0"])
+    code = operator_cli.main(
+        ["--no-webhooks", "--decision-port=0", "--health-port=0", "--api-port=0", "--grpc-port=0"]
+    )
     assert code == 1
     [options] = built
     serving = options.serving
@@ -175,6 +190,6 @@ def test_the_operator_issued_certificate_names_the_api_service_when_it_is_served
 def test_services_none_runs_the_cache_and_servers_without_a_service() -> None:
     options = operator_cli.options_from(parse("--services", "none", "--no-webhooks"), environ={})
     assert options.controller.services == ("none",)
-    assert [x.name for x in options.serving.listeners()] == ["decisions", "metrics", "health", "api"]
+    assert [x.name for x in options.serving.listeners()] == ["decisions", "metrics", "health", "api", "grpc"]
     with pytest.raises(SystemExit):
         parse("--services", "none,compile")  # none means none: not mixed with names
