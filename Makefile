@@ -84,6 +84,7 @@ bench: venv tools ## Benchmarks: each figure next to a baseline measured in the 
 	$(PY) benchmarks/execution_bench.py
 	$(PY) benchmarks/approval_bench.py
 	$(PY) benchmarks/api_bench.py
+	$(PY) benchmarks/grpc_bench.py
 	$(PY) benchmarks/budget_bench.py
 
 ##@ Local control plane
