@@ -75,6 +75,21 @@ app.kubernetes.io/part-of: joch
 {{- if and .Values.api.enabled .Values.webhook.enabled }}true{{ end }}
 {{- end }}
 
+{{- define "joch.grpcServiceName" -}}
+{{- printf "%s-grpc" (include "joch.fullname" .) | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Whether gRPC is served: grpc.enabled, and the webhooks' certificate to serve it with. */}}
+{{- define "joch.grpcServed" -}}
+{{- if and .Values.grpc.enabled .Values.webhook.enabled }}true{{ end }}
+{{- end }}
+
+{{/* Whether the operator reviews callers' tokens (TokenReview, cluster-scoped): gRPC always does, the
+decision endpoint with decisions.callers. */}}
+{{- define "joch.tokenReviews" -}}
+{{- if or (include "joch.grpcServed" .) (and .Values.decisions.enabled .Values.decisions.callers) }}true{{ end }}
+{{- end }}
+
 {{- define "joch.metricsServiceName" -}}
 {{- printf "%s-metrics" (include "joch.fullname" .) | trunc 63 | trimSuffix "-" }}
 {{- end }}
@@ -110,13 +125,16 @@ app.kubernetes.io/part-of: joch
 {{- end }}
 {{- end }}
 
-{{/* The DNS names of the webhook Service, then of the API Service when it is served (the serving
-certificate's SANs). */}}
+{{/* The DNS names of the webhook Service, then of the API and gRPC Services when they are served (the
+serving certificate's SANs). */}}
 {{- define "joch.webhookDNSNames" -}}
 {{- $ns := .Release.Namespace }}
 {{- $services := list (include "joch.webhookServiceName" .) }}
 {{- if include "joch.apiServed" . }}
 {{- $services = append $services (include "joch.apiServiceName" .) }}
+{{- end }}
+{{- if include "joch.grpcServed" . }}
+{{- $services = append $services (include "joch.grpcServiceName" .) }}
 {{- end }}
 {{- range $svc := $services }}
 - {{ $svc }}

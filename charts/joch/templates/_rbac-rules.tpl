@@ -181,8 +181,8 @@
 - apiGroups: ["ops.joch.dev"]
   resources: ["environments/status", "teams/status"]
   verbs: ["get", "patch", "update"]
-{{- if and .Values.decisions.enabled .Values.decisions.callers }}
-# decisions: who calls POST /v1/policy/evaluate: TokenReviews of the callers' bearer tokens (only with decisions.callers; in namespace scope through a ClusterRole of this rule alone)
+{{- if include "joch.tokenReviews" . }}
+# decisions: who calls gRPC (always) and POST /v1/policy/evaluate (with decisions.callers): TokenReviews of the callers' bearer tokens (in namespace scope through a ClusterRole of this rule alone)
 - apiGroups: ["authentication.k8s.io"]
   resources: ["tokenreviews"]
   verbs: ["create"]
@@ -267,8 +267,8 @@
 {{- end }}
 
 {{- define "joch.rbac.tokenReviewRules" }}
-{{- if and .Values.decisions.enabled .Values.decisions.callers }}
-# decisions: who calls POST /v1/policy/evaluate: TokenReviews of the callers' bearer tokens (only with decisions.callers; in namespace scope through a ClusterRole of this rule alone)
+{{- if include "joch.tokenReviews" . }}
+# decisions: who calls gRPC (always) and POST /v1/policy/evaluate (with decisions.callers): TokenReviews of the callers' bearer tokens (in namespace scope through a ClusterRole of this rule alone)
 - apiGroups: ["authentication.k8s.io"]
   resources: ["tokenreviews"]
   verbs: ["create"]

@@ -239,6 +239,25 @@ class Api(_Model):
     service: ApiService = _field(ApiService, "The API Service.")
 
 
+class GrpcService(_Model):
+    port: int = _field(9090, "Port of the gRPC Service.", ge=1, le=65535)
+
+
+class Grpc(_Model):
+    enabled: bool = _field(
+        True,
+        "Serve gRPC (docs/grpc.md: joch.v1.PolicyService and ResourceService, Envoy's ext_authz, health, "
+        "reflection) over TLS with the webhooks' serving certificate (which then also names the gRPC "
+        "Service), and expose it in the Service <fullname>-grpc (appProtocol grpc). Every decision and "
+        "ext_authz call needs a bearer token the API server authenticates (and, with decisions.callers, "
+        "one of those users), so the operator holds create on tokenreviews: cluster-scoped, in namespace "
+        "scope a ClusterRole of that rule alone. Needs webhook.enabled (without the webhooks there is no "
+        "certificate, and gRPC is not served).",
+    )
+    port: int = _field(9090, "Container port of the gRPC server (passed as --grpc-port).", ge=1, le=65535)
+    service: GrpcService = _field(GrpcService, "The gRPC Service.")
+
+
 class GovernanceAudit(_Model):
     log: str = _field(
         "",
@@ -295,6 +314,7 @@ class Values(_Model):
         Decisions, "The policy decision endpoint used by the data plane's gateways."
     )
     api: Api = _field(Api, "The /v1 API (joch.apiserver): every call runs as the caller's own token.")
+    grpc: Grpc = _field(Grpc, "The gRPC server (joch.grpc): decisions, ext_authz and resource reads.")
     audit: GovernanceAudit = _field(GovernanceAudit, "The operator's governance audit log.")
     pod_disruption_budget: PodDisruptionBudget = _field(PodDisruptionBudget, "PodDisruptionBudget.")
     resources: AnyObject = _field(

@@ -13,8 +13,8 @@ Where a grant applies::
                  shared namespaces (decision D2, docs/decisions.md) that are not managed
     cluster      cluster-scoped resources (Namespaces, FrameworkAdapter, Environment, Team, webhook
                  configurations): only with rbac.scope=cluster (a namespace-scoped install holds no
-                 ClusterRole; see rbac.clusterReader for the read-only exception, and
-                 decisions.callers for the TokenReview one)
+                 ClusterRole; see rbac.clusterReader for the read-only exception, and grpc.enabled
+                 or decisions.callers for the TokenReview one)
     release      the operator's own namespace (its Lease, its webhook serving Secret): always a Role
 
 The operator holds no permission on core Secrets except ``get``/``update``/``patch`` of its own webhook
@@ -127,7 +127,8 @@ def _catalog_grants() -> list[Grant]:
 _TEAM_ROLES: Final = typing.get_args(TeamRole)
 
 _WEBHOOK_TLS: Final = '(include "joch.webhookTLSMode" .) | eq "operator"'
-_DECISION_CALLERS: Final = "and .Values.decisions.enabled .Values.decisions.callers"
+_CALLER_REVIEWS: Final = 'include "joch.tokenReviews" .'
+"""gRPC served (it always authenticates), or the decision endpoint with decisions.callers."""
 
 GRANTS: Final[tuple[Grant, ...]] = (
     *_catalog_grants(),
@@ -230,13 +231,13 @@ GRANTS: Final[tuple[Grant, ...]] = (
     ),
     Grant(
         "decisions",
-        "who calls POST /v1/policy/evaluate: TokenReviews of the callers' bearer tokens (only with "
-        "decisions.callers; in namespace scope through a ClusterRole of this rule alone)",
+        "who calls gRPC (always) and POST /v1/policy/evaluate (with decisions.callers): TokenReviews of the "
+        "callers' bearer tokens (in namespace scope through a ClusterRole of this rule alone)",
         "authentication.k8s.io",
         ("tokenreviews",),
         ("create",),
         "cluster",
-        when=_DECISION_CALLERS,
+        when=_CALLER_REVIEWS,
     ),
     Grant(
         "budgets",
@@ -473,7 +474,7 @@ def render_chart_helpers(grants: Sequence[Grant] = GRANTS) -> str:
       (rbac.clusterReader in namespace scope);
     - ``joch.rbac.releaseRules``: the ``release`` grants (the operator's own namespace);
     - ``joch.rbac.tokenReviewRules``: the ``cluster`` grants of the decision service (TokenReview; its
-      own ClusterRole in namespace scope, when decisions.callers is set).
+      own ClusterRole in namespace scope, when gRPC is served or decisions.callers is set).
     """
     out = [_TPL_HEADER]
     out += _define("joch.rbac.namespacedRules", (g for g in grants if g.where == "namespaces"))

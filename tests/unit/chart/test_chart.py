@@ -6,9 +6,11 @@ the generated chart files being current.
 | lint            | helm lint --strict: defaults, namespace scope, cert-manager                      |
 | Deployment      | restricted Pod Security, probes on the health port, /tmp emptyDir, image, args     |
 | HA              | 2 replicas + leader election + PDB; 1 replica: no PDB                            |
-| RBAC            | cluster: one ClusterRole = the grant table; namespace: Roles only                 |
+| RBAC            | cluster: one ClusterRole = the grant table; namespace: Roles (+ the TokenReview one)|
 | decisions       | decisions.callers: --decision-callers, TokenReview grant (both scopes)             |
 | API             | api.*: --api-port, container port, Service, certificate names; off                 |
+| gRPC            | grpc.*: --grpc-port, container port, Service (appProtocol grpc), certificate names, |
+|                 | TokenReview grant (both scopes); off                                              |
 | webhooks        | every webhook of joch.manifests.webhooks, TLS wiring per mode, selectors          |
 | values          | unknown keys, namespace scope without namespaces, operator TLS in namespace scope |
 | generated files | chart.render() == the files on disk; crds/ copies; values.yaml == the model       |
@@ -168,6 +170,8 @@ def test_single_replica_has_no_pdb() -> None:
 
 # --- RBAC ---------------------------------------------------------------------------------------------
 
+NO_GRPC = {"grpc": {"enabled": False}}
+
 NAMES = {
     "joch.leaseName": "joch-leader",
     "joch.webhookSecretName": "joch-webhook-tls",
@@ -199,18 +203,20 @@ def test_decision_callers_pass_the_flag_and_grant_token_reviews() -> None:
     binding = helm.one(namespaced, "ClusterRoleBinding")
     assert binding["roleRef"]["name"] == reviewer["metadata"]["name"]
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "joch", "namespace": "joch-operator"}]
-    off = helm.template({**NAMESPACED, "decisions": {"enabled": False, "callers": [CALLER]}})
+    off = helm.template({**NAMESPACED, **NO_GRPC, "decisions": {"enabled": False, "callers": [CALLER]}})
     assert not helm.find(off, "ClusterRole")
     assert not any(a.startswith("--decision-") for a in _container(off)["args"])
 
 
 def test_cluster_scope_renders_the_grant_table() -> None:
-    """Every grant (decisions.callers set: the TokenReview grant is rendered only then)."""
-    role = _operator_cluster_role(helm.template({"decisions": {"callers": [CALLER]}}))
-    assert role["rules"] == rbac.rules(where=("namespaces", "cluster"), names=NAMES)
-    docs = helm.template()
-    without = [r for r in rbac.rules(where=("namespaces", "cluster"), names=NAMES) if r != TOKEN_REVIEW]
-    assert _operator_cluster_role(docs)["rules"] == without
+    """Every grant (the TokenReview grant only with gRPC served or decisions.callers set)."""
+    everything = rbac.rules(where=("namespaces", "cluster"), names=NAMES)
+    docs = helm.template()  # gRPC is served by default
+    assert _operator_cluster_role(docs)["rules"] == everything
+    role = _operator_cluster_role(helm.template({**NO_GRPC, "decisions": {"callers": [CALLER]}}))
+    assert role["rules"] == everything
+    without = [r for r in everything if r != TOKEN_REVIEW]
+    assert _operator_cluster_role(helm.template(NO_GRPC))["rules"] == without
     binding = helm.one(docs, "ClusterRoleBinding")
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "joch", "namespace": "joch-operator"}]
     assert helm.one(docs, "Role", "joch-self")["rules"] == rbac.rules(where=("release",), names=NAMES)
@@ -235,13 +241,17 @@ def test_the_team_roles_are_rendered_once_with_the_chart_labels() -> None:
         assert labels["joch.dev/role"] == expected[name]["metadata"]["labels"]["joch.dev/role"]
     off = helm.template({"rbac": {"teamRoles": False}})
     assert [d["metadata"]["name"] for d in helm.find(off, "ClusterRole")] == [operator_role]
-    assert not helm.find(helm.template(NAMESPACED), "ClusterRole")
+    assert not helm.find(helm.template({**NAMESPACED, **NO_GRPC}), "ClusterRole")
 
 
 def test_namespace_scope_renders_roles_only() -> None:
-    docs = helm.template(NAMESPACED)
+    """Roles only (without gRPC; with it, also the ClusterRole of the TokenReview rule alone)."""
+    docs = helm.template({**NAMESPACED, **NO_GRPC})
     assert not helm.find(docs, "ClusterRole")
     assert not helm.find(docs, "ClusterRoleBinding")
+    with_grpc = helm.template(NAMESPACED)
+    assert [r["rules"] for r in helm.find(with_grpc, "ClusterRole")] == [[TOKEN_REVIEW]]
+    assert helm.find(with_grpc, "Role") == helm.find(docs, "Role")
     roles = {(d["metadata"]["namespace"], d["metadata"]["name"]): d for d in helm.find(docs, "Role")}
     assert set(roles) == {
         ("team-a", "joch"),
@@ -259,7 +269,7 @@ def test_namespace_scope_renders_roles_only() -> None:
 
 
 def test_namespace_scope_cluster_reader_is_read_only() -> None:
-    docs = helm.template({**NAMESPACED, "rbac": {**NAMESPACED["rbac"], "clusterReader": True}})
+    docs = helm.template({**NAMESPACED, **NO_GRPC, "rbac": {**NAMESPACED["rbac"], "clusterReader": True}})
     reader = helm.one(docs, "ClusterRole")
     assert reader["metadata"]["name"].endswith("-reader")
     assert all(set(r["verbs"]) <= set(rbac.READ_VERBS) for r in reader["rules"])
@@ -438,6 +448,75 @@ def test_the_api_can_be_turned_off(values: dict[str, Any]) -> None:
     namespaced = helm.template({**NAMESPACED, **values})
     if helm.find(namespaced, "Secret"):
         assert not any(name.startswith("joch-api") for name in _dns_names(namespaced))
+
+
+def test_grpc_is_served_in_a_service_with_the_webhook_certificate() -> None:
+    """grpc.enabled (default): --grpc-port, the container port grpc, the Service <fullname>-grpc 9090 ->
+    grpc with appProtocol grpc, the gRPC Service's names on the serving certificate in every TLS mode."""
+    docs = helm.template()
+    container = _container(docs)
+    assert "--grpc-port=9090" in container["args"]
+    assert "--grpc-service=joch-grpc.joch-operator.svc" in container["args"]  # operator TLS: on its cert
+    assert {"name": "grpc", "containerPort": 9090, "protocol": "TCP"} in container["ports"]
+    service = helm.one(docs, "Service", "joch-grpc")
+    assert service["spec"]["ports"] == [
+        {"name": "grpc", "port": 9090, "targetPort": "grpc", "protocol": "TCP", "appProtocol": "grpc"}
+    ]
+    assert service["spec"]["selector"] == helm.one(docs, "Service", "joch-webhook")["spec"]["selector"]
+    assert service["metadata"]["labels"]["app.kubernetes.io/component"] == "grpc"
+
+    custom = helm.template({"grpc": {"port": 9555, "service": {"port": 443}}})
+    assert "--grpc-port=9555" in _container(custom)["args"]
+    assert {"name": "grpc", "containerPort": 9555, "protocol": "TCP"} in _container(custom)["ports"]
+    assert helm.one(custom, "Service", "joch-grpc")["spec"]["ports"][0]["port"] == 443
+
+    helm_mode = helm.template(NAMESPACED)
+    assert "joch-grpc.joch-operator.svc" in _dns_names(helm_mode)
+    assert "joch-api.joch-operator.svc" in _dns_names(helm_mode)
+    assert not any(a.startswith("--grpc-service") for a in _container(helm_mode)["args"])  # mounted cert
+    annotation = helm.one(helm_mode, "Secret")["metadata"]["annotations"]["joch.dev/dns-names"]
+    assert "joch-grpc.joch-operator.svc" in annotation.split(",")
+    cert_manager = helm.template({"webhook": {"tls": {"mode": "certManager"}}})
+    assert (
+        "joch-grpc.joch-operator.svc.cluster.local"
+        in helm.one(cert_manager, "Certificate", "joch-webhook")["spec"]["dnsNames"]
+    )
+
+
+def test_grpc_reviews_its_callers_tokens_in_both_scopes() -> None:
+    """gRPC always authenticates (TokenReview, cluster-scoped): cluster scope, the rule in the operator's
+    ClusterRole; namespace scope, the ClusterRole of that rule alone, bound to the operator."""
+    assert TOKEN_REVIEW in _operator_cluster_role(helm.template())["rules"]
+    namespaced = helm.template(NAMESPACED)
+    reviewer = helm.one(namespaced, "ClusterRole")
+    assert reviewer["metadata"]["name"] == "joch-joch-operator-token-reviewer"
+    assert reviewer["rules"] == [TOKEN_REVIEW]
+    binding = helm.one(namespaced, "ClusterRoleBinding")
+    assert binding["roleRef"]["name"] == reviewer["metadata"]["name"]
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "joch", "namespace": "joch-operator"}]
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pytest.param(NO_GRPC, id="grpc off"),
+        pytest.param({"webhook": {"enabled": False}}, id="no cert"),
+    ],
+)
+def test_grpc_can_be_turned_off(values: dict[str, Any]) -> None:
+    """grpc.enabled=false, or no webhooks (no certificate to serve it with): --grpc-port=0, no port, no
+    Service, no TokenReview grant (without decisions.callers), the certificate without its names."""
+    docs = helm.template(values)
+    container = _container(docs)
+    assert "--grpc-port=0" in container["args"]
+    assert not any(a.startswith("--grpc-service") for a in container["args"])
+    assert all(p["name"] != "grpc" for p in container["ports"])
+    assert all(s["metadata"]["name"] != "joch-grpc" for s in helm.find(docs, "Service"))
+    assert TOKEN_REVIEW not in _operator_cluster_role(docs)["rules"]
+    namespaced = helm.template({**NAMESPACED, **values})
+    assert not helm.find(namespaced, "ClusterRole")
+    if helm.find(namespaced, "Secret"):
+        assert not any(name.startswith("joch-grpc") for name in _dns_names(namespaced))
 
 
 def test_service_monitor_is_optional() -> None:
