@@ -64,7 +64,15 @@ def parse(message_type: type[M], raw: bytes, *, what: str = "the request", allow
             f"{what} is not a {message_type.DESCRIPTOR.full_name} message: {exc}",
             [("(message)", "does not parse as protocol buffers")],
         ) from None
-    unknown = [] if allow_unknown else _unknown(parsed, "", 0)
+    if allow_unknown:
+        return parsed
+    # Fast path (every ordinary message): with its unknown fields dropped, the message re-encodes to
+    # as many bytes as it came in. Only when it does not (unknown fields, or a valid but unusual
+    # encoding such as a repeated field unpacked) is the message walked, to name what is unknown.
+    parsed.DiscardUnknownFields()
+    if parsed.ByteSize() == len(raw):
+        return parsed
+    unknown = _unknown(message_type.FromString(raw), "", 0)
     if unknown:
         raise errors.invalid(
             f"{what} has fields this server does not know: {', '.join(unknown[:5])}",
