@@ -38,7 +38,7 @@ import datetime
 import logging
 import os
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, cast
 
 import grpc
@@ -50,6 +50,7 @@ from joch.controllers.reconciler import Controller
 from joch.controllers.registry import build_registry, kopf_settings
 from joch.controllers.reservations import BudgetGate
 from joch.decision_service import callers
+from joch.grpc import ext_authz
 from joch.grpc.server import GrpcServer
 from joch.kube import client, leader, webhook_tls
 from joch.runtime import ports
@@ -276,6 +277,7 @@ async def _start_grpc(
         gate=decisions.gate,
         api_callers=apiserver.Callers(controller.kube.configuration),
         budgets=decisions.budgets,
+        approvals=_approval_lookup(controller),
         credentials=credentials,
     )
     try:
@@ -283,6 +285,18 @@ async def _start_grpc(
     except OSError as exc:
         raise kopf.PermanentError(f"gRPC server (--grpc-port={settings.port}): {exc}") from exc
     return server
+
+
+def _approval_lookup(controller: Controller) -> ext_authz.Approvals:
+    """ext_authz's reading of an Approval (status included) from the controller's cache, so a retried
+    call goes through once the Approval it named is approved."""
+    store = controller.store
+
+    async def approval(namespace: str, name: str) -> Mapping[str, Any] | None:
+        entry = store.entry("Approval", namespace, name)
+        return entry.document() if entry is not None else None
+
+    return approval
 
 
 def _grpc_credentials(tls: TLS | None) -> grpc.ServerCredentials | None:
