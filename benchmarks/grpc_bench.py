@@ -1,8 +1,9 @@
 """gRPC benchmark: decision latency over gRPC (unary and a bidirectional stream) against HTTP JSON.
 
-Run: ``python benchmarks/grpc_bench.py [--samples 4000] [--rounds 3] [--policies 100]`` (about a
-minute). Each figure is printed next to the HTTP JSON baseline measured in the same run, with the ratio
-figure / baseline (lower is better).
+Run: ``python benchmarks/grpc_bench.py [--samples 2400] [--rounds 3] [--policies 100]`` (under two
+minutes; the first run also builds the compiled client, below, which needs ``go`` and, once, the Go
+module proxy). Each figure is printed next to the HTTP JSON baseline measured in the same run by the
+same kind of client, with the ratio figure / baseline (lower is better).
 
 The servers run in a process of their own (``--serve``, one event loop), so the clients' loop does not
 share a core or the GIL with the server's: one ``DecisionService`` loaded with policy_bench.py's fleet
@@ -21,13 +22,28 @@ headers, the agent and tool in x-joch-* headers, the rest of the context in the 
 earlier filter would set). 256 decision contexts from policy_bench.py (mostly allowed read-only calls,
 some approvals and denies); every way is checked to give the same decisions before it is timed.
 
+The Python clients cost about as much as the server (a bare grpc.aio stream round trip is ~450 us,
+aiohttp's ~590 us on a 2-CPU machine), so the same ways are also timed by a compiled client, as a
+gateway (Envoy, agentgateway, a Go proxy) would send them: benchmarks/loadclient, a Go program (net/http
+with a Transport of its own per client; grpc-go, a ``grpc.NewClient`` connection per client) that sends
+the same 256 contexts, serialized here (JSON bodies, DecideRequests, CheckRequests, written to files of
+length-prefixed records), through a pass-through codec, and reads each answer's decision. It is built
+once per source into ``~/.cache/joch/bench/loadclient-<sha256 of go.mod, go.sum, main.go>``; without
+``go`` on PATH (or if the build fails) its rows are skipped and a line says why. It runs one process
+per measurement, in the same rounds as the Python clients (each of its ways right after the Python
+client's, in the same rotating order), and its samples are pooled the same way.
+
 At 1 and 16 concurrent clients, ``--rounds`` rounds with the ways in a rotating order (so all see the
 same machine load), ``--samples`` timed requests per way and client count in all (after a warm-up):
-p50 and p99 of each way against HTTP JSON's. Also printed, p50 only: the floors of the three stacks
-with the same clients (an aiohttp handler and grpc.aio Decide / DecideStream handlers answering a
-constant Decision, no token check, no decision), to tell the stack's cost from joch's. Targets:
-DecideStream p50 <= 0.5x HTTP JSON (at each client count), and ext_authz Check p99 at 16 clients
-(printed against HTTP JSON's and unary Decide's). The exit code is 0 whether or not a target is met.
+p50 and p99 of each way against HTTP JSON's, in two tables: "Python clients" (aiohttp, grpc.aio) and
+"compiled client (Go)". Rows, per client count: HTTP JSON (``POST /v1/policy/evaluate``, the baseline),
+gRPC unary (``Decide``), gRPC stream (``DecideStream``, one per client, one request in flight); then,
+p50 only, the floors of the three server stacks with the same clients (an aiohttp handler and grpc.aio
+Decide / DecideStream handlers answering a constant Decision, no token check, no decision), to tell the
+stack's cost from joch's; then ext_authz ``Check`` at 16 clients, p50 and p99 against HTTP JSON's and
+p99 against unary Decide's. Targets: DecideStream p50 <= 0.5x HTTP JSON at each client count, judged
+for each client kind ("target met" / "target missed"), and ext_authz Check p99 at 16 clients. The exit
+code is 0 whether or not a target is met.
 """
 
 from __future__ import annotations
@@ -37,10 +53,14 @@ import asyncio
 import contextlib
 import copy
 import gc
+import hashlib
 import json
+import os
 import pathlib
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -63,7 +83,7 @@ TOKEN = "bench-gateway-token"
 USER = "system:serviceaccount:bench:gateway"
 AUTH = (("authorization", f"Bearer {TOKEN}"),)
 CLIENTS = (1, 16)
-WARMUP = 100
+WARMUP = 50  # untimed calls per client first (each connection set up, caches warm)
 TARGET_STREAM_P50 = 0.5
 EFFECTS = {
     decision_pb2.EFFECT_ALLOW: "allow",
@@ -72,6 +92,8 @@ EFFECTS = {
 }
 WAYS = ("HTTP JSON", "gRPC unary", "gRPC stream", "ext_authz Check")
 FLOORS = ("HTTP floor", "gRPC unary floor", "gRPC stream floor")
+GO = "Go "  # the compiled client's ways: "Go " + a way or floor above
+LOADCLIENT = pathlib.Path(__file__).resolve().parent / "loadclient"
 
 
 def policy_body(namespace: str, name: str, spec: dict[str, Any]) -> dict[str, Any]:
@@ -304,6 +326,72 @@ async def check_client(port: int, checks: list[external_auth_pb2.CheckRequest]):
         yield call
 
 
+# --- the compiled client (benchmarks/loadclient, Go) -----------------------------------------------------
+
+
+def build_loadclient() -> tuple[pathlib.Path | None, str]:
+    """The compiled client, built once per source (go.mod, go.sum, main.go), or None and why not."""
+    go = shutil.which("go")
+    if go is None:
+        return None, "go is not on PATH"
+    digest = hashlib.sha256()
+    for name in ("go.mod", "go.sum", "main.go"):
+        digest.update((LOADCLIENT / name).read_bytes())
+    binary = pathlib.Path.home() / ".cache" / "joch" / "bench" / f"loadclient-{digest.hexdigest()[:12]}"
+    if binary.exists():
+        return binary, f"{binary} (cached)"
+    binary.parent.mkdir(parents=True, exist_ok=True)
+    partial = binary.with_name(f"{binary.name}.{os.getpid()}")
+    built = subprocess.run(
+        [go, "build", "-trimpath", "-buildvcs=false", "-o", str(partial), "."],
+        cwd=LOADCLIENT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if built.returncode != 0:
+        partial.unlink(missing_ok=True)
+        lines = (built.stderr or built.stdout).strip().splitlines() or ["no output"]
+        return None, f"go build failed ({built.returncode}): {lines[-1]}"
+    partial.replace(binary)
+    return binary, f"{binary} (built)"
+
+
+def write_records(path: pathlib.Path, records: list[bytes]) -> pathlib.Path:
+    """loadclient's -input: each record as a 4-byte big-endian length and the bytes."""
+    path.write_bytes(b"".join(len(r).to_bytes(4, "big") + r for r in records))
+    return path
+
+
+class GoClient:
+    """Runs the compiled client: one process per measurement, its own connections, its own timer."""
+
+    def __init__(self, binary: pathlib.Path, workdir: pathlib.Path) -> None:
+        self.binary, self.raw = binary, workdir / "samples.bin"
+
+    def run(self, mode: str, target: str, records: pathlib.Path, *extra: str) -> dict[str, Any]:
+        command = [str(self.binary), "-mode", mode, "-target", target, "-input", str(records)]
+        command += ["-token", TOKEN, *extra]
+        done = subprocess.run(command, capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise SystemExit(f"loadclient {mode} failed ({done.returncode}): {done.stderr.strip()}")
+        result: dict[str, Any] = json.loads(done.stdout.splitlines()[-1])
+        assert result.get("errors", 0) == 0, result
+        return result
+
+    def answers(self, mode: str, target: str, records: pathlib.Path) -> list[str]:
+        return list(self.run(mode, target, records, "-verify")["answers"])
+
+    async def timed(
+        self, mode: str, target: str, records: pathlib.Path, clients: int, samples: int
+    ) -> list[int]:
+        """``samples`` timed requests in all from ``clients`` clients (after WARMUP each), in ns."""
+        extra = ("-clients", str(clients), "-samples", str(samples), "-warmup", str(WARMUP))
+        await asyncio.to_thread(self.run, mode, target, records, *extra, "-raw", str(self.raw))
+        data = self.raw.read_bytes()
+        return [int.from_bytes(data[i : i + 8], "big") for i in range(0, len(data), 8)]
+
+
 async def run_clients(make: Callable[[], Client], clients: int, per_client: int) -> list[int]:
     """``clients`` clients, each ``WARMUP`` untimed calls then ``per_client`` timed ones, one at a time."""
     timer = time.perf_counter_ns
@@ -341,7 +429,15 @@ def row(label: str, value: float, baseline: float | None, unit: str = "us") -> s
     return f"  {label:<44} {value:9.1f} {unit}   {base:<24} {ratio}"
 
 
-async def bench(ports: dict[str, int], samples: int, rounds: int, policies: int) -> None:
+async def bench(
+    ports: dict[str, int],
+    samples: int,
+    rounds: int,
+    policies: int,
+    *,
+    go: GoClient | None,
+    workdir: pathlib.Path,
+) -> None:
     contexts = make_contexts(policies)
     bodies = [json.dumps({"context": c}).encode() for c in contexts]
     messages = [
@@ -361,6 +457,21 @@ async def bench(ports: dict[str, int], samples: int, rounds: int, policies: int)
         "gRPC unary floor": lambda: unary_client(ports["grpc_floor"], messages),
         "gRPC stream floor": lambda: stream_client(ports["grpc_floor"], messages),
     }
+    # The compiled client's ways: its mode, target and input (the same bodies and messages, serialized).
+    http_in = write_records(workdir / "http.bin", bodies)
+    decide_in = write_records(workdir / "decide.bin", [m.SerializeToString() for m in messages])
+    check_in = write_records(workdir / "check.bin", [c.SerializeToString() for c in checks])
+    grpc_at, floor_at = f"127.0.0.1:{ports['grpc']}", f"127.0.0.1:{ports['grpc_floor']}"
+    floor_url = f"http://127.0.0.1:{ports['http_floor']}{endpoint.EVALUATE_PATH}"
+    go_ways: dict[str, tuple[str, str, pathlib.Path]] = {
+        GO + "HTTP JSON": ("http", url, http_in),
+        GO + "gRPC unary": ("unary", grpc_at, decide_in),
+        GO + "gRPC stream": ("stream", grpc_at, decide_in),
+        GO + "ext_authz Check": ("check", grpc_at, check_in),
+        GO + "HTTP floor": ("http", floor_url, http_in),
+        GO + "gRPC unary floor": ("unary", floor_at, decide_in),
+        GO + "gRPC stream floor": ("stream", floor_at, decide_in),
+    }
 
     # The same decisions every way (ext_authz: allow or deny, approvals are a deny there).
     effects: dict[str, list[str]] = {}
@@ -378,59 +489,90 @@ async def bench(ports: dict[str, int], samples: int, rounds: int, policies: int)
     print(
         f"  ext_authz answers {checked}; {mismatched} differ from HTTP's decision (payload: method/path/host)"
     )
+    if go is not None:
+        for way in WAYS:
+            mode, target, records = go_ways[GO + way]
+            expected = answered if way == "ext_authz Check" else http
+            assert go.answers(mode, target, records) == expected, f"the Go client's {way} disagrees"
+        print("  the compiled client (Go) gets the same answers, every way")
 
     timings: dict[tuple[str, int], list[int]] = {}
+    # Each Python way next to the compiled client's, the order rotated by a share of it each round.
+    ways = WAYS + FLOORS
+    if go is not None:
+        ways = tuple(w for way in ways for w in (way, GO + way))
     for r in range(rounds):
         for clients in CLIENTS:
-            ways = WAYS + FLOORS
-            order = ways[r % len(ways) :] + ways[: r % len(ways)]
+            shift = r * len(ways) // rounds
+            order = ways[shift:] + ways[:shift]
             for way in order:
-                if way == "ext_authz Check" and clients != 16:
+                if way.endswith("ext_authz Check") and clients != 16:
                     continue
                 per_client = max(1, samples // rounds // clients)
                 gc.collect()
-                got = await run_clients(makers[way], clients, per_client)
+                if way in go_ways:
+                    assert go is not None
+                    got = await go.timed(*go_ways[way], clients, per_client * clients)
+                else:
+                    got = await run_clients(makers[way], clients, per_client)
                 timings.setdefault((way, clients), []).extend(got)
+
+    print("\nPython clients (aiohttp, grpc.aio)")
+    verdicts = {"Python clients": report(timings, "")}
+    if go is not None:
+        print("\ncompiled client (Go, benchmarks/loadclient: net/http, grpc-go, pre-serialized messages)")
+        verdicts["compiled client (Go)"] = report(timings, GO)
+    print()
+    for kind, met in verdicts.items():
+        print(
+            f"  stream p50 <= {TARGET_STREAM_P50}x HTTP, {kind}: {'target met' if met else 'target missed'}"
+        )
+
+
+def report(timings: dict[tuple[str, int], list[int]], prefix: str) -> bool:
+    """The table of one client kind (``prefix``: its ways' prefix); whether stream p50 <= 0.5x HTTP at
+    each client count."""
+
+    def of(way: str, clients: int) -> list[int]:
+        return timings[(prefix + way, clients)]
 
     verdicts = []
     for clients in CLIENTS:
-        n = len(timings[("HTTP JSON", clients)])
+        base = of("HTTP JSON", clients)
         print(
-            f"\n{clients} client{'s' if clients > 1 else ''}, {n} timed requests per way (one at a time each)"
+            f"{clients} client{'s' if clients > 1 else ''}, {len(base)} timed requests per way "
+            "(one at a time each)"
         )
-        base = timings[("HTTP JSON", clients)]
         for q, name in ((0.5, "p50"), (0.99, "p99")):
             print(row(f"HTTP JSON POST /v1/policy/evaluate {name}", pct(base, q), None))
             for way in ("gRPC unary", "gRPC stream"):
-                print(row(f"{way} {name}", pct(timings[(way, clients)], q), pct(base, q)))
-        floor = {way: pct(timings[(way, clients)], 0.5) for way in FLOORS}
+                print(row(f"{way} {name}", pct(of(way, clients), q), pct(base, q)))
+        floor = {way: pct(of(way, clients), 0.5) for way in FLOORS}
         print(
             "     floors p50 (same clients, constant answers, no token check): "
             + ", ".join(f"{way} {value:.1f} us" for way, value in floor.items())
         )
-        ratio = pct(timings[("gRPC stream", clients)], 0.5) / pct(base, 0.5)
+        ratio = pct(of("gRPC stream", clients), 0.5) / pct(base, 0.5)
         met = ratio <= TARGET_STREAM_P50
         verdicts.append(met)
         print(
             f"     target stream p50 <= {TARGET_STREAM_P50}x HTTP at {clients}: {ratio:.2f}x, "
             f"{'target met' if met else 'target missed'}"
         )
-    checks_16 = timings[("ext_authz Check", 16)]
-    print(f"\next_authz Check, 16 clients, {len(checks_16)} timed requests")
-    print(row("ext_authz Check p50", pct(checks_16, 0.5), pct(timings[("HTTP JSON", 16)], 0.5)))
-    print(row("ext_authz Check p99", pct(checks_16, 0.99), pct(timings[("HTTP JSON", 16)], 0.99)))
-    unary = pct(timings[("gRPC unary", 16)], 0.99)
+    checks_16 = of("ext_authz Check", 16)
+    print(f"ext_authz Check, 16 clients, {len(checks_16)} timed requests")
+    print(row("ext_authz Check p50", pct(checks_16, 0.5), pct(of("HTTP JSON", 16), 0.5)))
+    print(row("ext_authz Check p99", pct(checks_16, 0.99), pct(of("HTTP JSON", 16), 0.99)))
+    unary = pct(of("gRPC unary", 16), 0.99)
     print(f"     against gRPC unary Decide p99 {unary:.1f} us: {pct(checks_16, 0.99) / unary:.2f}x")
-    print(
-        f"\n  stream p50 <= {TARGET_STREAM_P50}x HTTP: {'target met' if all(verdicts) else 'target missed'}"
-    )
+    return all(verdicts)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--samples", type=int, default=4000, help="timed requests per way and client count")
+    parser.add_argument("--samples", type=int, default=2400, help="timed requests per way and client count")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--policies", type=int, default=100)
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -454,7 +596,16 @@ def main(argv: list[str] | None = None) -> int:
         if not line:
             raise SystemExit(f"the server process exited ({server.wait()})")
         ports = json.loads(line)
-        asyncio.run(bench(ports, args.samples, args.rounds, args.policies))
+        binary, why = build_loadclient()
+        if binary is None:
+            print(f"  compiled-client (Go) rows skipped: {why}")
+        else:
+            print(f"  compiled client: {why}")
+        with tempfile.TemporaryDirectory(prefix="grpc_bench-") as workdir:
+            go = GoClient(binary, pathlib.Path(workdir)) if binary is not None else None
+            asyncio.run(
+                bench(ports, args.samples, args.rounds, args.policies, go=go, workdir=pathlib.Path(workdir))
+            )
     finally:
         server.stdin.close()
         tail = server.stdout.read()
