@@ -37,7 +37,8 @@ ENV PATH=/opt/joch/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     TMPDIR=/tmp
 USER 65532:65532
-# 8080 metrics, 8081 health probes, 8082 policy decisions, 9443 admission webhooks (the chart's defaults).
-EXPOSE 8080 8081 8082 9443
+# 8080 metrics, 8081 health probes, 8082 policy decisions, 8090 the /v1 API, 9090 gRPC, 9443 admission
+# webhooks (the chart's defaults).
+EXPOSE 8080 8081 8082 8090 9090 9443
 ENTRYPOINT ["/opt/joch/bin/joch"]
 CMD ["operator"]

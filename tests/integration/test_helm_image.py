@@ -75,7 +75,8 @@ def test_dockerfile_shape() -> None:
             assert "apk add" not in rest, rest
     exposed = {int(p) for word, rest in final if word == "EXPOSE" for p in rest.split()}
     defaults = chart.Values()
-    assert {defaults.metrics.port, defaults.health.port, defaults.webhook.port} <= exposed
+    served = {defaults.metrics.port, defaults.health.port, defaults.webhook.port}
+    assert served | {defaults.decisions.port, defaults.api.port, defaults.grpc.port} <= exposed
     assert _exec_form("ENTRYPOINT") == ["/opt/joch/bin/joch"]
     assert _exec_form("CMD")[0] == "operator"
     ignore = (helpers.ROOT / ".dockerignore").read_text().splitlines()

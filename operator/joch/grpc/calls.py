@@ -162,21 +162,27 @@ def unary_unary(method: str, behaviour: Unary, *, deadline: float | None) -> grp
     return grpc.unary_unary_rpc_method_handler(handle)
 
 
+async def _relayed(method: str, answers: AsyncIterator[bytes], context: Context) -> AsyncIterator[bytes]:
+    """A streaming method's answers passed on, its end recorded (and an error turned into its status)."""
+    started = time.perf_counter()
+    try:
+        async for answer in answers:
+            yield answer
+    except asyncio.CancelledError:
+        _record(method, started, _code_name(grpc.StatusCode.CANCELLED))
+        raise
+    except Exception as exc:
+        _record(method, started, await _fail(context, method, exc))
+        return
+    _record(method, started, _OK)
+
+
 def unary_stream(method: str, behaviour: ServerStream) -> grpc.RpcMethodHandler[Any, Any]:
     """A server-streaming method answered by ``behaviour``'s messages."""
 
     async def handle(raw: bytes, context: Context) -> AsyncIterator[bytes]:
-        started = time.perf_counter()
-        try:
-            async for answer in behaviour(raw, context):
-                yield answer
-        except asyncio.CancelledError:
-            _record(method, started, _code_name(grpc.StatusCode.CANCELLED))
-            raise
-        except Exception as exc:
-            _record(method, started, await _fail(context, method, exc))
-            return
-        _record(method, started, _OK)
+        async for answer in _relayed(method, behaviour(raw, context), context):
+            yield answer
 
     return grpc.unary_stream_rpc_method_handler(handle)
 
@@ -185,16 +191,7 @@ def stream_stream(method: str, behaviour: BidiStream) -> grpc.RpcMethodHandler[A
     """A bidirectional method: ``behaviour`` reads the client's messages and yields its answers."""
 
     async def handle(requests: AsyncIterator[bytes], context: Context) -> AsyncIterator[bytes]:
-        started = time.perf_counter()
-        try:
-            async for answer in behaviour(requests, context):
-                yield answer
-        except asyncio.CancelledError:
-            _record(method, started, _code_name(grpc.StatusCode.CANCELLED))
-            raise
-        except Exception as exc:
-            _record(method, started, await _fail(context, method, exc))
-            return
-        _record(method, started, _OK)
+        async for answer in _relayed(method, behaviour(requests, context), context):
+            yield answer
 
     return grpc.stream_stream_rpc_method_handler(handle)

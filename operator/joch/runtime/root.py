@@ -290,10 +290,9 @@ async def _start_grpc(
 def _approval_lookup(controller: Controller) -> ext_authz.Approvals:
     """ext_authz's reading of an Approval (status included) from the controller's cache, so a retried
     call goes through once the Approval it named is approved."""
-    store = controller.store
 
     async def approval(namespace: str, name: str) -> Mapping[str, Any] | None:
-        entry = store.entry("Approval", namespace, name)
+        entry = controller.store.entry("Approval", namespace, name)
         return entry.document() if entry is not None else None
 
     return approval
