@@ -142,12 +142,24 @@ def test_stream_answers_in_order_and_survives_bad_messages() -> None:
     run(scenario)
 
 
+def deep(levels: int) -> bytes:
+    """A DecideRequest whose context_json payload nests ``levels`` objects."""
+    nested: dict[str, Any] = {"leaf": "x"}
+    for _ in range(levels):
+        nested = {"n": nested}
+    message = policy_service_pb2.DecideRequest()
+    message.context_json.update({"agent": {"name": "triage", "namespace": "support"}, "payload": nested})
+    return message.SerializeToString()
+
+
 def test_hostile_messages_answer_invalid_argument_and_the_server_keeps_serving() -> None:
     async def scenario(channel: grpc.aio.Channel, server: GrpcServer, reviewed: list[str]) -> None:
         decide = channel.unary_unary("/joch.v1.PolicyService/Decide")
         bad = struct_pb2.Struct()
         bad.update({"agent": {"labels": {"team": 1}}, "tools": []})
         hostile = [
+            deep(80),  # nested deeper than the decision service takes (64)
+            deep(300),  # deeper than protobuf parses (its recursion limit)
             b"\xff\xff\xff",
             b"\x08\x01",  # context as a varint: wrong wire type
             policy_service_pb2.DecideRequest(context=context()).SerializeToString() + b"\xa2\x06\x01x",
