@@ -17,6 +17,7 @@ import dataclasses
 import logging
 import socket
 from collections.abc import Iterable
+from typing import Final
 
 __all__ = ["Listener", "PortError", "reserve"]
 
@@ -51,18 +52,26 @@ def _probe(host: str, port: int) -> int:
         return bound
 
 
+SHAREABLE: Final = frozenset({"metrics", "health"})
+"""The listeners that may share one port: /metrics and the probes are served by one server then."""
+
+
 def reserve(listeners: Iterable[Listener], *, local: bool) -> dict[str, int]:
     """The port each listener will use, by name; raises :class:`PortError` for one that cannot be bound.
 
-    Listeners on the same (host, port) share it (metrics and health may be one server)."""
+    Metrics and health on the same (host, port) share it (one server); any other two listeners asking
+    for one port conflict, as a port another process holds does."""
     chosen: dict[str, int] = {}
-    shared: dict[tuple[str, int], int] = {}
+    shared: dict[tuple[str, int], tuple[int, Listener]] = {}
     for listener in listeners:
         where = (listener.host, listener.port)
-        if listener.port and where in shared:
-            chosen[listener.name] = shared[where]
+        taken = shared.get(where) if listener.port else None
+        if taken is not None and {listener.name, taken[1].name} <= SHAREABLE:
+            chosen[listener.name] = taken[0]
             continue
         try:
+            if taken is not None:
+                raise OSError(f"the {taken[1].name} ({taken[1].flag}) listens there")
             port = _probe(listener.host, listener.port)
         except OSError as exc:
             reason = exc.strerror or str(exc)
@@ -81,5 +90,5 @@ def reserve(listeners: Iterable[Listener], *, local: bool) -> dict[str, int]:
                 port,
             )
         chosen[listener.name] = port
-        shared[where] = port
+        shared[(listener.host, port)] = (port, listener)
     return chosen

@@ -6,7 +6,8 @@ Cases:
 - a port given on the command line that another socket holds: ``joch operator`` exits 1 at once, before
   contacting any API server, with a message naming the address, the flag and the reason;
 - a default port that is taken: in local mode replaced by a free port (and printed); in a Pod an error;
-- two listeners on one explicit port share it (metrics and health as one server);
+- metrics and health on one explicit port share it (one server); any other two listeners on one port
+  conflict: an error naming both flags when the port was given, a free port for a default in local mode;
 - --api-service (the API Service's names on the serving certificate) is SVC.NS.svc;
 - the gRPC server (--grpc-port, default 9090) listens where the API does; its flags (--grpc-*,
   --ext-authz-*) parse into GrpcSettings, bad values stop the operator with a message naming the flag;
@@ -143,6 +144,22 @@ def test_free_ports_are_chosen_and_shared_ports_bound_once() -> None:
     )
     assert chosen["metrics"] == chosen["health"] == port
     assert chosen["decisions"] not in (0, port)
+
+
+def test_two_servers_asking_for_one_port_conflict() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    metrics = ports.Listener("metrics", "--metrics-port", "127.0.0.1", port)
+    with pytest.raises(
+        ports.PortError, match=r"for the grpc \(--grpc-port\): the metrics \(--metrics-port\)"
+    ):
+        ports.reserve([metrics, ports.Listener("grpc", "--grpc-port", "127.0.0.1", port)], local=True)
+    chosen = ports.reserve(
+        [metrics, ports.Listener("grpc", "--grpc-port", "127.0.0.1", port, explicit=False)], local=True
+    )
+    assert chosen["metrics"] == port
+    assert chosen["grpc"] not in (0, port)
 
 
 def test_the_chosen_ports_are_printed_and_used(
