@@ -8,14 +8,14 @@ PERMISSION_DENIED, 404 NOT_FOUND, 410 OUT_OF_RANGE (code Expired), an unreachabl
 kube-apiserver UNAVAILABLE.
 
 - ``Get``: one object; ``json`` is the bytes kube-apiserver sent.
-- ``List``: a page (``limit`` 1..1000, default 500; ``continue_token`` from the previous page); an
+- ``List``: a page (``limit`` 1..1000, default 100, as the REST API's; ``continue_token`` from the previous page); an
   empty namespace lists across the namespaces (RBAC decides which the caller sees).
 - ``Watch``: kube-apiserver's watch relayed event by event (bookmarks asked for), from
   ``resource_version`` when given: a client that reconnects with the last event's version gets every
   later change exactly once, since no listing is mixed in. An ERROR event (before or after the first
   change) ends the call with its status: an expired position is OUT_OF_RANGE, code Expired (List again
   and watch from the list's resource_version). The stream ends after ``timeout_seconds`` (1..3600,
-  default 1800).
+  default 300, as the REST API's).
 
 Bad input is INVALID_ARGUMENT (code InvalidRequest) naming the field (``kind``, ``namespace``,
 ``name``, ``limit``, ``timeout_seconds``); an unknown kind is NOT_FOUND naming ``kind``, as the REST
@@ -42,10 +42,10 @@ from joch.kube import paths
 __all__ = ["DEFAULT_LIMIT", "SERVICE", "WATCH_TIMEOUT", "ResourceService"]
 
 SERVICE: Final = "joch.v1.ResourceService"
-DEFAULT_LIMIT: Final = 500
-"""List's page size when ``limit`` is unset (proto/joch/v1/resource_service.proto)."""
-WATCH_TIMEOUT: Final = 1800
-"""Watch's length in seconds when ``timeout_seconds`` is unset (the proto's default)."""
+DEFAULT_LIMIT: Final = kinds.DEFAULT_LIMIT
+"""List's page size when ``limit`` is unset (as the REST API's; proto/joch/v1/resource_service.proto)."""
+WATCH_TIMEOUT: Final = kinds.WATCH_TIMEOUT
+"""Watch's length in seconds when ``timeout_seconds`` is unset (as the REST watch's; the proto's default)."""
 WATCH_EVENTS: Final = frozenset({"ADDED", "MODIFIED", "DELETED", "BOOKMARK"})
 
 Context = grpc.aio.ServicerContext[Any, Any]
