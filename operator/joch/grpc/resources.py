@@ -8,8 +8,8 @@ PERMISSION_DENIED, 404 NOT_FOUND, 410 OUT_OF_RANGE (code Expired), an unreachabl
 kube-apiserver UNAVAILABLE.
 
 - ``Get``: one object; ``json`` is the bytes kube-apiserver sent.
-- ``List``: a page (``limit`` 1..1000, default 100, as the REST API's; ``continue_token`` from the previous page); an
-  empty namespace lists across the namespaces (RBAC decides which the caller sees).
+- ``List``: a page (``limit`` 1..1000, default 100, as the REST API's; ``continue_token`` from the
+  previous page); an empty namespace lists across the namespaces (RBAC decides which the caller sees).
 - ``Watch``: kube-apiserver's watch relayed event by event (bookmarks asked for), from
   ``resource_version`` when given: a client that reconnects with the last event's version gets every
   later change exactly once, since no listing is mixed in. An ERROR event (before or after the first
