@@ -6,7 +6,8 @@ Cases:
 - cluster scope install: every rendered object exists; the release is deployed.
 - ServiceAccount credentials (TokenRequest token): reads the catalog everywhere; 403 on core Secrets
   (list, get, other namespaces); its own TLS Secret and Lease work: fills the Secret, patches caBundle.
-- namespace scope: Roles only; allowed in the managed namespace, 403 elsewhere and on cluster kinds.
+- namespace scope: Roles, and one ClusterRole for TokenReviews only (gRPC authenticates its callers);
+  allowed in the managed namespace, 403 elsewhere and on cluster kinds.
 - helm upgrade to a changed values file: succeeds; changes applied; the operator-written TLS data and
   caBundle survive it.
 - Pod Security restricted: the Deployment's Pod template is admitted in an enforce=restricted namespace.
@@ -252,7 +253,7 @@ async def _tls_and_lease(kubeconfig: str, namespace: str) -> tuple[webhook_tls.B
         kube.close()
 
 
-def test_namespace_scope_uses_roles_only(
+def test_namespace_scope_uses_roles_and_a_token_review_grant_only(
     release: helm.Release,
     namespace: str,
     kubectl: Kubectl,
@@ -263,8 +264,16 @@ def test_namespace_scope_uses_roles_only(
     values = release_values(namespace, rbac={"scope": "namespace", "namespaces": [namespace]})
     release.install(values)
     docs = release.manifest()
-    assert not [d for d in docs if d["kind"].startswith("Cluster")]
-    assert {d["kind"] for d in docs if "Role" in d["kind"]} == {"Role", "RoleBinding"}
+    # gRPC (served by default) checks its callers' tokens with TokenReviews, a cluster-scoped kind: the
+    # only cluster-scoped RBAC is a ClusterRole of that one rule and its binding (grpc.enabled=false
+    # leaves Roles alone; tests/unit/chart renders that).
+    cluster = [d for d in docs if d["kind"].startswith("Cluster")]
+    assert sorted(d["kind"] for d in cluster) == ["ClusterRole", "ClusterRoleBinding"]
+    (reviewer,) = [d for d in cluster if d["kind"] == "ClusterRole"]
+    assert reviewer["rules"] == [
+        {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]}
+    ]
+    assert {d["kind"] for d in docs if d["kind"] in ("Role", "RoleBinding")} == {"Role", "RoleBinding"}
     assert not [f"{d['kind']}/{d['metadata']['name']}" for d in docs if not _exists(kubectl, d)]
     validating = next(d for d in docs if d["kind"] == "ValidatingWebhookConfiguration")
     assert all(r["scope"] == "Namespaced" for w in validating["webhooks"] for r in w["rules"])
