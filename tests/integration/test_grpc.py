@@ -20,6 +20,10 @@ Cases:
 - ext_authz Check: a CheckRequest as Envoy builds it (lower-case headers with the pseudo-headers, the
   peer address) is allowed with ``x-joch-decision: allow``; after a ``kubectl edit`` of the Policy the
   same request is denied: 403, the reason in the JSON body, the policy headers;
+- ext_authz approvals: a call a Policy holds for a human is refused with the Approval to create named
+  in a header and templated in the body; created but undecided it is still held (another request id
+  names another Approval); once its status says Approved the same call is allowed (the operator's
+  cache of Approvals);
 - no token and a garbage token: UNAUTHENTICATED (code Unauthorized in the trailers) for Decide,
   DecideStream, Check and ResourceService; health SERVING; reflection lists the services.
 """
@@ -563,3 +567,70 @@ def test_health_and_reflection_answer_without_a_token(server: Server) -> None:
         )
     )
     assert found[0].file_descriptor_response.file_descriptor_proto, found[0]
+
+
+def test_ext_authz_asks_for_an_approval_and_lets_the_retry_through_once_it_is_approved(
+    server: Server, kubectl: Kubectl
+) -> None:
+    """A call a Policy holds for a human: ext_authz names the Approval to create (header) and gives its
+    template (body); the gateway creates it; once it is approved, the same call (same x-request-id) is
+    allowed, read from the operator's cache of Approvals."""
+    stub = external_auth_pb2_grpc.AuthorizationStub(server.channel)
+    hold = {
+        "when": {"tool.name": "wire.transfer"},
+        "require": {"approval": "human", "approvalRouting": {"approvers": ["user:treasurer"]}},
+    }
+    apply(
+        kubectl,
+        [
+            {
+                "apiVersion": "joch.dev/v1alpha1",
+                "kind": "Policy",
+                "metadata": {"name": "hold-wires", "namespace": server.namespace},
+                "spec": {"rules": [hold]},
+            }
+        ],
+    )
+    call = check_request(server.namespace, "wire.transfer")  # one x-request-id: the retry is the same call
+
+    def asks() -> external_auth_pb2.CheckResponse:
+        answer = stub.Check(call, metadata=server.auth, timeout=10)
+        assert answer.status.code == grpc.StatusCode.PERMISSION_DENIED.value[0], answer
+        assert answer.denied_response.status.code == 403, answer  # --ext-authz-approval-status default
+        return answer
+
+    asked = eventually(asks, timeout=30, interval=0.05)
+    headers = {h.header.key: h.header.value for h in asked.denied_response.headers}
+    assert headers["x-joch-decision"] == "approval-required", asked.denied_response.body
+    name = headers["x-joch-approval"]
+    template = json.loads(asked.denied_response.body)["approval"]
+    assert template["kind"] == "Approval"
+    assert (template["metadata"]["namespace"], template["metadata"]["name"]) == (server.namespace, name)
+    assert template["spec"]["routing"]["approvers"] == ["user:treasurer"]
+    apply(kubectl, [template])
+    # Created but not decided: still held, the same Approval named again.
+    again = stub.Check(call, metadata=server.auth, timeout=10)
+    assert again.status.code == grpc.StatusCode.PERMISSION_DENIED.value[0]
+    assert {h.header.key: h.header.value for h in again.denied_response.headers}["x-joch-approval"] == name
+    # Another call (another request id) is another Approval.
+    other = stub.Check(check_request(server.namespace, "wire.transfer"), metadata=server.auth, timeout=10)
+    assert {h.header.key: h.header.value for h in other.denied_response.headers}["x-joch-approval"] != name
+    patched = kubectl(
+        "patch",
+        f"approval.runtime.joch.dev/{name}",
+        "-n",
+        server.namespace,
+        "--subresource=status",
+        "--type=merge",
+        "-p",
+        json.dumps({"status": {"decision": "approve", "phase": "Approved", "decidedBy": "treasurer"}}),
+    )
+    assert patched.returncode == 0, patched.stderr
+
+    def allows() -> external_auth_pb2.CheckResponse:
+        answer = stub.Check(call, metadata=server.auth, timeout=10)
+        assert answer.status.code == 0, answer
+        return answer
+
+    allowed = eventually(allows, timeout=30, interval=0.05)
+    assert {h.header.key: h.header.value for h in allowed.ok_response.headers}["x-joch-decision"] == "allow"
