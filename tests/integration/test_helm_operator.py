@@ -3,7 +3,8 @@ token, not admin), against the real API server.
 
 Cases:
 - cluster scope, chart credentials: compiles the examples (`kubectl wait --for=condition=Ready
-  agent/support-triage`), no 403 in its log, still 403 on Secrets;
+  agent/support-triage`), decides over gRPC for a ServiceAccount's token (the chart's TokenReview
+  grant; a bad token UNAUTHENTICATED), no 403 in its log, still 403 on Secrets;
 - namespace scope, Roles only: runs; namespaced kinds Ready; the Agent waits for the cluster-scoped
   adapter it cannot see;
 - namespace scope + rbac.clusterReader: compiles the examples;
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -28,10 +30,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 from kubernetes import client
 from kubernetes.client.rest import ApiException
 
+from joch.grpc.gen.v1 import policy_service_pb2, policy_service_pb2_grpc
 from tests.integration.operator_fixtures import (  # noqa: F401
     Cluster,
     OperatorProcess,
@@ -117,9 +121,12 @@ def test_operator_with_chart_credentials_compiles_the_examples(
     sa = sa_kubeconfig(kubectl, kubeconfig, namespace, tmp_path)
     example = support_triage(namespace)
     apply(kubectl, example.docs)
-    operator = operators(sa, namespace)
+    grpc_port = _free_port()
+    operator = operators(sa, namespace, args=(f"--grpc-port={grpc_port}",))
     _wait_ready(kubectl, namespace)
     assert "support-triage-g1" in cluster.manifests(namespace)
+    # gRPC decisions: the chart's grant to create TokenReviews is what checks a gateway's token.
+    _assert_grpc_decides(kubectl, namespace, grpc_port)
     eventually(lambda: _assert_ready_kind(cluster, "Model", namespace, "gpt-5-thinking"), timeout=60)
     # The example Team's members are bound with the chart's grants (bind on the Team roles by name).
     eventually(lambda: _assert_ready_kind(cluster, "Team", None, example.team), timeout=60)
@@ -134,6 +141,39 @@ def test_operator_with_chart_credentials_compiles_the_examples(
         assert status_of(lambda: client.CoreV1Api(api).list_namespaced_secret(namespace)) == 403
     finally:
         api.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def _assert_grpc_decides(kubectl: Kubectl, namespace: str, port: int) -> None:
+    """A ServiceAccount's token is reviewed with the operator's (chart) credentials and decided on."""
+    created = kubectl("create", "serviceaccount", "gateway", "-n", namespace)
+    assert created.returncode == 0, created.stderr
+    minted = kubectl("create", "token", "gateway", "-n", namespace, "--duration=10m")
+    assert minted.returncode == 0, minted.stderr
+    request = policy_service_pb2.DecideRequest(request_id="chart")
+    request.context.hook = "toolCallRequest"
+    request.context.agent.name = "support-triage"
+    request.context.agent.namespace = namespace
+    request.context.tool.name = "zendesk.search"
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        stub = policy_service_pb2_grpc.PolicyServiceStub(channel)
+        metadata = (("authorization", f"Bearer {minted.stdout.strip()}"),)
+
+        def decided() -> policy_service_pb2.DecideResponse:
+            return stub.Decide(request, metadata=metadata, timeout=10)
+
+        answer = eventually(decided, timeout=60, interval=0.2)
+        assert answer.request_id == "chart"
+        assert answer.WhichOneof("result") == "decision", answer
+        with pytest.raises(grpc.RpcError) as refused:
+            stub.Decide(request, metadata=(("authorization", "Bearer not-a-token"),), timeout=10)
+        assert refused.value.code() == grpc.StatusCode.UNAUTHENTICATED
 
 
 def helm_sa_api(path: str) -> client.ApiClient:
