@@ -17,7 +17,7 @@ import dataclasses
 import json
 import logging
 import secrets
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Final, Literal
 
 import pydantic
@@ -687,35 +687,6 @@ async def watch(request: web.Request) -> web.StreamResponse:
     return await _relay(request, _collection(model, namespace), query)
 
 
-async def _events(lines: AsyncIterator[bytes]) -> AsyncIterator[dict[str, Any]]:
-    async for line in lines:
-        try:
-            event = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(event, dict):
-            yield event
-
-
-def _error_fields(event: Mapping[str, Any]) -> tuple[str, str, dict[str, Any]]:
-    status = event.get("object") or {}
-    code = int(status.get("code") or 500)
-    message = str(status.get("message") or "the watch failed")
-    if code == 410:
-        return (
-            "Expired",
-            f"{message}: list again and watch from the list's resourceVersion",
-            {"reason": "Expired"},
-        )
-    return code_for(code), message, {"reason": str(status.get("reason") or "")}
-
-
-def _watch_error(event: Mapping[str, Any]) -> ApiError:
-    status = int((event.get("object") or {}).get("code") or 500)
-    code, message, details = _error_fields(event)
-    return ApiError(status if 400 <= status < 500 else 503, code, message, details)
-
-
 async def _start_stream(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(
         headers={"Content-Type": "application/x-ndjson", "Cache-Control": "no-store"}
@@ -748,11 +719,14 @@ async def _relay(
             read_timeout=MAX_WATCH_TIMEOUT + 30,
             max_line=MAX_WATCH_LINE,
         ) as lines:
-            async for event in _events(lines):
+            async for event in kinds.watch_events(lines):
                 if event.get("type") == "ERROR":
+                    failed = kinds.watch_error(event)
                     if response is None:
-                        raise _watch_error(event)
-                    await _line(response, {"type": "ERROR", **body(*_error_fields(event))})
+                        raise failed
+                    await _line(
+                        response, {"type": "ERROR", **body(failed.code, failed.message, failed.details)}
+                    )
                     break
                 response = response or await _start_stream(request)
                 await _line(response, event)

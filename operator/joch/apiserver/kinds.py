@@ -1,5 +1,6 @@
-"""The kinds the /v1 API serves, the kube-apiserver paths of their objects, and the paging and watch
-limits: shared by the REST routes (joch.apiserver.app) and the gRPC ResourceService (joch.grpc.resources).
+"""The kinds the /v1 API serves, the kube-apiserver paths of their objects, the paging and watch limits,
+and the reading of a watch's lines and ERROR events: shared by the REST routes (joch.apiserver.app) and
+the gRPC ResourceService (joch.grpc.resources).
 
 Refusals are :class:`joch.apiserver.errors.ApiError` (404 NotFound for an unknown kind, 400 BadRequest
 for an invalid name); a front other than REST maps them onto its own errors.
@@ -7,11 +8,13 @@ for an invalid name); a front other than REST maps them onto its own errors.
 
 from __future__ import annotations
 
-from typing import Final
+import json
+from collections.abc import AsyncIterator, Mapping
+from typing import Any, Final
 
 from joch.api import v1alpha1
 from joch.api.v1alpha1 import meta
-from joch.apiserver.errors import ApiError
+from joch.apiserver.errors import ApiError, code_for
 from joch.kube import paths
 
 __all__ = [
@@ -24,6 +27,8 @@ __all__ = [
     "kind",
     "object_path",
     "segment",
+    "watch_error",
+    "watch_events",
 ]
 
 DEFAULT_LIMIT: Final = 100
@@ -69,3 +74,31 @@ def segment(value: str, what: str) -> str:
     ):
         raise ApiError(400, "BadRequest", f"{what} {value[:80]!r} is not a valid Kubernetes name")
     return value
+
+
+async def watch_events(lines: AsyncIterator[bytes]) -> AsyncIterator[dict[str, Any]]:
+    """The events of a watch's lines (one JSON object a line); a line that is not one is skipped."""
+    async for line in lines:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            yield event
+
+
+def watch_error(event: Mapping[str, Any]) -> ApiError:
+    """The refusal a watch's ERROR event (a Status object) stands for: its status when a 4xx (anything
+    else 503); an expired position (410) has code Expired and tells to list again."""
+    status = event.get("object")
+    status = status if isinstance(status, Mapping) else {}
+    try:
+        code = int(status.get("code") or 500)
+    except (TypeError, ValueError):
+        code = 500
+    message = str(status.get("message") or "the watch failed")
+    answered = code if 400 <= code < 500 else 503
+    if code == 410:
+        message = f"{message}: list again and watch from the list's resourceVersion"
+        return ApiError(answered, "Expired", message, {"reason": "Expired"})
+    return ApiError(answered, code_for(code), message, {"reason": str(status.get("reason") or "")})

@@ -113,9 +113,6 @@ class ResourceService:
             query["resourceVersion"] = request.resource_version
         if request.label_selector:
             query["labelSelector"] = request.label_selector
-        # The ERROR event's error is raised once the upstream stream is closed: a GrpcError (a frozen
-        # dataclass) cannot pass through the context manager's exit, which sets its __traceback__.
-        failure: errors.GrpcError | None = None
         try:
             async with self.callers.kube(token).stream(
                 kinds.collection(model, namespace),
@@ -124,14 +121,10 @@ class ResourceService:
                 read_timeout=kinds.MAX_WATCH_TIMEOUT + 30,
                 max_line=kinds.MAX_WATCH_LINE,
             ) as lines:
-                async for line in lines:
-                    event = _event(line)
-                    if event is None:
-                        continue
+                async for event in kinds.watch_events(lines):
                     kind = event.get("type")
                     if kind == "ERROR":
-                        failure = _watch_error(event)
-                        break
+                        raise _watch_error(event)
                     obj = event.get("object")
                     if kind not in WATCH_EVENTS or not isinstance(obj, Mapping):
                         continue
@@ -140,8 +133,6 @@ class ResourceService:
                     ).SerializeToString()
         except kube_errors.KubeError as exc:
             raise _refused(exc) from None
-        if failure is not None:
-            raise failure
 
     def handler(self, *, deadline: float | None) -> grpc.GenericRpcHandler:
         """The service's generic handler; ``deadline``: the server's limit on Get and List."""
@@ -214,25 +205,12 @@ def _refused(exc: kube_errors.KubeError) -> errors.GrpcError:
 
 
 def _watch_error(event: Mapping[str, Any]) -> errors.GrpcError:
-    """The error a watch's ERROR event (a Status object) ends the call with."""
-    status = event.get("object")
-    status = status if isinstance(status, Mapping) else {}
-    try:
-        code = int(status.get("code") or 500)
-    except (TypeError, ValueError):
-        code = 500
-    message = str(status.get("message") or "the watch failed")
-    reason = str(status.get("reason") or "")
-    if code == 410:
-        return errors.from_http(
-            410,
-            "Expired",
-            f"{message}: list again and watch from the list's resourceVersion",
-            reason=reason or "Expired",
-        )
-    if not 400 <= code < 500:
-        code = 503
-    return _http(code, code_for(code), message, reason)
+    """The error a watch's ERROR event ends the call with (read as the REST watch reads it; its code
+    the one of the status answered, so a failing kube-apiserver is Unavailable)."""
+    failed = kinds.watch_error(event)
+    return _http(
+        failed.status, code_for(failed.status), failed.message, str(failed.details.get("reason") or "")
+    )
 
 
 def _http(status: int, code: str, message: str, reason: str) -> errors.GrpcError:
@@ -240,14 +218,6 @@ def _http(status: int, code: str, message: str, reason: str) -> errors.GrpcError
     if reason:
         return errors.from_http(status, code, message, reason=reason)
     return errors.from_http(status, code, message)
-
-
-def _event(line: bytes) -> dict[str, Any] | None:
-    try:
-        event = json.loads(line)
-    except ValueError:
-        return None
-    return event if isinstance(event, dict) else None
 
 
 def _changed(model: type[meta.Resource], kind: str, obj: Mapping[str, Any]) -> pb.Resource:
