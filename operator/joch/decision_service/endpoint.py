@@ -42,21 +42,19 @@ ask (local mode listens on 127.0.0.1 only).
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from aiohttp import web
 
-from joch import metrics
 from joch.api.errors import error_body
 from joch.decision_service import callers as caller_checks
 from joch.decision_service import requests
+from joch.decision_service.deciding import BudgetStep, Clock, Decider, NotReady, utcnow
 from joch.decision_service.service import DecisionService
-from joch.domain.policy.decision import Decision
 
 __all__ = ["DEFAULT_MAX_BODY", "EVALUATE_PATH", "SERVICE_KEY", "BudgetStep", "build_app", "error_body"]
 
@@ -66,18 +64,11 @@ EVALUATE_PATH: Final = "/v1/policy/evaluate"
 DEFAULT_MAX_BODY: Final = 1024 * 1024
 """Largest request body accepted, in bytes (1 MiB)."""
 
-Clock = Callable[[], datetime.datetime]
-BudgetStep = Callable[
-    [Mapping[str, Any], Decision, datetime.datetime], Awaitable[tuple[Decision, Mapping[str, Any] | None]]
-]
-"""(context, decision, now) -> (the decision, what the response carries besides it)."""
-
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class _Config:
     max_body: int
-    clock: Clock
-    budgets: BudgetStep | None = None
+    decide: Decider
     callers: caller_checks.CallerGate | None = None
 
 
@@ -115,10 +106,6 @@ def _error(
     return web.json_response(error_body(code, message, details), status=status, headers=headers)
 
 
-def _utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 _OPENERS = frozenset(b"[{")
 _CLOSERS = frozenset(b"]}")
@@ -147,7 +134,7 @@ def build_app(
     service: DecisionService,
     *,
     max_body: int = DEFAULT_MAX_BODY,
-    clock: Clock = _utcnow,
+    clock: Clock = utcnow,
     budgets: BudgetStep | None = None,
     callers: caller_checks.CallerGate | None = None,
 ) -> web.Application:
@@ -157,7 +144,8 @@ def build_app(
         raise ValueError(f"max_body must be at least 1 byte, not {max_body}")
     app = web.Application(middlewares=[_errors], client_max_size=max_body)
     app[SERVICE_KEY] = service
-    app[_CONFIG_KEY] = _Config(max_body=max_body, clock=clock, budgets=budgets, callers=callers)
+    decide = Decider(service, source="endpoint", budgets=budgets, clock=clock)
+    app[_CONFIG_KEY] = _Config(max_body=max_body, decide=decide, callers=callers)
     app.router.add_post(EVALUATE_PATH, _evaluate)
     app.router.add_get("/v1/policies", _policies)
     app.router.add_get("/healthz", _healthz)
@@ -217,7 +205,6 @@ def _constant_fields(text: str) -> list[dict[str, str]]:
 
 
 async def _evaluate(request: web.Request) -> web.Response:
-    service = request.app[SERVICE_KEY]
     config = request.app[_CONFIG_KEY]
     if config.callers is not None:
         await config.callers(request.headers)
@@ -227,14 +214,10 @@ async def _evaluate(request: web.Request) -> web.Response:
     except requests.RequestError as exc:
         problems = [problem.to_dict() for problem in exc.problems]
         return _error(400, "InvalidRequest", f"invalid decision request: {exc}", {"errors": problems})
-    if not service.ready:
+    try:
+        decision, extra = await config.decide(parsed)
+    except NotReady:
         return _not_ready()
-    now = config.clock()
-    decision = service.decide(parsed, now=now)
-    extra: Mapping[str, Any] | None = None
-    if config.budgets is not None and not parsed.preflight:
-        decision, extra = await config.budgets(parsed.context, decision, now)
-    metrics.record_policy_decision(decision.decision, source="endpoint")
     answer = decision.to_dict()
     if extra:
         answer.update(extra)

@@ -16,15 +16,13 @@ the gate's cache, so a revoked token stops working within the cache's life).
 from __future__ import annotations
 
 import asyncio
-import datetime
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from typing import Any, Final
 
 import grpc
 
-from joch import metrics
-from joch.decision_service import callers, requests
-from joch.decision_service.endpoint import BudgetStep
+from joch.decision_service import callers, deciding, requests
+from joch.decision_service.deciding import BudgetStep, Clock, utcnow
 from joch.decision_service.service import DecisionService
 from joch.domain.policy.decision import Decision
 from joch.grpc import auth, calls, convert, errors
@@ -34,42 +32,27 @@ __all__ = ["SERVICE", "Decider", "PolicyService"]
 
 SERVICE: Final = "joch.v1.PolicyService"
 
-Clock = Callable[[], datetime.datetime]
 Decide = Callable[[requests.EvaluateRequest], Awaitable[tuple[Decision, Mapping[str, Any] | None]]]
 
 
-def _utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
 class Decider:
-    """``await decider(request)``: (the decision, the budget step's extras), or GrpcError NotReady."""
+    """``await decider(request)``: the decision service's one decision step
+    (joch.decision_service.deciding), with NotReady as UNAVAILABLE (code NotReady)."""
 
     def __init__(
         self,
         service: DecisionService,
         *,
         budgets: BudgetStep | None = None,
-        clock: Clock = _utcnow,
-        source: str = "grpc",
+        clock: Clock = utcnow,
     ) -> None:
-        self.service = service
-        self.budgets = budgets
-        self.clock = clock
-        self.source = source
+        self.step = deciding.Decider(service, source="grpc", budgets=budgets, clock=clock)
 
     async def __call__(self, request: requests.EvaluateRequest) -> tuple[Decision, Mapping[str, Any] | None]:
-        if not self.service.ready:
-            raise errors.GrpcError(
-                grpc.StatusCode.UNAVAILABLE, "NotReady", "the policies are not loaded yet; retry shortly"
-            )
-        now = self.clock()
-        decision = self.service.decide(request, now=now)
-        extra: Mapping[str, Any] | None = None
-        if self.budgets is not None and not request.preflight:
-            decision, extra = await self.budgets(request.context, decision, now)
-        metrics.record_policy_decision(decision.decision, source=self.source)
-        return decision, extra
+        try:
+            return await self.step(request)
+        except deciding.NotReady as exc:
+            raise errors.GrpcError(grpc.StatusCode.UNAVAILABLE, "NotReady", str(exc)) from None
 
 
 def parsed(message: policy_service_pb2.DecideRequest) -> requests.EvaluateRequest:

@@ -23,9 +23,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-import datetime
 import logging
-from collections.abc import Callable
 from typing import Final
 
 import grpc
@@ -35,7 +33,7 @@ from grpc_reflection.v1alpha import reflection
 
 from joch import apiserver
 from joch.decision_service import callers
-from joch.decision_service.endpoint import BudgetStep
+from joch.decision_service.deciding import BudgetStep, Clock, utcnow
 from joch.decision_service.service import DecisionService
 from joch.grpc import auth, calls, ext_authz, policy, resources
 
@@ -72,10 +70,6 @@ class GrpcSettings:
             raise ValueError(f"max_concurrent_streams must be at least 1, not {self.max_concurrent_streams}")
 
 
-def _utcnow() -> datetime.datetime:
-    return datetime.datetime.now(datetime.UTC)
-
-
 class GrpcServer:
     """The server over ``service`` (decisions) and ``api_callers`` (resource reads as the caller).
 
@@ -94,7 +88,7 @@ class GrpcServer:
         budgets: BudgetStep | None = None,
         approvals: ext_authz.Approvals | None = None,
         credentials: grpc.ServerCredentials | None = None,
-        clock: Callable[[], datetime.datetime] = _utcnow,
+        clock: Clock = utcnow,
     ) -> None:
         self.service = service
         self.settings = settings
