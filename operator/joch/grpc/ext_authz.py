@@ -64,6 +64,7 @@ from google.rpc import code_pb2, status_pb2
 
 from joch.api.errors import error_body
 from joch.decision_service import requests
+from joch.domain.policy import composition
 from joch.domain.policy.decision import Decision
 
 __all__ = [
@@ -231,7 +232,7 @@ def _evaluate_request(
             _put(context, path, value)
     metadata = attributes.metadata_context.filter_metadata.get(settings.metadata_namespace)
     if metadata is not None:
-        context = _merged(context, json_format.MessageToDict(metadata))
+        context = composition.deep_merge(context, json_format.MessageToDict(metadata))
     if context.get("hook") is None:
         context["hook"] = settings.hook
     try:
@@ -275,18 +276,6 @@ def _put(context: dict[str, Any], path: tuple[str, ...], value: str) -> None:
             child = node[key] = {}
         node = child
     node[path[-1]] = value
-
-
-def _merged(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
-    """``over`` merged into ``base``: objects key by key, anything else replaced (``over`` wins)."""
-    out = dict(base)
-    for key, value in over.items():
-        current = out.get(key)
-        if isinstance(current, dict) and isinstance(value, dict):
-            out[key] = _merged(current, value)
-        else:
-            out[key] = value
-    return out
 
 
 # --- the answer -----------------------------------------------------------------------------------------

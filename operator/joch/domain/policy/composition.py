@@ -37,7 +37,7 @@ def compose(decisions: Sequence[decision.Decision | None]) -> decision.Decision:
         for item in modifying:
             if item.modified_request is not None:
                 merged = (
-                    item.modified_request if merged is None else _deep_merge(merged, item.modified_request)
+                    item.modified_request if merged is None else deep_merge(merged, item.modified_request)
                 )
         rules = redaction.canonical_order(name for item in modifying for name in item.redaction_rules)
         reason = "; ".join(dict.fromkeys(item.reason for item in modifying))
@@ -56,10 +56,11 @@ def compose(decisions: Sequence[decision.Decision | None]) -> decision.Decision:
     return dataclasses.replace(first, requires=requires, disabled_rules=disabled)
 
 
-def _deep_merge(base: Any, update: Any) -> Any:
+def deep_merge(base: Any, update: Any) -> Any:
+    """``update`` merged into ``base``: objects key by key, anything else replaced (``update`` wins)."""
     if isinstance(base, Mapping) and isinstance(update, Mapping):
         merged = dict(base)
         for key, value in update.items():
-            merged[key] = _deep_merge(merged[key], value) if key in merged else value
+            merged[key] = deep_merge(merged[key], value) if key in merged else value
         return merged
     return update
