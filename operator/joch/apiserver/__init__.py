@@ -54,7 +54,7 @@ class ApiServer:
         logger.info("%s %s", LISTENING, self.url)
 
     async def stop(self) -> None:
+        """Stop serving (the callers' clients are the owner's to close: gRPC may share them)."""
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
-        await self.context.callers.aclose()

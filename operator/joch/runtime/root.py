@@ -19,7 +19,8 @@
    reserving in the controller's cache of Budgets, and one caller gate checking callers' tokens by
    TokenReview through the controller's kube client (:mod:`joch.decision_service.callers`): on the HTTP
    endpoint only with ``decision_callers``, on gRPC always (any authenticated identity without them);
-6. the /v1 API (:mod:`joch.apiserver`) on the same cache, calling kube-apiserver as each caller;
+6. the /v1 API (:mod:`joch.apiserver`) on the same cache, calling kube-apiserver as each caller
+   (one set of clients per caller's token, shared with gRPC's ResourceService, closed last);
    the gRPC server (:mod:`joch.grpc`, ``--grpc-port``) over the same decision service, budget step and
    caller gate, its ResourceService calling kube-apiserver as each caller, started once the webhook
    serving certificate is loaded (TLS with it in a Pod, following its rotations; plaintext on loopback
@@ -138,7 +139,11 @@ def _compose(
         context = tls
         health.add_readiness("webhook-tls", lambda: context.ready)
     decisions = _decisions(options, registry, controller)
-    api = _api_server(serving, controller, tls)
+    # One set of clients per caller's token for the /v1 API and gRPC's ResourceService, closed once.
+    api_callers = (
+        apiserver.Callers(controller.kube.configuration) if serving.api_port or serving.grpc_port else None
+    )
+    api = _api_server(serving, controller, tls, api_callers)
     elector = _elector(options)
     tasks: list[asyncio.Task[None]] = []
     servers: list[metrics.Servers] = []
@@ -167,7 +172,7 @@ def _compose(
         if api is not None:
             await api.start()
         if serving.grpc_port and decisions is not None:
-            grpc_servers.append(await _start_grpc(serving, controller, decisions, tls))
+            grpc_servers.append(await _start_grpc(serving, controller, decisions, tls, api_callers))
         if elector is not None:
             tasks.append(
                 asyncio.create_task(
@@ -186,23 +191,27 @@ def _compose(
             await asyncio.gather(*tasks, return_exceptions=True)
             for running in servers:
                 await running.close()
-            if api is not None:
-                await api.stop()
             for grpc_server in grpc_servers:
                 await grpc_server.stop()
+            if api is not None:
+                await api.stop()
+            if api_callers is not None:
+                await api_callers.aclose()
             if elector is not None:
                 await elector.kube.aclose()
                 elector.kube.close(wait=False)
 
 
-def _api_server(serving: Serving, controller: Controller, tls: TLS | None) -> apiserver.ApiServer | None:
+def _api_server(
+    serving: Serving, controller: Controller, tls: TLS | None, api_callers: apiserver.Callers | None
+) -> apiserver.ApiServer | None:
     """The /v1 API on the controller's cache and settings: every call to kube-apiserver made with the
     caller's token (the operator's own client reads only AgBOM documents the caller could see). In a
     Pod it serves HTTPS with the webhooks' certificate; outside a cluster plain HTTP on loopback."""
-    if not serving.api_port:
+    if not serving.api_port or api_callers is None:
         return None
     context = apiserver.ApiContext(
-        callers=apiserver.Callers(controller.kube.configuration),
+        callers=api_callers,
         lookup=controller.store,
         settings=controller.settings,
         operator=controller.kube,
@@ -258,7 +267,11 @@ def _decisions(
 
 
 async def _start_grpc(
-    serving: Serving, controller: Controller, decisions: _Decisions, tls: TLS | None
+    serving: Serving,
+    controller: Controller,
+    decisions: _Decisions,
+    tls: TLS | None,
+    api_callers: apiserver.Callers | None,
 ) -> GrpcServer:
     """The gRPC server over the decision service, listening where the /v1 API does; raises
     kopf.PermanentError naming --grpc-port when it cannot listen."""
@@ -275,7 +288,7 @@ async def _start_grpc(
         decisions.service,
         settings,
         gate=decisions.gate,
-        api_callers=apiserver.Callers(controller.kube.configuration),
+        api_callers=api_callers,
         budgets=decisions.budgets,
         approvals=_approval_lookup(controller),
         credentials=credentials,

@@ -345,4 +345,4 @@ async def _start_on(occupied: int) -> None:
         kube=types.SimpleNamespace(configuration=kubernetes.client.Configuration())
     )
     with pytest.raises(kopf.PermanentError, match=rf"--grpc-port={occupied}"):
-        await root._start_grpc(options.serving, controller, decisions, None)
+        await root._start_grpc(options.serving, controller, decisions, None, None)
